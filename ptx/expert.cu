@@ -1,0 +1,309 @@
+/* expert.cu — the experts' SwiGLU feed-forward on tensor cores (mma.sync m16n8k16, bf16 or
+ * f16 operands, f32 accumulation), over the bucket plan, and the deterministic combine.
+ *
+ *   moert_gate_up  h[row]    = silu(x[token] . Wg[e]^T) * (x[token] . Wu[e]^T)   [rows, I]
+ *   moert_down     ypair[row] = h[row] . Wd[e]^T                                  [rows, H] f32
+ *   moert_combine  y[t] = sum_j w[t,j] ypair[pair_of[t,j]]  (j = 0..k-1 in order)
+ *                         + gate_s(t) * y_shared[t]  (+ y[t] when accumulating)
+ *
+ * One CTA computes a BM x 64 tile of one block of the padded plan (one expert, BM sorted
+ * rows; rows past the expert's count are zero-filled and never stored) against a 64-column
+ * slab of the weights, streaming K in steps of 32 through a 3-stage cp.async pipeline.
+ * Each weight tile is read once for all of the block's rows, so a decoding step reads each
+ * touched expert's weights about once per row block.  The same kernels run the shared
+ * expert with routed = 0: rows are then the tokens themselves and the "expert table" holds
+ * one matrix.  Sums run in a fixed order and nothing accumulates through float atomics,
+ * so the output bits are the same on every run.
+ *
+ * Compile-time constants: MOERT_ACT (1 bf16, 2 f16; weights have the same type) and
+ * MOERT_BM (16, 32, 64 or 128: rows per block of the padded plan). */
+#include "moert_device.h"
+
+#ifndef MOERT_BM
+#define MOERT_BM 64
+#endif
+#define BM MOERT_BM
+#define BN 64
+#define BK 32
+#define STAGES 3
+#define NTHREADS 128
+#define WM (BM >= 32 ? 2 : 1) /* warps along M */
+#define WN (4 / WM)            /* warps along N */
+#define WTM (BM / WM)          /* rows of a warp's tile */
+#define WTN (BN / WN)          /* columns of a warp's tile */
+#define MT (WTM / 16)
+#define NT (WTN / 8)
+#define LDS (BK + 8) /* smem row stride in elements: 80 bytes, conflict-free fragment loads */
+
+typedef unsigned short act_t;
+
+static __device__ __forceinline__ unsigned int smem_addr(const void *p) {
+  return (unsigned int)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared; src_bytes = 0 fills the destination with zeros. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(src_bytes));
+}
+static __device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+static __device__ __forceinline__ void mma16816(float (&d)[4], const unsigned int (&a)[4],
+                                                const unsigned int (&b)[2]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE
+               ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* The rows of this CTA's block: arow = the A row to read (-1: none), orow = the output row.
+ * Returns false (uniformly) when the block is past the plan's last block. */
+static __device__ __forceinline__ bool block_rows(int routed, int gather_token, int T,
+                                                  const int *offsets, const int *padded_offsets,
+                                                  const int *block_expert,
+                                                  const int *packed_token, const int *meta,
+                                                  int *s_arow, int *s_orow, int &expert) {
+  const int b = blockIdx.x;
+  int start, end;
+  if (routed) {
+    if (b >= meta[0]) return false;
+    expert = block_expert[b];
+    start = offsets[expert] + (b * BM - padded_offsets[expert]);
+    end = offsets[expert + 1];
+  } else {
+    expert = 0;
+    start = b * BM;
+    end = T;
+    if (start >= T) return false;
+  }
+  for (int i = threadIdx.x; i < BM; i += NTHREADS) {
+    const int r = start + i;
+    const bool ok = r < end;
+    s_orow[i] = ok ? r : -1;
+    s_arow[i] = ok ? (routed && gather_token ? packed_token[r] : r) : -1;
+  }
+  return true;
+}
+
+/* C[BM x BN] = A[rows] . B^T for NB weight matrices B (N x K row-major, K contiguous) at
+ * once: the gate/up pair shares its A tile.  acc[nb][mt][nt][4] holds the mma layout. */
+template <int NB>
+static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_stride,
+                                                 const act_t *b0, const act_t *b1, int K, int N,
+                                                 int n0, const int *s_arow, act_t *smem,
+                                                 float (&acc)[NB][MT][NT][4]) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WN, wn = warp % WN, g = lane >> 2, c = lane & 3;
+  act_t *As = smem;                         /* [STAGES][BM][LDS] */
+  act_t *Bs = smem + STAGES * BM * LDS;     /* [STAGES][NB][BN][LDS] */
+  const int ktiles = K / BK;
+
+#pragma unroll
+  for (int i = 0; i < NB; i++)
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+      for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[i][m][n][q] = 0.0f;
+
+  auto load_stage = [&](int stage, int kt) {
+    const int k0 = kt * BK;
+    act_t *as = As + stage * BM * LDS;
+    for (int ch = tid; ch < BM * 4; ch += NTHREADS) {
+      const int r = ch >> 2, kc = (ch & 3) * 8, src = s_arow[r];
+      const act_t *gp = src >= 0 ? a + (size_t)src * (size_t)a_stride + k0 + kc : a;
+      cp_async16(as + r * LDS + kc, gp, src >= 0 ? 16 : 0);
+    }
+    act_t *bs = Bs + stage * NB * BN * LDS;
+    for (int ch = tid; ch < NB * BN * 4; ch += NTHREADS) {
+      const int which = ch / (BN * 4), rem = ch % (BN * 4);
+      const int r = rem >> 2, kc = (rem & 3) * 8, n = n0 + r;
+      const act_t *bw = which ? b1 : b0;
+      const bool ok = n < N;
+      const act_t *gp = ok ? bw + (size_t)n * (size_t)K + k0 + kc : bw;
+      cp_async16(bs + (which * BN + r) * LDS + kc, gp, ok ? 16 : 0);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (s < ktiles) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; kt++) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    {
+      const int next = kt + STAGES - 1;
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+    const act_t *as = As + (kt % STAGES) * BM * LDS;
+    const act_t *bs = Bs + (kt % STAGES) * NB * BN * LDS;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned int af[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; m++) {
+        const act_t *p = as + (wm * WTM + m * 16 + g) * LDS + kk + 2 * c;
+        af[m][0] = *(const unsigned int *)(p);
+        af[m][1] = *(const unsigned int *)(p + 8 * LDS);
+        af[m][2] = *(const unsigned int *)(p + 8);
+        af[m][3] = *(const unsigned int *)(p + 8 * LDS + 8);
+      }
+#pragma unroll
+      for (int i = 0; i < NB; i++) {
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+          const act_t *p = bs + (i * BN + wn * WTN + n * 8 + g) * LDS + kk + 2 * c;
+          unsigned int bf[2];
+          bf[0] = *(const unsigned int *)(p);
+          bf[1] = *(const unsigned int *)(p + 8);
+#pragma unroll
+          for (int m = 0; m < MT; m++) mma16816(acc[i][m][n], af[m], bf);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+}
+
+static __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
+
+/* h = silu(x Wg^T) * (x Wu^T) for one block of rows and 64 columns of I.  wtab holds the
+ * device addresses of the E gate matrices, then of the E up matrices (at wtab + up_offset). */
+extern "C" __global__ void __launch_bounds__(NTHREADS)
+moert_gate_up(const unsigned long long *wtab, int up_offset, const act_t *x, long long x_stride,
+              int routed, int T, int K, int N, const int *offsets, const int *padded_offsets,
+              const int *block_expert, const int *packed_token, const int *meta, act_t *h,
+              long long h_stride) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ int s_arow[BM], s_orow[BM];
+  int expert;
+  if (!block_rows(routed, 1, T, offsets, padded_offsets, block_expert, packed_token, meta,
+                  s_arow, s_orow, expert))
+    return;
+  __syncthreads();
+  const act_t *wg = (const act_t *)wtab[expert];
+  const act_t *wu = (const act_t *)wtab[up_offset + expert];
+  const int n0 = blockIdx.y * BN;
+  float acc[2][MT][NT][4];
+  gemm_tile<2>(x, x_stride, wg, wu, K, N, n0, s_arow, (act_t *)smem_raw, acc);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp / WN, wn = warp % WN, g = lane >> 2, c = lane & 3;
+#pragma unroll
+  for (int m = 0; m < MT; m++) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+      const int col = n0 + wn * WTN + n * 8 + 2 * c;
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int orow = s_orow[wm * WTM + m * 16 + g + 8 * half];
+        if (orow >= 0 && col < N) {
+          const float h0 = silu(acc[0][m][n][2 * half]) * acc[1][m][n][2 * half];
+          const float h1 = silu(acc[0][m][n][2 * half + 1]) * acc[1][m][n][2 * half + 1];
+          *(unsigned int *)(h + (size_t)orow * (size_t)h_stride + col) = moert_pack2(h0, h1);
+        }
+      }
+    }
+  }
+}
+
+/* ypair = h Wd^T (f32) for one block of rows and 64 columns of H. */
+extern "C" __global__ void __launch_bounds__(NTHREADS)
+moert_down(const unsigned long long *wtab, const act_t *h, long long h_stride, int routed, int T,
+           int K, int N, const int *offsets, const int *padded_offsets, const int *block_expert,
+           const int *meta, float *out) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ int s_arow[BM], s_orow[BM];
+  int expert;
+  if (!block_rows(routed, 0, T, offsets, padded_offsets, block_expert, nullptr, meta, s_arow,
+                  s_orow, expert))
+    return;
+  __syncthreads();
+  const act_t *wd = (const act_t *)wtab[expert];
+  const int n0 = blockIdx.y * BN;
+  float acc[1][MT][NT][4];
+  gemm_tile<1>(h, h_stride, wd, wd, K, N, n0, s_arow, (act_t *)smem_raw, acc);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp / WN, wn = warp % WN, g = lane >> 2, c = lane & 3;
+#pragma unroll
+  for (int m = 0; m < MT; m++) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+      const int col = n0 + wn * WTN + n * 8 + 2 * c;
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int orow = s_orow[wm * WTM + m * 16 + g + 8 * half];
+        if (orow >= 0 && col < N)
+          *(float2 *)(out + (size_t)orow * (size_t)N + col) =
+              make_float2(acc[0][m][n][2 * half], acc[0][m][n][2 * half + 1]);
+      }
+    }
+  }
+}
+
+#define COMBINE_THREADS 256
+
+/* One CTA per token.  The shared expert's sigmoid gate (x[t] . g) is reduced in a fixed
+ * order: per thread, then a xor butterfly per warp, then the warps in index order. */
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
+moert_combine(const float *ypair, const int *pair_of, const float *weights, int K, int H,
+              const float *yshared, const act_t *shared_gate_w, const act_t *x,
+              long long x_stride, act_t *y, long long y_stride, int accumulate) {
+  __shared__ int s_row[16];
+  __shared__ float s_w[16];
+  __shared__ float s_warp[COMBINE_THREADS / 32];
+  __shared__ float s_gate;
+  const int t = blockIdx.x, tid = threadIdx.x;
+  if (tid < K) {
+    s_row[tid] = pair_of[(size_t)t * K + tid];
+    s_w[tid] = weights[(size_t)t * K + tid];
+  }
+  if (yshared && shared_gate_w) {
+    float d = 0.0f;
+    const act_t *xr = x + (size_t)t * (size_t)x_stride;
+    for (int i = tid; i < H; i += COMBINE_THREADS)
+      d = fmaf(moert_act_f32(xr[i]), moert_act_f32(shared_gate_w[i]), d);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(MOERT_FULL_MASK, d, o);
+    if ((tid & 31) == 0) s_warp[tid >> 5] = d;
+    __syncthreads();
+    if (tid == 0) {
+      float s = 0.0f;
+      for (int w = 0; w < COMBINE_THREADS / 32; w++) s += s_warp[w];
+      s_gate = 1.0f / (1.0f + expf(-s));
+    }
+  } else if (tid == 0) {
+    s_gate = 1.0f;
+  }
+  __syncthreads();
+  const float sg = s_gate;
+  act_t *yr = y + (size_t)t * (size_t)y_stride;
+  for (int col = 2 * tid; col < H; col += 2 * COMBINE_THREADS) {
+    float a0 = 0.0f, a1 = 0.0f;
+    for (int j = 0; j < K; j++) {
+      const float2 v = *(const float2 *)(ypair + (size_t)s_row[j] * H + col);
+      a0 = fmaf(s_w[j], v.x, a0);
+      a1 = fmaf(s_w[j], v.y, a1);
+    }
+    if (yshared) {
+      const float2 v = *(const float2 *)(yshared + (size_t)t * H + col);
+      a0 = fmaf(sg, v.x, a0);
+      a1 = fmaf(sg, v.y, a1);
+    }
+    if (accumulate) {
+      const unsigned int old = *(const unsigned int *)(yr + col);
+      a0 += moert_act_f32((unsigned short)(old & 0xffffu));
+      a1 += moert_act_f32((unsigned short)(old >> 16));
+    }
+    *(unsigned int *)(yr + col) = moert_pack2(a0, a1);
+  }
+}

@@ -1,0 +1,657 @@
+/* backend.c — the CUDA backend behind moert_backend_ops: device and context, the device
+ * buffers of a scratch (one cuMemAlloc), the expert pointer tables, and the launches of
+ * route, plan and forward on the caller's stream.
+ *
+ * Routing: DEVICE (and AUTO) runs ptx/route.cu and ptx/plan.cu on the stream with no
+ * synchronisation, so route + forward can be captured in a CUDA graph; the host views are
+ * copied back only when asked for (fetch_routing).  HOST copies the logits back (one stream
+ * synchronisation), routes and plans with the host code and uploads the plan.  Logits in
+ * host memory are always routed on the host.  forward allocates nothing and never
+ * synchronises. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_api.h"
+#include "jit.h"
+
+typedef struct cuda_runtime {
+  const moert_cuda_driver *cu;
+  const moert_nvrtc *nvrtc;
+  CUcontext ctx;
+  CUdevice device;
+  bool primary; /* ctx is the device's retained primary context */
+  int cc_major, cc_minor, sm_count;
+  moert_jit_cache jit;
+} cuda_runtime;
+
+typedef struct cuda_scratch {
+  CUdeviceptr arena;
+  CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
+      block_expert, meta, bias, h, ypair, hs, ys;
+  void *pinned; /* logits (and bias) staging for host routing of device logits */
+  size_t pinned_bytes;
+  bool device_route_ok, forward_ok;
+  bool prepared;
+  bool host_fresh; /* the host arrays hold the current routing (host-routed) */
+  CUstream last_stream;
+  CUfunction fn_route, fn_plan, fn_gate_up, fn_down, fn_combine;
+  unsigned int smem_gate_up, smem_down;
+  char forward_why[200];
+} cuda_scratch;
+
+typedef struct cuda_experts {
+  CUdeviceptr table; /* [gate E][up E][down E][shared gate, up, down] device addresses */
+} cuda_experts;
+
+#define EXPERT_BN 64
+#define EXPERT_STAGES 3
+#define EXPERT_LDS 40
+#define ROUTE_TOKENS_PER_BLOCK 8
+#define PLAN_THREADS 1024
+
+static cuda_runtime *rt_of(const moert_scratch *s) {
+  return (cuda_runtime *)s->runtime->backend_state;
+}
+
+/* ---- context ---- */
+
+static moert_status push_ctx(cuda_runtime *r) {
+  CUresult rc = r->cu->cuCtxPushCurrent(r->ctx);
+  return rc == MOERT_CUDA_SUCCESS ? MOERT_OK : moert_cuda_fail(r->cu, rc, "cuCtxPushCurrent");
+}
+static void pop_ctx(cuda_runtime *r) {
+  CUcontext dummy;
+  (void)r->cu->cuCtxPopCurrent(&dummy);
+}
+
+#define CU_CHECK(r, call, what)                                                            \
+  do {                                                                                     \
+    CUresult rc_ = (call);                                                                 \
+    if (rc_ != MOERT_CUDA_SUCCESS) {                                                       \
+      st = moert_cuda_fail((r)->cu, rc_, what);                                            \
+      goto done;                                                                           \
+    }                                                                                      \
+  } while (0)
+
+/* ---- runtime ---- */
+
+static void cuda_runtime_fini(moert_runtime *rt) {
+  cuda_runtime *r = rt->backend_state;
+  if (!r) return;
+  if (push_ctx(r) == MOERT_OK) {
+    moert_jit_cache_fini(&r->jit);
+    pop_ctx(r);
+  }
+  if (r->primary) r->cu->cuDevicePrimaryCtxRelease(r->device);
+  free(r);
+  rt->backend_state = NULL;
+}
+
+static moert_status open_fail(moert_runtime *rt, moert_status st, const char *sentence) {
+  snprintf(rt->note, sizeof rt->note, "%.250s", sentence);
+  return moert_fail(st, "%s", sentence);
+}
+
+extern const moert_backend_ops moert_cuda_backend;
+
+moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_options *o) {
+  char why[512];
+  const moert_cuda_driver *cu = NULL;
+  const moert_nvrtc *nv = NULL;
+  if (moert_cuda_driver_get(&cu, why, sizeof why) != MOERT_OK)
+    return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+  if (moert_nvrtc_get(&nv, why, sizeof why) != MOERT_OK)
+    return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+  cuda_runtime *r = calloc(1, sizeof *r);
+  if (!r) return open_fail(rt, MOERT_ERR_OUT_OF_MEMORY, "out of host memory for the CUDA backend");
+  r->cu = cu;
+  r->nvrtc = nv;
+  CUresult rc;
+  if (o->cu_context) {
+    r->ctx = (CUcontext)o->cu_context;
+    if ((rc = cu->cuCtxPushCurrent(r->ctx)) != MOERT_CUDA_SUCCESS) {
+      free(r);
+      snprintf(why, sizeof why, "the caller's CUcontext cannot be made current (CUDA error %d)", rc);
+      return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+    }
+    rc = cu->cuCtxGetDevice(&r->device);
+    pop_ctx(r);
+    if (rc != MOERT_CUDA_SUCCESS) {
+      free(r);
+      snprintf(why, sizeof why, "cuCtxGetDevice on the caller's CUcontext failed (CUDA error %d)", rc);
+      return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+    }
+  } else {
+    int count = 0;
+    if ((rc = cu->cuDeviceGetCount(&count)) != MOERT_CUDA_SUCCESS || count <= 0 ||
+        o->device_ordinal >= count) {
+      free(r);
+      snprintf(why, sizeof why, "CUDA device %d does not exist (the driver lists %d)",
+               o->device_ordinal, rc == MOERT_CUDA_SUCCESS ? count : 0);
+      return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+    }
+    if ((rc = cu->cuDeviceGet(&r->device, o->device_ordinal)) != MOERT_CUDA_SUCCESS ||
+        (rc = cu->cuDevicePrimaryCtxRetain(&r->ctx, r->device)) != MOERT_CUDA_SUCCESS) {
+      free(r);
+      snprintf(why, sizeof why, "the primary context of CUDA device %d cannot be retained "
+               "(CUDA error %d)", o->device_ordinal, rc);
+      return open_fail(rt, MOERT_ERR_BACKEND_UNAVAILABLE, why);
+    }
+    r->primary = true;
+  }
+  char name[128] = "unknown GPU";
+  (void)cu->cuDeviceGetName(name, (int)sizeof name, r->device);
+  cu->cuDeviceGetAttribute(&r->cc_major, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                           r->device);
+  cu->cuDeviceGetAttribute(&r->cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                           r->device);
+  cu->cuDeviceGetAttribute(&r->sm_count, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, r->device);
+  char arch[32];
+  moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
+  if (st == MOERT_OK)
+    st = moert_jit_cache_init(&r->jit, cu, nv, r->ctx, arch,
+                              rt->cache_disabled ? "" : rt->cache_dir);
+  if (st != MOERT_OK) {
+    snprintf(why, sizeof why, "%s: %s", name, moert_last_error());
+    if (r->primary) cu->cuDevicePrimaryCtxRelease(r->device);
+    free(r);
+    return open_fail(rt, st == MOERT_ERR_UNSUPPORTED ? MOERT_ERR_BACKEND_UNAVAILABLE : st, why);
+  }
+  rt->backend_state = r;
+  rt->ops = &moert_cuda_backend;
+  snprintf(rt->note, sizeof rt->note, "CUDA: %s (sm_%d%d, %s, NVRTC %d.%d)", name, r->cc_major,
+           r->cc_minor, arch, nv->major, nv->minor);
+  return MOERT_OK;
+}
+
+/* ---- scratch ---- */
+
+static bool is_half(moert_dtype d) { return d == MOERT_DTYPE_BF16 || d == MOERT_DTYPE_F16; }
+
+static size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Lays the scratch's device buffers out from base (base 0: only counts). */
+static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) {
+  const moert_layer_desc *d = &s->desc;
+  const size_t T = s->max_tokens, k = d->top_k, E = d->num_experts, pairs = T * k;
+  const size_t blocks = moert_plan_max_blocks(s->max_tokens, d->top_k, d->num_experts,
+                                              s->plan.block_rows);
+  size_t off = 0;
+#define TAKE(field, bytes)                                                                 \
+  do {                                                                                     \
+    c->field = base ? base + off : 0;                                                      \
+    off += align_up(bytes);                                                                \
+  } while (0)
+  TAKE(ids, pairs * 4);
+  TAKE(weights, pairs * 4);
+  TAKE(offsets, (E + 1) * 4);
+  TAKE(padded_offsets, (E + 1) * 4);
+  TAKE(packed_token, pairs * 4);
+  TAKE(pair_of, pairs * 4);
+  TAKE(sorted_pair, pairs * 4);
+  TAKE(block_expert, blocks * 4);
+  TAKE(meta, 16);
+  TAKE(bias, E * 4);
+  if (c->forward_ok) {
+    const size_t es = moert_dtype_size(d->act_dtype);
+    TAKE(h, pairs * d->intermediate * es);
+    TAKE(ypair, pairs * d->hidden * 4);
+    if (d->shared_intermediate) {
+      TAKE(hs, T * d->shared_intermediate * es);
+      TAKE(ys, T * d->hidden * 4);
+    }
+  }
+#undef TAKE
+  return off;
+}
+
+static moert_status cuda_scratch_init(moert_scratch *s) {
+  cuda_runtime *r = rt_of(s);
+  const moert_layer_desc *d = &s->desc;
+  const uint32_t br = s->plan.block_rows;
+  if (br != 16 && br != 32 && br != 64 && br != 128)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_scratch_create: the CUDA backend runs plan "
+                      "blocks of 16, 32, 64 or 128 rows, not plan_block_rows %u", br);
+  cuda_scratch *c = calloc(1, sizeof *c);
+  if (!c) return moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_scratch_create: out of host memory");
+  c->device_route_ok = d->num_experts <= 512 && d->top_k <= 16 &&
+                       (d->router == MOERT_ROUTER_SOFTMAX_TOPK || d->n_group <= 64);
+  /* The tensor-core kernels need 16-bit operands of one type and K a multiple of 32. */
+  c->forward_ok = false;
+  if (!is_half(d->act_dtype) || d->weight_dtype != d->act_dtype)
+    snprintf(c->forward_why, sizeof c->forward_why,
+             "the CUDA backend runs bf16 or f16 experts with activations of the same dtype "
+             "(this layer: activations %s, weights %s)",
+             moert_dtype_name(d->act_dtype), moert_dtype_name(d->weight_dtype));
+  else if (d->hidden % 32 || d->intermediate % 32 || d->shared_intermediate % 32)
+    snprintf(c->forward_why, sizeof c->forward_why,
+             "the CUDA backend needs hidden, intermediate and shared_intermediate to be "
+             "multiples of 32 (this layer: %u, %u, %u)",
+             d->hidden, d->intermediate, d->shared_intermediate);
+  else
+    c->forward_ok = true;
+  moert_status st = MOERT_OK;
+  if ((st = push_ctx(r)) != MOERT_OK) {
+    free(c);
+    return st;
+  }
+  size_t bytes = carve_device(s, c, 0);
+  CU_CHECK(r, r->cu->cuMemAlloc(&c->arena, bytes), "cuMemAlloc of the scratch's device buffers");
+  carve_device(s, c, c->arena);
+  c->pinned_bytes = (size_t)s->max_tokens * d->num_experts * 4 + (size_t)d->num_experts * 4;
+  CU_CHECK(r, r->cu->cuMemAllocHost(&c->pinned, c->pinned_bytes),
+           "cuMemAllocHost of the scratch's logits staging buffer");
+  s->device_bytes = bytes;
+  s->backend_state = c;
+done:
+  if (st != MOERT_OK) {
+    if (c->arena) r->cu->cuMemFree(c->arena);
+    free(c);
+  }
+  pop_ctx(r);
+  return st;
+}
+
+static void cuda_scratch_fini(moert_scratch *s) {
+  cuda_scratch *c = s->backend_state;
+  cuda_runtime *r = rt_of(s);
+  if (!c) return;
+  if (push_ctx(r) == MOERT_OK) {
+    if (c->pinned) r->cu->cuMemFreeHost(c->pinned);
+    if (c->arena) r->cu->cuMemFree(c->arena);
+    pop_ctx(r);
+  }
+  free(c);
+  s->backend_state = NULL;
+}
+
+static void define(moert_jit_request *q, const char *name, long value) {
+  static _Thread_local char storage[MOERT_JIT_MAX_DEFINES][48];
+  snprintf(storage[q->num_defines], sizeof storage[0], "%s=%ld", name, value);
+  q->defines[q->num_defines] = storage[q->num_defines];
+  q->num_defines++;
+}
+
+static moert_status get_function(cuda_runtime *r, CUmodule m, const char *name, CUfunction *f) {
+  CUresult rc = r->cu->cuModuleGetFunction(f, m, name);
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "cuModuleGetFunction(%s)", name);
+  return moert_cuda_fail(r->cu, rc, what);
+}
+
+static unsigned int expert_smem(uint32_t bm, int nb) {
+  return (unsigned int)(EXPERT_STAGES * (bm + (uint32_t)nb * EXPERT_BN) * EXPERT_LDS * 2);
+}
+
+/* Compiles or loads every module the scratch uses; the context must be current. */
+static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scratch *c) {
+  const moert_layer_desc *d = &s->desc;
+  moert_status st;
+  CUmodule m;
+  if (c->device_route_ok) {
+    moert_jit_request q = {.source = "route.cu", .fmad = false};
+    const bool groups = d->router == MOERT_ROUTER_SIGMOID_GROUP_TOPK && d->n_group > 1;
+    define(&q, "MOERT_E", d->num_experts);
+    define(&q, "MOERT_K", d->top_k);
+    define(&q, "MOERT_ROUTER", d->router);
+    define(&q, "MOERT_RENORM", d->renormalize ? 1 : 0);
+    define(&q, "MOERT_NGROUP", groups ? d->n_group : 1);
+    define(&q, "MOERT_TOPK_GROUP", groups ? d->topk_group : 1);
+    if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
+    if ((st = get_function(r, m, "moert_route", &c->fn_route)) != MOERT_OK) return st;
+    moert_jit_request p = {.source = "plan.cu", .fmad = true};
+    if ((st = moert_jit_module(&r->jit, &p, &m)) != MOERT_OK) return st;
+    if ((st = get_function(r, m, "moert_plan", &c->fn_plan)) != MOERT_OK) return st;
+  }
+  if (c->forward_ok) {
+    moert_jit_request q = {.source = "expert.cu", .fmad = true};
+    define(&q, "MOERT_ACT", d->act_dtype == MOERT_DTYPE_BF16 ? 1 : 2);
+    define(&q, "MOERT_BM", s->plan.block_rows);
+    if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
+    if ((st = get_function(r, m, "moert_gate_up", &c->fn_gate_up)) != MOERT_OK ||
+        (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
+        (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK)
+      return st;
+    c->smem_gate_up = expert_smem(s->plan.block_rows, 2);
+    c->smem_down = expert_smem(s->plan.block_rows, 1);
+    CUresult rc = r->cu->cuFuncSetAttribute(
+        c->fn_gate_up, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)c->smem_gate_up);
+    if (rc == MOERT_CUDA_SUCCESS)
+      rc = r->cu->cuFuncSetAttribute(c->fn_down, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     (int)c->smem_down);
+    if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
+  }
+  c->prepared = true;
+  return MOERT_OK;
+}
+
+static moert_status ensure_prepared(moert_scratch *s) {
+  cuda_scratch *c = s->backend_state;
+  if (c->prepared) return MOERT_OK;
+  cuda_runtime *r = rt_of(s);
+  moert_status st = push_ctx(r);
+  if (st != MOERT_OK) return st;
+  st = prepare_locked(s, r, c);
+  pop_ctx(r);
+  return st;
+}
+
+static moert_status cuda_scratch_prepare(moert_scratch *s) { return ensure_prepared(s); }
+
+/* ---- experts ---- */
+
+static moert_status cuda_experts_init(moert_experts *x) {
+  cuda_runtime *r = x->runtime->backend_state;
+  const moert_layer_desc *d = &x->desc;
+  const uint32_t E = d->num_experts;
+  if (x->memory != MOERT_MEMORY_DEVICE)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_experts_create: the CUDA backend runs "
+                      "experts from device memory; these weights are in host memory (copy them "
+                      "to the GPU, or use the CPU backend)");
+  const size_t n = 3 * (size_t)E + 3;
+  unsigned long long *tab = calloc(n, sizeof *tab);
+  cuda_experts *ce = calloc(1, sizeof *ce);
+  if (!tab || !ce) {
+    free(tab);
+    free(ce);
+    return moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_experts_create: out of host memory");
+  }
+  for (uint32_t e = 0; e < E; e++) {
+    tab[e] = (uintptr_t)x->gate[e];
+    tab[E + e] = (uintptr_t)x->up[e];
+    tab[2 * E + e] = (uintptr_t)x->down[e];
+  }
+  tab[3 * E] = (uintptr_t)x->shared_gate;
+  tab[3 * E + 1] = (uintptr_t)x->shared_up;
+  tab[3 * E + 2] = (uintptr_t)x->shared_down;
+  moert_status st = MOERT_OK;
+  for (size_t i = 0; i < n; i++)
+    if (tab[i] % 16) {
+      st = moert_fail(MOERT_ERR_UNSUPPORTED, "moert_experts_create: the CUDA backend needs "
+                      "16-byte aligned weight matrices; matrix %zu of the table is at %#llx",
+                      i, tab[i]);
+      break;
+    }
+  if (st == MOERT_OK && (st = push_ctx(r)) == MOERT_OK) {
+    CU_CHECK(r, r->cu->cuMemAlloc(&ce->table, n * sizeof *tab), "cuMemAlloc of the expert table");
+    CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->table, tab, n * sizeof *tab), "cuMemcpyHtoD of the expert table");
+  done:
+    if (st != MOERT_OK && ce->table) r->cu->cuMemFree(ce->table);
+    pop_ctx(r);
+  }
+  free(tab);
+  if (st != MOERT_OK) {
+    free(ce);
+    return st;
+  }
+  x->backend_state = ce;
+  return MOERT_OK;
+}
+
+static void cuda_experts_fini(moert_experts *x) {
+  cuda_experts *ce = x->backend_state;
+  cuda_runtime *r = x->runtime->backend_state;
+  if (!ce) return;
+  if (push_ctx(r) == MOERT_OK) {
+    r->cu->cuMemFree(ce->table);
+    pop_ctx(r);
+  }
+  free(ce);
+  x->backend_state = NULL;
+}
+
+/* ---- routing ---- */
+
+/* Uploads what forward reads of a host-built plan: weights, offsets, rows, blocks. */
+static moert_status upload_plan(moert_scratch *s, cuda_runtime *r, cuda_scratch *c, CUstream stream) {
+  moert_status st = MOERT_OK;
+  const moert_plan *p = &s->plan;
+  const size_t pairs = (size_t)s->num_tokens * s->desc.top_k, E = s->desc.num_experts;
+  int32_t meta[4] = {(int32_t)p->num_blocks, 0x7fffffff, 0, 0};
+  CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->meta, meta, sizeof meta, stream), "cuMemcpyHtoDAsync");
+  CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->offsets, p->offsets, (E + 1) * 4, stream), "cuMemcpyHtoDAsync");
+  CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->padded_offsets, p->padded_offsets, (E + 1) * 4, stream),
+           "cuMemcpyHtoDAsync");
+  if (pairs) {
+    CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->weights, s->weights, pairs * 4, stream), "cuMemcpyHtoDAsync");
+    CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->packed_token, p->packed_token, pairs * 4, stream),
+             "cuMemcpyHtoDAsync");
+    CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->pair_of, p->pair_of, pairs * 4, stream), "cuMemcpyHtoDAsync");
+  }
+  if (p->num_blocks)
+    CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->block_expert, p->block_expert, (size_t)p->num_blocks * 4,
+                                         stream), "cuMemcpyHtoDAsync");
+  c->host_fresh = true;
+  c->last_stream = stream;
+done:
+  return st;
+}
+
+static moert_status cuda_plan_uploaded(moert_scratch *s, void *stream) {
+  cuda_runtime *r = rt_of(s);
+  moert_status st = push_ctx(r);
+  if (st != MOERT_OK) return st;
+  st = upload_plan(s, r, s->backend_state, (CUstream)stream);
+  pop_ctx(r);
+  return st;
+}
+
+/* Host routing on the CUDA backend: logits (and bias) copied back if on the device. */
+static moert_status route_on_host(moert_scratch *s, cuda_runtime *r, cuda_scratch *c,
+                                  const moert_route_args *a, CUstream stream) {
+  moert_status st = MOERT_OK;
+  const uint32_t T = a->num_tokens, E = s->desc.num_experts;
+  const uint64_t stride = a->logits_row_stride ? a->logits_row_stride : E;
+  const size_t es = moert_dtype_size(a->logits_dtype);
+  const void *logits = a->logits;
+  const float *bias = a->correction_bias;
+  if (a->memory == MOERT_MEMORY_DEVICE) {
+    /* packed copy: row t of the staging buffer is row t of the logits */
+    unsigned char *dst = c->pinned;
+    for (uint32_t t = 0; t < T; t++)
+      CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(dst + (size_t)t * E * es,
+                                           (CUdeviceptr)(uintptr_t)a->logits + t * stride * es,
+                                           E * es, stream), "cuMemcpyDtoHAsync of the logits");
+    float *hbias = (float *)(dst + (size_t)s->max_tokens * E * 4);
+    if (bias) {
+      CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(hbias, (CUdeviceptr)(uintptr_t)bias, E * 4, stream),
+               "cuMemcpyDtoHAsync of the correction bias");
+    }
+    CU_CHECK(r, r->cu->cuStreamSynchronize(stream), "cuStreamSynchronize");
+    logits = dst;
+    bias = bias ? hbias : NULL;
+    if (bias)
+      for (uint32_t e = 0; e < E; e++)
+        if (!(bias[e] - bias[e] == 0.0f))
+          return moert_fail(MOERT_ERR_INVALID_ARGUMENT, "moert_route: correction_bias[%u] is "
+                            "not finite", e);
+  }
+  st = moert_route_host(&s->router, logits, a->logits_dtype,
+                        a->memory == MOERT_MEMORY_DEVICE ? E : stride, T, bias, s->ids, s->weights);
+  if (st != MOERT_OK) return st;
+  moert_plan_build(s->ids, T, s->desc.top_k, E, s->plan.block_rows, &s->plan);
+  s->num_tokens = T;
+  st = upload_plan(s, r, c, stream);
+done:
+  return st;
+}
+
+static moert_status launch(cuda_runtime *r, CUfunction f, unsigned gx, unsigned gy,
+                           unsigned threads, unsigned smem, CUstream stream, void **params,
+                           const char *name) {
+  CUresult rc = r->cu->cuLaunchKernel(f, gx, gy, 1, threads, 1, 1, smem, stream, params, NULL);
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "cuLaunchKernel(%s)", name);
+  return moert_cuda_fail(r->cu, rc, what);
+}
+
+static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void *stream_) {
+  cuda_runtime *r = rt_of(s);
+  cuda_scratch *c = s->backend_state;
+  CUstream stream = (CUstream)stream_;
+  moert_status st = ensure_prepared(s);
+  if (st != MOERT_OK) return st;
+  if ((st = push_ctx(r)) != MOERT_OK) return st;
+  c->host_fresh = false;
+  if (a->memory == MOERT_MEMORY_HOST || a->mode == MOERT_ROUTING_HOST || !c->device_route_ok) {
+    st = route_on_host(s, r, c, a, stream);
+    goto done;
+  }
+  {
+    const moert_layer_desc *d = &s->desc;
+    const uint32_t E = d->num_experts;
+    CUdeviceptr logits = (CUdeviceptr)(uintptr_t)a->logits;
+    CUdeviceptr bias = (CUdeviceptr)(uintptr_t)a->correction_bias;
+    int T = (int)a->num_tokens, dtype = (int)a->logits_dtype, K = (int)d->top_k, Ei = (int)E;
+    int br = (int)s->plan.block_rows;
+    long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
+    float scale = s->router.scale;
+    CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
+    if (T > 0) {
+      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights, &c->meta};
+      st = launch(r, c->fn_route, (unsigned)((T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK),
+                  1, 32 * ROUTE_TOKENS_PER_BLOCK, 0, stream, params, "moert_route");
+      if (st != MOERT_OK) goto done;
+    }
+    void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &c->offsets, &c->packed_token, &c->pair_of,
+                       &c->sorted_pair, &c->padded_offsets, &c->block_expert, &c->meta};
+    st = launch(r, c->fn_plan, E, 1, PLAN_THREADS, 0, stream, pparams, "moert_plan");
+    c->last_stream = stream;
+  }
+done:
+  pop_ctx(r);
+  return st;
+}
+
+static moert_status cuda_fetch_routing(moert_scratch *s) {
+  cuda_runtime *r = rt_of(s);
+  cuda_scratch *c = s->backend_state;
+  if (c->host_fresh) return MOERT_OK;
+  moert_status st = push_ctx(r);
+  if (st != MOERT_OK) return st;
+  const uint32_t T = s->num_tokens, k = s->desc.top_k, E = s->desc.num_experts;
+  const size_t pairs = (size_t)T * k;
+  const CUstream q = c->last_stream;
+  int32_t meta[4];
+  CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(meta, c->meta, sizeof meta, q), "cuMemcpyDtoHAsync");
+  CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.offsets, c->offsets, (E + 1) * 4, q), "cuMemcpyDtoHAsync");
+  CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.padded_offsets, c->padded_offsets, (E + 1) * 4, q),
+           "cuMemcpyDtoHAsync");
+  if (pairs) {
+    CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->ids, c->ids, pairs * 4, q), "cuMemcpyDtoHAsync");
+    CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->weights, c->weights, pairs * 4, q), "cuMemcpyDtoHAsync");
+    CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.packed_token, c->packed_token, pairs * 4, q),
+             "cuMemcpyDtoHAsync");
+    CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.pair_of, c->pair_of, pairs * 4, q), "cuMemcpyDtoHAsync");
+    CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.sorted_pair, c->sorted_pair, pairs * 4, q),
+             "cuMemcpyDtoHAsync");
+  }
+  CU_CHECK(r, r->cu->cuStreamSynchronize(q), "cuStreamSynchronize");
+  if (meta[0] > 0)
+    CU_CHECK(r, r->cu->cuMemcpyDtoH(s->plan.block_expert, c->block_expert, (size_t)meta[0] * 4),
+             "cuMemcpyDtoH");
+  s->plan.num_tokens = T;
+  s->plan.num_experts = E;
+  s->plan.top_k = k;
+  s->plan.num_blocks = (uint32_t)meta[0];
+  c->host_fresh = true;
+  if (meta[1] != 0x7fffffff)
+    st = moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: a router logit of token %d is NaN (found "
+                    "by the device router, which ranked it as -inf)", meta[1]);
+done:
+  pop_ctx(r);
+  return st;
+}
+
+/* ---- forward ---- */
+
+static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, void *stream_) {
+  cuda_runtime *r = rt_of(s);
+  cuda_scratch *c = s->backend_state;
+  const moert_layer_desc *d = &s->desc;
+  CUstream stream = (CUstream)stream_;
+  if (!c->forward_ok) return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_forward: %s", c->forward_why);
+  if (a->memory != MOERT_MEMORY_DEVICE)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_forward: the CUDA backend needs x and y in "
+                      "device memory");
+  const uint32_t T = s->num_tokens;
+  if (T == 0) return MOERT_OK;
+  const long long xs = (long long)(a->x_row_stride ? a->x_row_stride : d->hidden);
+  const long long ys = (long long)(a->y_row_stride ? a->y_row_stride : d->hidden);
+  if ((uintptr_t)a->x % 16 || xs % 8 || (uintptr_t)a->y % 4 || ys % 2)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_forward: the CUDA backend needs x 16-byte "
+                      "aligned with a row stride that is a multiple of 8, and y 4-byte aligned "
+                      "with an even row stride");
+  moert_status st = ensure_prepared(s);
+  if (st != MOERT_OK) return st;
+  if ((st = push_ctx(r)) != MOERT_OK) return st;
+  const cuda_experts *ce = a->experts->backend_state;
+  const uint32_t E = d->num_experts, k = d->top_k, H = d->hidden, I = d->intermediate;
+  const uint32_t Is = d->shared_intermediate, bm = s->plan.block_rows;
+  const unsigned blocks = c->host_fresh
+                              ? s->plan.num_blocks
+                              : (unsigned)moert_plan_max_blocks(T, k, E, bm);
+  CUdeviceptr x = (CUdeviceptr)(uintptr_t)a->x, y = (CUdeviceptr)(uintptr_t)a->y;
+  CUdeviceptr tab = ce->table, tab_down = ce->table + 2ull * E * 8;
+  CUdeviceptr tab_shared = ce->table + 3ull * E * 8, tab_shared_down = tab_shared + 16;
+  CUdeviceptr null = 0;
+  int Ti = (int)T, Hi = (int)H, Ii = (int)I, Isi = (int)Is, Ki = (int)k, one = 1, zero = 0;
+  int up_offset = (int)E, accumulate = (int)a->accumulate;
+  long long hstride = I, hsstride = Is;
+  if (blocks > 0) {
+    void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &one, &Ti, &Hi, &Ii, &c->offsets,
+                  &c->padded_offsets, &c->block_expert, &c->packed_token, &c->meta, &c->h, &hstride};
+    if ((st = launch(r, c->fn_gate_up, blocks, (I + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_gate_up,
+                     stream, p1, "moert_gate_up")) != MOERT_OK)
+      goto done;
+    void *p2[] = {&tab_down, &c->h, &hstride, &one, &Ti, &Ii, &Hi, &c->offsets,
+                  &c->padded_offsets, &c->block_expert, &c->meta, &c->ypair};
+    if ((st = launch(r, c->fn_down, blocks, (H + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_down,
+                     stream, p2, "moert_down")) != MOERT_OK)
+      goto done;
+  }
+  CUdeviceptr ysh = 0, sgate = 0;
+  if (Is) {
+    int up1 = 1;
+    const unsigned tb = (T + bm - 1) / bm;
+    void *p3[] = {&tab_shared, &up1, &x, (void *)&xs, &zero, &Ti, &Hi, &Isi, &null, &null, &null,
+                  &null, &null, &c->hs, &hsstride};
+    if ((st = launch(r, c->fn_gate_up, tb, (Is + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_gate_up,
+                     stream, p3, "moert_gate_up (shared)")) != MOERT_OK)
+      goto done;
+    void *p4[] = {&tab_shared_down, &c->hs, &hsstride, &zero, &Ti, &Isi, &Hi, &null, &null, &null,
+                  &null, &c->ys};
+    if ((st = launch(r, c->fn_down, tb, (H + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_down, stream,
+                     p4, "moert_down (shared)")) != MOERT_OK)
+      goto done;
+    ysh = c->ys;
+    if (d->shared_gate == MOERT_SHARED_GATE_SIGMOID)
+      sgate = (CUdeviceptr)(uintptr_t)a->experts->shared_expert_gate;
+  }
+  {
+    long long ystride = ys;
+    void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
+                  &ystride, &accumulate};
+    st = launch(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
+  }
+done:
+  pop_ctx(r);
+  return st;
+}
+
+const moert_backend_ops moert_cuda_backend = {
+    .name = "cuda",
+    .scratch_init = cuda_scratch_init,
+    .scratch_fini = cuda_scratch_fini,
+    .scratch_prepare = cuda_scratch_prepare,
+    .experts_init = cuda_experts_init,
+    .experts_fini = cuda_experts_fini,
+    .route_device = cuda_route,
+    .plan_uploaded = cuda_plan_uploaded,
+    .fetch_routing = cuda_fetch_routing,
+    .forward = cuda_forward,
+    .runtime_fini = cuda_runtime_fini,
+};
