@@ -442,7 +442,10 @@ MOERT_API moert_status moert_route(moert_scratch *s, const moert_route_args *a, 
         return moert_fail(MOERT_ERR_INVALID_ARGUMENT,
                           "%s: correction_bias[%u] is not finite", fn, e);
   const uint64_t stride = a->logits_row_stride ? a->logits_row_stride : E;
-  const bool device = on_gpu && a->mode != MOERT_ROUTING_HOST && s->runtime->ops->route_device;
+  /* The CUDA backend's route_device also host-routes device logits (HOST mode): it copies
+   * them back itself. */
+  const bool device = on_gpu && s->runtime->ops->route_device &&
+                      (a->mode != MOERT_ROUTING_HOST || a->memory == MOERT_MEMORY_DEVICE);
   s->routed = false;
   if (device) {
     st = s->runtime->ops->route_device(s, a, stream);
