@@ -28,12 +28,13 @@ void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
    * the position of a pair is its expert's start plus the pairs of that expert before it. */
   int32_t *cursor = plan->padded_offsets; /* borrowed as E cursors, rebuilt below */
   for (uint32_t e = 0; e < E; e++) cursor[e] = off[e];
-  for (uint32_t p = 0; p < n; p++) {
-    int32_t pos = cursor[ids[p]]++;
-    plan->pair_of[p] = pos;
-    plan->sorted_pair[pos] = (int32_t)p;
-    plan->packed_token[pos] = (int32_t)(p / top_k);
-  }
+  for (uint32_t t = 0, p = 0; t < num_tokens; t++)
+    for (uint32_t j = 0; j < top_k; j++, p++) {
+      int32_t pos = cursor[ids[p]]++;
+      plan->pair_of[p] = pos;
+      plan->sorted_pair[pos] = (int32_t)p;
+      plan->packed_token[pos] = (int32_t)t;
+    }
   /* padded variant */
   int32_t *pad = plan->padded_offsets;
   uint32_t blocks = 0;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# gpu-check.sh — runs the CUDA backend's tests (CTest labels gpu and nvrtc) on a machine
+# with a GPU and keeps the logs.  Build first, on any machine (CUDA is dlopen'd, Check is
+# linked statically, so the binaries travel):
+#     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release && cmake --build build-gpu -j
+# then, on the GPU machine, from the repository root:
+#     tools/gpu-check.sh [build-dir]        (logs under $OUT, else /tmp/moert-gpu-check)
+# The build folder holds absolute paths from where it was configured; when the repository
+# sits elsewhere here, a symbolic link from the old path to this checkout makes them valid.
+set -u -o pipefail
+BUILD=${1:-build-gpu}
+LOGS=${OUT:-/tmp/moert-gpu-check}
+mkdir -p "$LOGS"
+ROOT=$(pwd)
+
+configured=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+if [ -n "$configured" ] && [ "$configured" != "$ROOT" ] && [ ! -e "$configured" ]; then
+  mkdir -p "$(dirname "$configured")" && ln -s "$ROOT" "$configured"
+  echo "linked $configured -> $ROOT (the build folder's configured source path)"
+fi
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -a)"
+  echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null) $(git -C "$ROOT" status --short 2>/dev/null | wc -l) files changed"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvidia-smi
+  ls -l /usr/local/cuda/lib64/libnvrtc.so* 2>&1
+} >"$LOGS/machine.txt" 2>&1
+head -4 "$LOGS/machine.txt"
+sed -n 5,6p "$LOGS/machine.txt"
+
+cd "$BUILD" || exit 2
+start=$(date +%s)
+ctest -L 'gpu|nvrtc' --output-on-failure -V 2>&1 | tee "$LOGS/ctest.log"
+rc=${PIPESTATUS[0]}
+echo "ctest -L 'gpu|nvrtc': exit $rc after $(( $(date +%s) - start )) s" | tee -a "$LOGS/ctest.log"
+exit "$rc"

@@ -1,0 +1,161 @@
+/* gpu.c — dlopen'd CUDA driver entry points for the moert command (see gpu.h). */
+#include "gpu.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext;
+typedef void *CUstream;
+typedef void *CUevent;
+typedef void *CUgraph;
+typedef void *CUgraphExec;
+typedef unsigned long long CUdeviceptr;
+
+struct tool_gpu {
+  void *lib;
+  CUcontext ctx;
+  CUstream stream;
+  CUevent ev[8];
+  CUgraph graph;
+  CUgraphExec exec;
+  char name[128];
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*cuMemFree)(CUdeviceptr);
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
+  CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuCtxSynchronize)(void);
+  CUresult (*cuStreamCreate)(CUstream *, unsigned);
+  CUresult (*cuEventCreate)(CUevent *, unsigned);
+  CUresult (*cuEventRecord)(CUevent, CUstream);
+  CUresult (*cuEventSynchronize)(CUevent);
+  CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
+  CUresult (*cuStreamBeginCapture)(CUstream, int);
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
+  CUresult (*cuGraphInstantiate)(CUgraphExec *, CUgraph, unsigned long long);
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+  CUresult (*cuGraphExecDestroy)(CUgraphExec);
+  CUresult (*cuGraphDestroy)(CUgraph);
+};
+
+#define LOAD(g, name, sym)                                       \
+  do {                                                           \
+    *(void **)(&(g)->name) = dlsym((g)->lib, sym);               \
+    if (!(g)->name) {                                            \
+      snprintf(why, why_len, "libcuda.so.1 has no %s", sym);     \
+      goto fail;                                                 \
+    }                                                            \
+  } while (0)
+
+tool_gpu *tool_gpu_open(int device, char *why, size_t why_len) {
+  tool_gpu *g = calloc(1, sizeof *g);
+  if (!g) return NULL;
+  g->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!g->lib) {
+    snprintf(why, why_len, "libcuda.so.1 not found");
+    free(g);
+    return NULL;
+  }
+  LOAD(g, cuInit, "cuInit");
+  LOAD(g, cuDeviceGet, "cuDeviceGet");
+  LOAD(g, cuDeviceGetName, "cuDeviceGetName");
+  LOAD(g, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+  LOAD(g, cuCtxSetCurrent, "cuCtxSetCurrent");
+  LOAD(g, cuMemAlloc, "cuMemAlloc_v2");
+  LOAD(g, cuMemFree, "cuMemFree_v2");
+  LOAD(g, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
+  LOAD(g, cuMemcpyDtoH, "cuMemcpyDtoH_v2");
+  LOAD(g, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+  LOAD(g, cuCtxSynchronize, "cuCtxSynchronize");
+  LOAD(g, cuStreamCreate, "cuStreamCreate");
+  LOAD(g, cuEventCreate, "cuEventCreate");
+  LOAD(g, cuEventRecord, "cuEventRecord");
+  LOAD(g, cuEventSynchronize, "cuEventSynchronize");
+  LOAD(g, cuEventElapsedTime, "cuEventElapsedTime");
+  LOAD(g, cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  LOAD(g, cuStreamEndCapture, "cuStreamEndCapture");
+  LOAD(g, cuGraphInstantiate, "cuGraphInstantiateWithFlags");
+  LOAD(g, cuGraphLaunch, "cuGraphLaunch");
+  LOAD(g, cuGraphExecDestroy, "cuGraphExecDestroy");
+  LOAD(g, cuGraphDestroy, "cuGraphDestroy");
+  CUdevice dev;
+  CUresult r = g->cuInit(0);
+  if (r) {
+    snprintf(why, why_len, "cuInit failed (%d)", r);
+    goto fail;
+  }
+  if ((r = g->cuDeviceGet(&dev, device)) || (r = g->cuDevicePrimaryCtxRetain(&g->ctx, dev)) ||
+      (r = g->cuCtxSetCurrent(g->ctx)) || (r = g->cuStreamCreate(&g->stream, 1))) {
+    snprintf(why, why_len, "CUDA device %d setup failed (%d)", device, r);
+    goto fail;
+  }
+  g->cuDeviceGetName(g->name, sizeof g->name, dev);
+  for (int i = 0; i < 8; i++)
+    if (g->cuEventCreate(&g->ev[i], 0)) goto fail;
+  return g;
+fail:
+  dlclose(g->lib);
+  free(g);
+  return NULL;
+}
+
+void tool_gpu_close(tool_gpu *g) {
+  if (!g) return;
+  tool_gpu_graph_release(g);
+  free(g); /* the primary context, stream and events go with the process */
+}
+
+void *tool_gpu_alloc(tool_gpu *g, size_t bytes) {
+  CUdeviceptr p = 0;
+  g->cuCtxSetCurrent(g->ctx);
+  return g->cuMemAlloc(&p, bytes ? bytes : 1) ? NULL : (void *)(uintptr_t)p;
+}
+void tool_gpu_free(tool_gpu *g, void *p) {
+  if (p) g->cuMemFree((CUdeviceptr)(uintptr_t)p);
+}
+int tool_gpu_upload(tool_gpu *g, void *dst, const void *src, size_t n) {
+  return g->cuMemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, n);
+}
+int tool_gpu_download(tool_gpu *g, void *dst, const void *src, size_t n) {
+  g->cuCtxSynchronize();
+  return g->cuMemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, n);
+}
+int tool_gpu_copy(tool_gpu *g, void *dst, const void *src, size_t n) {
+  return g->cuMemcpyDtoDAsync((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src, n,
+                              g->stream);
+}
+int tool_gpu_sync(tool_gpu *g) { return g->cuCtxSynchronize(); }
+void *tool_gpu_stream(tool_gpu *g) { return g->stream; }
+int tool_gpu_mark(tool_gpu *g, int slot) { return g->cuEventRecord(g->ev[slot], g->stream); }
+float tool_gpu_elapsed_ms(tool_gpu *g, int from, int to) {
+  float ms = -1.0f;
+  g->cuEventSynchronize(g->ev[to]);
+  g->cuEventElapsedTime(&ms, g->ev[from], g->ev[to]);
+  return ms;
+}
+const char *tool_gpu_name(tool_gpu *g) { return g->name; }
+
+int tool_gpu_graph_capture(tool_gpu *g, int (*fn)(void *), void *ctx) {
+  tool_gpu_graph_release(g);
+  if (g->cuStreamBeginCapture(g->stream, 2 /* relaxed */)) return -1;
+  int rc = fn(ctx);
+  CUresult r = g->cuStreamEndCapture(g->stream, &g->graph);
+  if (rc || r) return rc ? rc : -2;
+  return g->cuGraphInstantiate(&g->exec, g->graph, 0) ? -3 : 0;
+}
+int tool_gpu_graph_launch(tool_gpu *g) { return g->cuGraphLaunch(g->exec, g->stream); }
+void tool_gpu_graph_release(tool_gpu *g) {
+  if (g->exec) g->cuGraphExecDestroy(g->exec);
+  if (g->graph) g->cuGraphDestroy(g->graph);
+  g->exec = NULL;
+  g->graph = NULL;
+}

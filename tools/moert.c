@@ -1,0 +1,665 @@
+/* moert.c — the moert command.
+ *   moert run    a stack of MoE layers of a model's shape with synthetic random weights on
+ *                the best backend present: per-layer time, tokens/s and an output checksum
+ *   moert bench  times the route stage (host route + plan) and the forward stage against
+ *                the memory-bandwidth floor measured in the same run
+ * It uses only the public ABI (abi/moert.h); device buffers come from tools/gpu.c. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpu.h"
+#include "moert.h"
+
+typedef struct model {
+  const char *name;
+  uint32_t E, k, H, I, Is, layers;
+  moert_router_kind router;
+  uint32_t renormalize, n_group, topk_group;
+  float scale;
+  moert_shared_gate shared_gate;
+} model;
+
+static const model MODELS[] = {
+    {"qwen3-30b-a3b", 128, 8, 2048, 768, 0, 48, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, 0},
+    {"qwen3-235b-a22b", 128, 8, 4096, 1536, 0, 94, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, 0},
+    {"mixtral-8x7b", 8, 2, 4096, 14336, 0, 32, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, 0},
+    {"deepseek-v3", 256, 8, 7168, 2048, 2048, 58, MOERT_ROUTER_SIGMOID_GROUP_TOPK, 1, 8, 4, 2.5f,
+     MOERT_SHARED_GATE_NONE},
+    {"qwen2-57b-a14b", 64, 8, 3584, 2560, 20480, 28, MOERT_ROUTER_SOFTMAX_TOPK, 0, 0, 0, 1.0f,
+     MOERT_SHARED_GATE_SIGMOID},
+};
+
+/* ---- small helpers ---- */
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n ? v[n / 2] : 0.0;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+/* uniform in [-1, 1) */
+static float unif(uint64_t *s) { return (float)((splitmix(s) >> 40) * (2.0 / 16777216.0) - 1.0); }
+
+static uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Random bf16 values in [-scale, scale), filled by two threads (weights are gigabytes). */
+typedef struct fill_job {
+  uint16_t *dst;
+  size_t n;
+  uint64_t seed;
+  float scale;
+} fill_job;
+static void *fill_part(void *p) {
+  fill_job *j = p;
+  uint64_t s = j->seed;
+  for (size_t i = 0; i < j->n; i++) j->dst[i] = to_bf16(unif(&s) * j->scale);
+  return NULL;
+}
+static void fill_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale) {
+  fill_job a = {dst, n / 2, seed * 2 + 1, scale}, b = {dst + n / 2, n - n / 2, seed * 2 + 2, scale};
+  pthread_t t;
+  int threaded = pthread_create(&t, NULL, fill_part, &b) == 0;
+  fill_part(&a);
+  if (threaded) pthread_join(t, NULL);
+  else fill_part(&b);
+}
+
+static const model *find_model(const char *name) {
+  for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++)
+    if (!strcmp(MODELS[i].name, name)) return &MODELS[i];
+  return NULL;
+}
+
+static void layer_desc(const model *m, moert_layer_desc *d) {
+  moert_layer_desc_init(d);
+  d->num_experts = m->E;
+  d->top_k = m->k;
+  d->hidden = m->H;
+  d->intermediate = m->I;
+  d->shared_intermediate = m->Is;
+  d->shared_gate = m->shared_gate;
+  d->router = m->router;
+  d->renormalize = m->renormalize;
+  d->n_group = m->n_group;
+  d->topk_group = m->topk_group;
+  d->routed_scaling_factor = m->scale;
+}
+
+#define CHECK(call)                                                                         \
+  do {                                                                                      \
+    moert_status st_ = (call);                                                              \
+    if (st_ != MOERT_OK) {                                                                  \
+      fprintf(stderr, "moert: %s failed: %s\n  %s\n", #call, moert_status_string(st_),      \
+              moert_last_error());                                                          \
+      exit(1);                                                                              \
+    }                                                                                       \
+  } while (0)
+
+static void die(const char *msg) {
+  fprintf(stderr, "moert: %s\n", msg);
+  exit(2);
+}
+
+/* ---- weights of one layer, on the host and (CUDA) on the device ---- */
+
+typedef struct layer_weights {
+  uint16_t *gate, *up, *down;   /* host [E,I,H], [E,I,H], [E,H,I] bf16 */
+  uint16_t *sg, *su, *sd, *sgg; /* shared expert, host */
+  float *router;                /* [E, H] f32 router weight */
+  float *bias;                  /* [E] correction bias (sigmoid router) */
+  void *dgate, *dup, *ddown, *dsg, *dsu, *dsd, *dsgg; /* device copies */
+  moert_experts *experts;
+} layer_weights;
+
+static size_t expert_elems(const model *m) { return (size_t)m->E * m->I * m->H; }
+
+static void make_weights(const model *m, uint64_t seed, layer_weights *w) {
+  const size_t n = expert_elems(m);
+  const float sH = 1.0f / sqrtf((float)m->H), sI = 1.0f / sqrtf((float)m->I);
+  memset(w, 0, sizeof *w);
+  w->gate = malloc(n * 2);
+  w->up = malloc(n * 2);
+  w->down = malloc(n * 2);
+  w->router = malloc((size_t)m->E * m->H * sizeof(float));
+  w->bias = malloc(m->E * sizeof(float));
+  if (!w->gate || !w->up || !w->down || !w->router || !w->bias)
+    die("out of host memory for the weights (try --weight-sets 1 or a smaller --model)");
+  fill_bf16(w->gate, n, seed * 8 + 1, sH * 1.7f);
+  fill_bf16(w->up, n, seed * 8 + 2, sH * 1.7f);
+  fill_bf16(w->down, n, seed * 8 + 3, sI * 1.7f);
+  uint64_t s = seed * 8 + 4;
+  for (size_t i = 0; i < (size_t)m->E * m->H; i++) w->router[i] = unif(&s) * sH * 4.0f;
+  for (uint32_t e = 0; e < m->E; e++) w->bias[e] = unif(&s) * 0.05f;
+  if (m->Is) {
+    size_t ns = (size_t)m->Is * m->H;
+    w->sg = malloc(ns * 2);
+    w->su = malloc(ns * 2);
+    w->sd = malloc(ns * 2);
+    w->sgg = malloc((size_t)m->H * 2);
+    if (!w->sg || !w->su || !w->sd || !w->sgg) die("out of host memory for the shared expert");
+    fill_bf16(w->sg, ns, seed * 8 + 5, sH * 1.7f);
+    fill_bf16(w->su, ns, seed * 8 + 6, sH * 1.7f);
+    fill_bf16(w->sd, ns, seed * 8 + 7, 1.7f / sqrtf((float)m->Is));
+    fill_bf16(w->sgg, m->H, seed * 8 + 8, sH * 1.7f);
+  }
+}
+
+static void *upload(tool_gpu *g, const void *src, size_t bytes) {
+  void *d = tool_gpu_alloc(g, bytes);
+  if (!d || tool_gpu_upload(g, d, src, bytes)) die("device allocation or upload failed");
+  return d;
+}
+
+/* The experts view of a weight set; on CUDA each layer gets its own device copy. */
+static void bind_experts(moert_runtime *rt, const model *m, const moert_layer_desc *d,
+                         tool_gpu *g, const layer_weights *host, layer_weights *w) {
+  moert_experts_desc x = {0};
+  x.struct_size = sizeof x;
+  x.layout = MOERT_LAYOUT_STACKED;
+  const size_t nb = expert_elems(m) * 2, ns = (size_t)m->Is * m->H * 2;
+  if (g) {
+    x.memory = MOERT_MEMORY_DEVICE;
+    x.gate = w->dgate = upload(g, host->gate, nb);
+    x.up = w->dup = upload(g, host->up, nb);
+    x.down = w->ddown = upload(g, host->down, nb);
+    if (m->Is) {
+      x.shared_gate = w->dsg = upload(g, host->sg, ns);
+      x.shared_up = w->dsu = upload(g, host->su, ns);
+      x.shared_down = w->dsd = upload(g, host->sd, ns);
+      x.shared_expert_gate = w->dsgg = upload(g, host->sgg, (size_t)m->H * 2);
+    }
+  } else {
+    x.memory = MOERT_MEMORY_HOST;
+    x.gate = host->gate;
+    x.up = host->up;
+    x.down = host->down;
+    x.shared_gate = host->sg;
+    x.shared_up = host->su;
+    x.shared_down = host->sd;
+    x.shared_expert_gate = host->sgg;
+  }
+  CHECK(moert_experts_create(rt, d, &x, &w->experts));
+}
+
+static void free_host_weights(layer_weights *w) {
+  free(w->gate);
+  free(w->up);
+  free(w->down);
+  free(w->router);
+  free(w->bias);
+  free(w->sg);
+  free(w->su);
+  free(w->sd);
+  free(w->sgg);
+}
+
+/* logits[t, e] = x[t] . router[e] (the engine's router GEMM, done on the host here) */
+static void router_logits(const model *m, const float *x, const float *wr, uint32_t T,
+                          float *logits) {
+  for (uint32_t t = 0; t < T; t++)
+    for (uint32_t e = 0; e < m->E; e++) {
+      const float *a = x + (size_t)t * m->H, *b = wr + (size_t)e * m->H;
+      float acc = 0.0f;
+      for (uint32_t i = 0; i < m->H; i++) acc += a[i] * b[i];
+      logits[(size_t)t * m->E + e] = acc;
+    }
+}
+
+/* x = rmsnorm(res), as bf16 and as f32 (for the router) */
+static void rmsnorm(const uint16_t *res, uint32_t T, uint32_t H, uint16_t *x, float *xf) {
+  for (uint32_t t = 0; t < T; t++) {
+    double ss = 0;
+    for (uint32_t i = 0; i < H; i++) {
+      float v = from_bf16(res[(size_t)t * H + i]);
+      ss += (double)v * v;
+    }
+    float r = (float)(1.0 / sqrt(ss / H + 1e-6));
+    for (uint32_t i = 0; i < H; i++) {
+      uint16_t b = to_bf16(from_bf16(res[(size_t)t * H + i]) * r);
+      x[(size_t)t * H + i] = b;
+      xf[(size_t)t * H + i] = from_bf16(b);
+    }
+  }
+}
+
+/* ---- options ---- */
+
+typedef struct options {
+  const model *m;
+  uint32_t tokens, layers, weight_sets, iters;
+  moert_backend backend;
+  int json;
+  const char *stage;
+  uint32_t tlist[32];
+  int ntlist;
+  uint64_t seed;
+} options;
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: moert run   [--model M] [--tokens T] [--layers L] [--backend auto|cpu|cuda]\n"
+          "                   [--weight-sets N] [--seed S]\n"
+          "       moert bench [--model M] [--backend auto|cpu|cuda] [--stage route|forward|all]\n"
+          "                   [--tokens T1,T2,...] [--iters N] [--json]\n"
+          "models:");
+  for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) fprintf(stderr, " %s", MODELS[i].name);
+  fprintf(stderr, "\n");
+  exit(2);
+}
+
+static void parse(int argc, char **argv, options *o) {
+  o->m = &MODELS[0];
+  o->backend = MOERT_BACKEND_AUTO;
+  o->stage = "all";
+  o->seed = 1;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--json")) {
+      o->json = 1;
+      continue;
+    }
+    if (!v) usage();
+    i++;
+    if (!strcmp(a, "--model")) {
+      if (!(o->m = find_model(v))) usage();
+    } else if (!strcmp(a, "--tokens")) {
+      o->ntlist = 0;
+      for (char *s = (char *)v; *s && o->ntlist < 32;) {
+        char *end;
+        unsigned long t = strtoul(s, &end, 10);
+        if (end == s || t == 0 || t > (1u << 22)) usage();
+        o->tlist[o->ntlist++] = (uint32_t)t;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') usage();
+      }
+      o->tokens = o->tlist[0];
+    } else if (!strcmp(a, "--layers")) {
+      o->layers = (uint32_t)strtoul(v, NULL, 10);
+      if (!o->layers) usage();
+    } else if (!strcmp(a, "--weight-sets")) {
+      o->weight_sets = (uint32_t)strtoul(v, NULL, 10);
+      if (!o->weight_sets) usage();
+    } else if (!strcmp(a, "--iters")) {
+      o->iters = (uint32_t)strtoul(v, NULL, 10);
+    } else if (!strcmp(a, "--seed")) {
+      o->seed = strtoull(v, NULL, 10);
+    } else if (!strcmp(a, "--stage")) {
+      o->stage = v;
+    } else if (!strcmp(a, "--backend")) {
+      if (!strcmp(v, "auto")) o->backend = MOERT_BACKEND_AUTO;
+      else if (!strcmp(v, "cpu")) o->backend = MOERT_BACKEND_CPU;
+      else if (!strcmp(v, "cuda")) o->backend = MOERT_BACKEND_CUDA;
+      else usage();
+    } else {
+      usage();
+    }
+  }
+}
+
+static moert_runtime *open_runtime(moert_backend b, uint32_t threads, tool_gpu **g) {
+  moert_runtime_options ro;
+  moert_runtime_options_init(&ro);
+  ro.backend = b;
+  ro.num_threads = threads;
+  moert_runtime *rt;
+  CHECK(moert_runtime_create(&ro, &rt));
+  *g = NULL;
+  if (moert_runtime_backend(rt) == MOERT_BACKEND_CUDA) {
+    char why[256];
+    if (!(*g = tool_gpu_open(0, why, sizeof why))) die(why);
+  }
+  return rt;
+}
+
+/* ---- moert run ---- */
+
+static int cmd_run(const options *o) {
+  const model *m = o->m;
+  tool_gpu *g;
+  moert_runtime *rt = open_runtime(o->backend, 0, &g);
+  const int cuda = g != NULL;
+  const uint32_t T = o->tokens ? o->tokens : 32;
+  const uint32_t L = o->layers ? o->layers : (cuda ? m->layers : 8);
+  uint32_t sets = o->weight_sets ? o->weight_sets : (cuda ? 4 : 2);
+  if (sets > L) sets = L;
+  moert_layer_desc d;
+  layer_desc(m, &d);
+  double gb = (double)expert_elems(m) * 6 / 1e9;
+  printf("moert %s run: %s (E=%u k=%u H=%u I=%u%s), %u layers, %u tokens, backend %s\n",
+         moert_version_string(), m->name, m->E, m->k, m->H, m->I, m->Is ? " +shared" : "", L, T,
+         moert_runtime_backend_note(rt));
+  printf("weights: %.2f GB of bf16 experts per layer, %u distinct random set%s%s\n", gb, sets,
+         sets > 1 ? "s" : "", cuda ? ", one device copy per layer" : " shared round-robin");
+  fflush(stdout);
+
+  layer_weights *host = calloc(sets, sizeof *host), *lw = calloc(L, sizeof *lw);
+  if (!host || !lw) die("out of memory");
+  double t0 = now_us();
+  for (uint32_t s = 0; s < sets; s++) make_weights(m, o->seed * 1000 + s, &host[s]);
+  for (uint32_t l = 0; l < L; l++) bind_experts(rt, m, &d, g, &host[l % sets], &lw[l]);
+  printf("weights ready in %.1f s\n", (now_us() - t0) * 1e-6);
+
+  moert_scratch *sc;
+  CHECK(moert_scratch_create(rt, &d, T, &sc));
+  CHECK(moert_scratch_prepare(sc));
+  const size_t nx = (size_t)T * m->H;
+  uint16_t *res = malloc(nx * 2), *x = malloc(nx * 2);
+  float *xf = malloc(nx * 4), *logits = malloc((size_t)T * m->E * 4);
+  if (!res || !x || !xf || !logits) die("out of memory");
+  uint64_t s = o->seed * 77 + 5;
+  for (size_t i = 0; i < nx; i++) res[i] = to_bf16(unif(&s));
+  void *dx = NULL, *dres = NULL, *dlogits = NULL;
+  if (cuda) {
+    dx = tool_gpu_alloc(g, nx * 2);
+    dres = tool_gpu_alloc(g, nx * 2);
+    dlogits = tool_gpu_alloc(g, (size_t)T * m->E * 4);
+    if (!dx || !dres || !dlogits) die("device allocation failed");
+    tool_gpu_upload(g, dres, res, nx * 2);
+  }
+  double *lt = calloc(L, sizeof *lt), total = 0;
+  for (uint32_t l = 0; l < L; l++) {
+    /* the engine's part: norm and router GEMM (host, untimed) */
+    if (cuda) tool_gpu_download(g, res, dres, nx * 2);
+    rmsnorm(res, T, m->H, x, xf);
+    router_logits(m, xf, host[l % sets].router, T, logits);
+    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, MOERT_MEMORY_HOST, logits, 0,
+                           m->router == MOERT_ROUTER_SIGMOID_GROUP_TOPK ? host[l % sets].bias
+                                                                        : NULL,
+                           MOERT_ROUTING_AUTO};
+    moert_forward_args fa = {sizeof fa, lw[l].experts, MOERT_MEMORY_HOST, x, 0, res, 0, 1};
+    if (cuda) {
+      tool_gpu_upload(g, dx, x, nx * 2);
+      tool_gpu_upload(g, dlogits, logits, (size_t)T * m->E * 4);
+      ra.memory = MOERT_MEMORY_DEVICE;
+      ra.logits = dlogits;
+      ra.correction_bias = NULL; /* device bias would need a device copy; zeros */
+      fa.memory = MOERT_MEMORY_DEVICE;
+      fa.x = dx;
+      fa.y = dres;
+      tool_gpu_sync(g);
+      tool_gpu_mark(g, 0);
+      CHECK(moert_moe(sc, &ra, &fa, tool_gpu_stream(g)));
+      tool_gpu_mark(g, 1);
+      lt[l] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
+    } else {
+      double a = now_us();
+      CHECK(moert_moe(sc, &ra, &fa, NULL));
+      lt[l] = now_us() - a;
+    }
+    total += lt[l];
+  }
+  if (cuda) tool_gpu_download(g, res, dres, nx * 2);
+  double sum = 0, asum = 0;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < nx; i++) {
+    float v = from_bf16(res[i]);
+    sum += v;
+    asum += fabs(v);
+    h = (h ^ res[i]) * 1099511628211ull;
+  }
+  double mean = total / L;
+  qsort(lt, L, sizeof *lt, cmp_double);
+  printf("per layer: mean %.1f us, median %.1f us, min %.1f us (route + forward, %s)\n", mean,
+         lt[L / 2], lt[0], cuda ? "CUDA events" : "wall clock");
+  printf("step of %u layers: %.3f ms, %.1f tokens/s\n", L, total * 1e-3, T / (total * 1e-6));
+  printf("checksum: sum %.6f  abs-sum %.6f  fnv64 %016llx\n", sum, asum, (unsigned long long)h);
+  for (uint32_t l = 0; l < L; l++) moert_experts_destroy(lw[l].experts);
+  for (uint32_t i = 0; i < sets; i++) free_host_weights(&host[i]);
+  moert_scratch_destroy(sc);
+  moert_runtime_destroy(rt);
+  tool_gpu_close(g);
+  free(host); free(lw); free(res); free(x); free(xf); free(logits); free(lt);
+  return 0;
+}
+
+/* ---- moert bench ---- */
+
+static const uint32_t DEFAULT_ROUTE_T[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+static const uint32_t DEFAULT_CPU_T[] = {1, 8, 32, 128};
+static const uint32_t DEFAULT_GPU_T[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+
+static void fill_logits(float *l, size_t n, uint64_t seed) {
+  uint64_t s = seed;
+  for (size_t i = 0; i < n; i++) l[i] = unif(&s) * 3.0f + unif(&s) * 3.0f; /* spread, no ties */
+}
+
+static void emit(const options *o, const char *text_fmt, const char *json) {
+  if (o->json) printf("%s\n", json);
+  else printf("%s", text_fmt);
+  fflush(stdout);
+}
+
+/* Host route + plan, one core: the work an engine does per layer with host routing. */
+static void bench_route(const options *o) {
+  const model *m = o->m;
+  tool_gpu *g;
+  moert_runtime *rt = open_runtime(MOERT_BACKEND_CPU, 1, &g);
+  const uint32_t *ts = o->ntlist ? o->tlist : DEFAULT_ROUTE_T;
+  int nt = o->ntlist ? o->ntlist : (int)(sizeof DEFAULT_ROUTE_T / sizeof *DEFAULT_ROUTE_T);
+  uint32_t maxT = 1;
+  for (int i = 0; i < nt; i++) maxT = ts[i] > maxT ? ts[i] : maxT;
+  moert_layer_desc d;
+  layer_desc(m, &d);
+  moert_scratch *sc;
+  CHECK(moert_scratch_create(rt, &d, maxT, &sc));
+  float *logits = malloc((size_t)maxT * m->E * 4), *bias = malloc(m->E * 4);
+  if (!logits || !bias) die("out of memory");
+  fill_logits(logits, (size_t)maxT * m->E, o->seed);
+  uint64_t s = o->seed + 9;
+  for (uint32_t e = 0; e < m->E; e++) bias[e] = unif(&s) * 0.05f;
+  if (!o->json) printf("route + plan on the host, one thread, %s (E=%u k=%u)\n", m->name, m->E, m->k);
+  for (int i = 0; i < nt; i++) {
+    const uint32_t T = ts[i];
+    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, MOERT_MEMORY_HOST, logits, 0,
+                           m->router == MOERT_ROUTER_SIGMOID_GROUP_TOPK ? bias : NULL,
+                           MOERT_ROUTING_HOST};
+    /* calls per batch so that a batch takes about 200 us */
+    double a = now_us();
+    CHECK(moert_route(sc, &ra, NULL));
+    double one = now_us() - a;
+    int per = one > 200 ? 1 : (int)(200 / (one > 0.05 ? one : 0.05));
+    enum { BATCHES = 41 };
+    double v[BATCHES];
+    for (int w = 0; w < 3 * per; w++) CHECK(moert_route(sc, &ra, NULL));
+    for (int b = 0; b < BATCHES; b++) {
+      a = now_us();
+      for (int r = 0; r < per; r++) moert_route(sc, &ra, NULL);
+      v[b] = (now_us() - a) / per;
+    }
+    double us = median(v, BATCHES);
+    char text[256], json[512];
+    snprintf(text, sizeof text, "  T=%-5u %9.2f us per layer  (%.1f ns per token)\n", T, us,
+             us * 1e3 / T);
+    snprintf(json, sizeof json,
+             "{\"stage\":\"route\",\"model\":\"%s\",\"backend\":\"cpu\",\"threads\":1,\"T\":%u,"
+             "\"us\":%.3f,\"ns_per_token\":%.1f}", m->name, T, us, us * 1e3 / T);
+    emit(o, text, json);
+  }
+  moert_scratch_destroy(sc);
+  moert_runtime_destroy(rt);
+  free(logits);
+  free(bias);
+}
+
+static uint32_t touched_experts(moert_scratch *sc) {
+  moert_plan_view pv = {sizeof pv};
+  CHECK(moert_scratch_plan(sc, &pv));
+  uint32_t n = 0;
+  for (uint32_t e = 0; e < pv.num_experts; e++) n += pv.offsets[e + 1] > pv.offsets[e];
+  return n;
+}
+
+/* Copy bandwidth over `bytes`: host memcpy, or a device-to-device copy (read + write). */
+static double copy_gbps(tool_gpu *g, size_t bytes) {
+  double v[5];
+  if (g) {
+    void *a = tool_gpu_alloc(g, bytes), *b = tool_gpu_alloc(g, bytes);
+    if (!a || !b) die("device allocation failed");
+    for (int i = 0; i < 5; i++) {
+      tool_gpu_mark(g, 2);
+      tool_gpu_copy(g, b, a, bytes);
+      tool_gpu_mark(g, 3);
+      v[i] = 2.0 * bytes / (tool_gpu_elapsed_ms(g, 2, 3) * 1e-3) / 1e9;
+    }
+    tool_gpu_free(g, a);
+    tool_gpu_free(g, b);
+  } else {
+    char *a = malloc(bytes), *b = malloc(bytes);
+    if (!a || !b) die("out of memory for the memcpy reference");
+    memset(a, 1, bytes);
+    memset(b, 2, bytes);
+    for (int i = 0; i < 5; i++) {
+      double t = now_us();
+      memcpy(b, a, bytes);
+      v[i] = bytes / ((now_us() - t) * 1e-6) / 1e9;
+    }
+    free(a);
+    free(b);
+  }
+  return median(v, 5);
+}
+
+/* The forward stage (route included on CUDA with device routing): time against the
+ * bandwidth floor of the experts the routing touched. */
+static void bench_forward(const options *o) {
+  const model *m = o->m;
+  tool_gpu *g;
+  moert_runtime *rt = open_runtime(o->backend, 0, &g);
+  const int cuda = g != NULL;
+  const char *bname = cuda ? "cuda" : "cpu";
+  const uint32_t *ts = o->ntlist ? o->tlist : cuda ? DEFAULT_GPU_T : DEFAULT_CPU_T;
+  int nt = o->ntlist ? o->ntlist
+                     : cuda ? (int)(sizeof DEFAULT_GPU_T / sizeof *DEFAULT_GPU_T)
+                            : (int)(sizeof DEFAULT_CPU_T / sizeof *DEFAULT_CPU_T);
+  uint32_t maxT = 1;
+  for (int i = 0; i < nt; i++) maxT = ts[i] > maxT ? ts[i] : maxT;
+  moert_layer_desc d;
+  layer_desc(m, &d);
+  /* weights several times larger than the caches, rotated between runs */
+  const uint32_t sets = cuda ? 4 : 1;
+  layer_weights host, *lw = calloc(sets, sizeof *lw);
+  make_weights(m, o->seed, &host);
+  for (uint32_t i = 0; i < sets; i++) bind_experts(rt, m, &d, g, &host, &lw[i]);
+  moert_scratch *sc;
+  CHECK(moert_scratch_create(rt, &d, maxT, &sc));
+  CHECK(moert_scratch_prepare(sc));
+  const size_t nx = (size_t)maxT * m->H;
+  uint16_t *x = malloc(nx * 2), *y = malloc(nx * 2);
+  float *logits = malloc((size_t)maxT * m->E * 4);
+  if (!x || !y || !logits) die("out of memory");
+  uint64_t s = o->seed + 3;
+  for (size_t i = 0; i < nx; i++) x[i] = to_bf16(unif(&s));
+  fill_logits(logits, (size_t)maxT * m->E, o->seed + 4);
+  void *dx = NULL, *dy = NULL, *dl = NULL;
+  if (cuda) {
+    dx = upload(g, x, nx * 2);
+    dy = upload(g, y, nx * 2);
+    dl = upload(g, logits, (size_t)maxT * m->E * 4);
+  }
+  const double wbytes_expert = 3.0 * m->H * m->I * 2;
+  const double shared_bytes = 3.0 * m->H * m->Is * 2;
+  if (!o->json)
+    printf("forward, %s on %s (E=%u k=%u H=%u I=%u bf16)%s\n", m->name,
+           moert_runtime_backend_note(rt), m->E, m->k, m->H, m->I,
+           cuda ? ", device routing, CUDA events" : ", wall clock");
+  for (int i = 0; i < nt; i++) {
+    const uint32_t T = ts[i];
+    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, cuda ? MOERT_MEMORY_DEVICE : MOERT_MEMORY_HOST,
+                           cuda ? dl : (void *)logits, 0, NULL, MOERT_ROUTING_AUTO};
+    CHECK(moert_route(sc, &ra, cuda ? tool_gpu_stream(g) : NULL));
+    const uint32_t touched = touched_experts(sc);
+    const double bytes = touched * wbytes_expert + shared_bytes + 2.0 * T * m->H * 2;
+    const double bw = copy_gbps(g, (size_t)(touched * wbytes_expert));
+    const int iters = o->iters ? (int)o->iters : cuda ? 50 : 5;
+    double *v = calloc((size_t)iters, sizeof *v);
+    if (!v) die("out of memory");
+    for (int it = -2; it < iters; it++) {
+      moert_forward_args fa = {sizeof fa, lw[(it + 2) % sets].experts,
+                               cuda ? MOERT_MEMORY_DEVICE : MOERT_MEMORY_HOST,
+                               cuda ? dx : (void *)x, 0, cuda ? dy : (void *)y, 0, 0};
+      double us;
+      if (cuda) {
+        tool_gpu_mark(g, 0);
+        CHECK(moert_moe(sc, &ra, &fa, tool_gpu_stream(g)));
+        tool_gpu_mark(g, 1);
+        us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
+      } else {
+        double a = now_us();
+        CHECK(moert_forward(sc, &fa, NULL));
+        us = now_us() - a;
+      }
+      if (it >= 0) v[it] = us;
+    }
+    double us = median(v, iters);
+    free(v);
+    const double floor_us = bytes / (bw * 1e9) * 1e6, gbps = bytes / (us * 1e-6) / 1e9;
+    char text[512], json[1024];
+    snprintf(text, sizeof text,
+             "  T=%-5u %10.1f us  floor %9.1f us  ratio %5.2f  %7.1f GB/s (copy %6.1f GB/s)  "
+             "%u experts\n", T, us, floor_us, us / floor_us, gbps, bw, touched);
+    snprintf(json, sizeof json,
+             "{\"stage\":\"forward\",\"model\":\"%s\",\"backend\":\"%s\",\"T\":%u,\"us\":%.2f,"
+             "\"floor_us\":%.2f,\"ratio\":%.3f,\"gbps\":%.1f,\"copy_gbps\":%.1f,"
+             "\"touched\":%u,\"bytes\":%.0f%s%s%s}",
+             m->name, bname, T, us, floor_us, us / floor_us, gbps, bw, touched, bytes,
+             cuda ? ",\"device\":\"" : "", cuda ? tool_gpu_name(g) : "", cuda ? "\"" : "");
+    emit(o, text, json);
+  }
+  for (uint32_t i = 0; i < sets; i++) moert_experts_destroy(lw[i].experts);
+  free_host_weights(&host);
+  moert_scratch_destroy(sc);
+  moert_runtime_destroy(rt);
+  tool_gpu_close(g);
+  free(lw); free(x); free(y); free(logits);
+}
+
+static int cmd_bench(const options *o) {
+  if (!strcmp(o->stage, "route") || !strcmp(o->stage, "all")) bench_route(o);
+  if (!strcmp(o->stage, "forward") || !strcmp(o->stage, "all")) bench_forward(o);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) usage();
+  options o;
+  memset(&o, 0, sizeof o);
+  parse(argc, argv, &o);
+  if (!strcmp(argv[1], "run")) return cmd_run(&o);
+  if (!strcmp(argv[1], "bench")) return cmd_bench(&o);
+  if (!strcmp(argv[1], "version")) {
+    printf("moert %s\n", moert_version_string());
+    return 0;
+  }
+  usage();
+  return 2;
+}
