@@ -33,7 +33,8 @@ typedef struct cuda_scratch {
   size_t pinned_bytes;
   bool device_route_ok, forward_ok;
   bool prepared;
-  bool host_fresh; /* the host arrays hold the current routing (host-routed) */
+  bool host_fresh;    /* the host arrays hold the current routing */
+  bool plan_on_host;  /* the current plan was built on the host: its block count is known */
   CUstream last_stream;
   CUfunction fn_route, fn_plan, fn_gate_up, fn_down, fn_combine;
   unsigned int smem_gate_up, smem_down;
@@ -424,6 +425,7 @@ static moert_status upload_plan(moert_scratch *s, cuda_runtime *r, cuda_scratch 
     CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->block_expert, p->block_expert, (size_t)p->num_blocks * 4,
                                          stream), "cuMemcpyHtoDAsync");
   c->host_fresh = true;
+  c->plan_on_host = true;
   c->last_stream = stream;
 done:
   return st;
@@ -496,6 +498,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
   if (st != MOERT_OK) return st;
   if ((st = push_ctx(r)) != MOERT_OK) return st;
   c->host_fresh = false;
+  c->plan_on_host = false;
   if (a->memory == MOERT_MEMORY_HOST || a->mode == MOERT_ROUTING_HOST || !c->device_route_ok) {
     st = route_on_host(s, r, c, a, stream);
     goto done;
@@ -591,9 +594,10 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const cuda_experts *ce = a->experts->backend_state;
   const uint32_t E = d->num_experts, k = d->top_k, H = d->hidden, I = d->intermediate;
   const uint32_t Is = d->shared_intermediate, bm = s->plan.block_rows;
-  const unsigned blocks = c->host_fresh
-                              ? s->plan.num_blocks
-                              : (unsigned)moert_plan_max_blocks(T, k, E, bm);
+  /* a device plan's block count is on the device: launch the most it can have, the extra
+   * blocks return at once (and a captured graph stays valid for any routing) */
+  const unsigned blocks = c->plan_on_host ? s->plan.num_blocks
+                                          : (unsigned)moert_plan_max_blocks(T, k, E, bm);
   CUdeviceptr x = (CUdeviceptr)(uintptr_t)a->x, y = (CUdeviceptr)(uintptr_t)a->y;
   CUdeviceptr tab = ce->table, tab_down = ce->table + 2ull * E * 8;
   CUdeviceptr tab_shared = ce->table + 3ull * E * 8, tab_shared_down = tab_shared + 16;

@@ -1,0 +1,759 @@
+/* test_gpu_forward.c — the CUDA backend on a GPU, against the CPU backend and itself:
+ *  - route bits: device route = host route (ids exact, weights memcmp) and the device plan =
+ *    the host plan, for every router kind, logits dtype, ties and infinities;
+ *  - forward: bf16 and f16, both router kinds, Qwen3-30B-A3B and Mixtral-8x7B shapes,
+ *    T in {1, 7, 32, 129, 1000, 4096}, outputs poisoned before each run; device routing =
+ *    host routing (same bits); two runs give the same bits; GPU vs CPU on a subset of the
+ *    tokens (routing is per token, so rows of a T-token run equal a run on those rows) with
+ *    relative L2 error < 1e-2;
+ *  - the shared expert with its sigmoid gate, and accumulate (y += moe(x));
+ *  - a CUDA graph capturing route + forward, replayed on new inputs;
+ *  - the disk cache: a second process loads every kernel without compiling; cold and warm
+ *    time to first forward are printed.
+ * With no GPU it prints why and exits 0 (skip).  Links moert_static for the private hooks. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cuda/cuda_api.h"
+#include "cuda/jit.h"
+#include "internal.h"
+
+moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runtime_options *) =
+    moert_cuda_backend_open;
+
+static const moert_cuda_driver *cu;
+static CUcontext ctx;
+static moert_runtime *gpu_rt, *cpu_rt;
+
+#define CU(call)                                                                           \
+  do {                                                                                     \
+    CUresult rc_ = (call);                                                                 \
+    ck_assert_msg(rc_ == 0, "%s failed with CUDA error %d", #call, rc_);                   \
+  } while (0)
+#define OK(call)                                                                           \
+  do {                                                                                     \
+    moert_status st_ = (call);                                                             \
+    ck_assert_msg(st_ == MOERT_OK, "%s: %s (%s)", #call, moert_status_string(st_),        \
+                  moert_last_error());                                                     \
+  } while (0)
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- random data ---- */
+static uint64_t rng_state = 0x1234567887654321ull;
+static uint64_t rnd(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static float uniform(float a) { return ((float)(rnd() >> 40) / 16777216.0f * 2.0f - 1.0f) * a; }
+
+static uint16_t to_half(moert_dtype dt, float f) {
+  return dt == MOERT_DTYPE_BF16 ? moert_f32_to_bf16(f) : moert_f32_to_f16(f);
+}
+static float from_half(moert_dtype dt, uint16_t h) {
+  return dt == MOERT_DTYPE_BF16 ? moert_bf16_to_f32(h) : moert_f16_to_f32(h);
+}
+static void fill_half(moert_dtype dt, uint16_t *p, size_t n, float a) {
+  for (size_t i = 0; i < n; i++) p[i] = to_half(dt, uniform(a));
+}
+
+/* Big weight tensors are filled from a pool of random values in 1M-element windows at
+ * random offsets: every expert differs, at a fraction of the cost of drawing each value. */
+#define POOL (1u << 24)
+#define WINDOW (1u << 20)
+static void fill_weights(moert_dtype dt, uint16_t *p, size_t n, float a) {
+  static uint16_t *pool[4];
+  static float pool_a[4];
+  int slot = (dt == MOERT_DTYPE_BF16 ? 0 : 2) + (a < 0.03f ? 1 : 0);
+  if (!pool[slot] || pool_a[slot] != a) {
+    free(pool[slot]);
+    pool[slot] = malloc((size_t)POOL * 2);
+    ck_assert_ptr_nonnull(pool[slot]);
+    fill_half(dt, pool[slot], POOL, a);
+    pool_a[slot] = a;
+  }
+  for (size_t i = 0; i < n; i += WINDOW) {
+    size_t len = n - i < WINDOW ? n - i : WINDOW;
+    size_t off = (size_t)(rnd() % (POOL - WINDOW));
+    memcpy(p + i, pool[slot] + off, len * 2);
+  }
+}
+
+static CUdeviceptr dalloc(size_t bytes) {
+  CUdeviceptr p = 0;
+  CU(cu->cuMemAlloc(&p, bytes ? bytes : 16));
+  return p;
+}
+static void *dptr(CUdeviceptr p) { return (void *)(uintptr_t)p; }
+static void poison(CUdeviceptr y, size_t halves) {
+  CU(cu->cuMemsetD32Async(y, 0xffffffffu, halves / 2, NULL)); /* 0xffff: NaN in bf16 and f16 */
+  CU(cu->cuStreamSynchronize(NULL));
+}
+
+/* ---- a layer's weights, on host (CPU experts, stacked) and device (GPU, per expert) ---- */
+typedef struct model {
+  const char *name;
+  uint32_t E, k, H, I, Is;
+} model;
+
+static const model qwen3 = {"Qwen3-30B-A3B", 128, 8, 2048, 768, 0};
+static const model mixtral = {"Mixtral-8x7B", 8, 2, 4096, 14336, 0};
+
+typedef struct layer {
+  model m;
+  moert_dtype dt;
+  uint16_t *hg, *hu, *hd, *hsg, *hsu, *hsd, *hgate; /* host */
+  CUdeviceptr dg, du, dd, dsg, dsu, dsd, dgate;      /* device */
+  moert_experts *gpu, *cpu;
+} layer;
+
+static void layer_make(layer *L, const model *m, moert_dtype dt, const moert_layer_desc *desc) {
+  memset(L, 0, sizeof *L);
+  L->m = *m;
+  L->dt = dt;
+  const size_t mat = (size_t)m->I * m->H, smat = (size_t)m->Is * m->H;
+  const float ag = 1.0f / sqrtf((float)m->H), ad = 1.0f / sqrtf((float)m->I);
+  L->hg = malloc(m->E * mat * 2);
+  L->hu = malloc(m->E * mat * 2);
+  L->hd = malloc(m->E * mat * 2);
+  ck_assert(L->hg && L->hu && L->hd);
+  fill_weights(dt, L->hg, m->E * mat, ag);
+  fill_weights(dt, L->hu, m->E * mat, ag);
+  fill_weights(dt, L->hd, m->E * mat, ad);
+  L->dg = dalloc(m->E * mat * 2);
+  L->du = dalloc(m->E * mat * 2);
+  L->dd = dalloc(m->E * mat * 2);
+  CU(cu->cuMemcpyHtoD(L->dg, L->hg, m->E * mat * 2));
+  CU(cu->cuMemcpyHtoD(L->du, L->hu, m->E * mat * 2));
+  CU(cu->cuMemcpyHtoD(L->dd, L->hd, m->E * mat * 2));
+  moert_experts_desc w = {.struct_size = sizeof w};
+  if (m->Is) {
+    L->hsg = malloc(smat * 2), L->hsu = malloc(smat * 2), L->hsd = malloc(smat * 2);
+    L->hgate = malloc(m->H * 2);
+    fill_half(dt, L->hsg, smat, ag), fill_half(dt, L->hsu, smat, ag);
+    fill_half(dt, L->hsd, smat, 1.0f / sqrtf((float)m->Is));
+    fill_half(dt, L->hgate, m->H, 2.0f * ag);
+    L->dsg = dalloc(smat * 2), L->dsu = dalloc(smat * 2), L->dsd = dalloc(smat * 2);
+    L->dgate = dalloc(m->H * 2);
+    CU(cu->cuMemcpyHtoD(L->dsg, L->hsg, smat * 2));
+    CU(cu->cuMemcpyHtoD(L->dsu, L->hsu, smat * 2));
+    CU(cu->cuMemcpyHtoD(L->dsd, L->hsd, smat * 2));
+    CU(cu->cuMemcpyHtoD(L->dgate, L->hgate, m->H * 2));
+  }
+  /* CPU: stacked host weights */
+  w.layout = MOERT_LAYOUT_STACKED;
+  w.memory = MOERT_MEMORY_HOST;
+  w.gate = L->hg, w.up = L->hu, w.down = L->hd;
+  w.shared_gate = L->hsg, w.shared_up = L->hsu, w.shared_down = L->hsd;
+  w.shared_expert_gate = L->hgate;
+  OK(moert_experts_create(cpu_rt, desc, &w, &L->cpu));
+  /* GPU: tables of per-expert device pointers */
+  const void **pg = malloc(m->E * sizeof *pg), **pu = malloc(m->E * sizeof *pu),
+             **pd = malloc(m->E * sizeof *pd);
+  for (uint32_t e = 0; e < m->E; e++) {
+    pg[e] = dptr(L->dg + e * mat * 2);
+    pu[e] = dptr(L->du + e * mat * 2);
+    pd[e] = dptr(L->dd + e * mat * 2);
+  }
+  moert_experts_desc g = {.struct_size = sizeof g};
+  g.layout = MOERT_LAYOUT_PER_EXPERT;
+  g.memory = MOERT_MEMORY_DEVICE;
+  g.gate_ptrs = pg, g.up_ptrs = pu, g.down_ptrs = pd;
+  g.shared_gate = dptr(L->dsg), g.shared_up = dptr(L->dsu), g.shared_down = dptr(L->dsd);
+  g.shared_expert_gate = dptr(L->dgate);
+  OK(moert_experts_create(gpu_rt, desc, &g, &L->gpu));
+  free(pg), free(pu), free(pd);
+}
+
+static void layer_free(layer *L) {
+  moert_experts_destroy(L->gpu);
+  moert_experts_destroy(L->cpu);
+  CUdeviceptr d[] = {L->dg, L->du, L->dd, L->dsg, L->dsu, L->dsd, L->dgate};
+  for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+    if (d[i]) cu->cuMemFree(d[i]);
+  free(L->hg), free(L->hu), free(L->hd), free(L->hsg), free(L->hsu), free(L->hsd), free(L->hgate);
+}
+
+static moert_layer_desc make_desc(const model *m, moert_dtype dt, moert_router_kind router) {
+  moert_layer_desc d;
+  moert_layer_desc_init(&d);
+  d.num_experts = m->E, d.top_k = m->k, d.hidden = m->H, d.intermediate = m->I;
+  d.shared_intermediate = m->Is;
+  d.shared_gate = m->Is ? MOERT_SHARED_GATE_SIGMOID : MOERT_SHARED_GATE_NONE;
+  d.act_dtype = d.weight_dtype = dt;
+  d.router = router;
+  d.renormalize = 1;
+  if (router == MOERT_ROUTER_SIGMOID_GROUP_TOPK) {
+    d.n_group = m->E >= 64 ? 8 : 2;
+    d.topk_group = m->E >= 64 ? 4 : 1;
+    d.routed_scaling_factor = 2.5f;
+  }
+  return d;
+}
+
+/* ---- runs ---- */
+
+static moert_route_args route_args(uint32_t T, moert_memory mem, const void *logits,
+                                   moert_routing_mode mode, const float *bias) {
+  moert_route_args r = {.struct_size = sizeof r};
+  r.num_tokens = T;
+  r.logits_dtype = MOERT_DTYPE_F32;
+  r.memory = mem;
+  r.logits = logits;
+  r.correction_bias = bias;
+  r.mode = mode;
+  return r;
+}
+
+static moert_forward_args fwd_args(const moert_experts *x, moert_memory mem, const void *xp,
+                                   void *yp, uint32_t accumulate) {
+  moert_forward_args f = {.struct_size = sizeof f};
+  f.experts = x;
+  f.memory = mem;
+  f.x = xp;
+  f.y = yp;
+  f.accumulate = accumulate;
+  return f;
+}
+
+/* GPU forward with the routing mode asked; y copied back to host (poisoned before). */
+static void gpu_run(moert_scratch *s, const layer *L, uint32_t T, CUdeviceptr logits,
+                    CUdeviceptr bias, CUdeviceptr x, CUdeviceptr y, moert_routing_mode mode,
+                    uint16_t *y_host, const uint16_t *y_init) {
+  const size_t n = (size_t)T * L->m.H;
+  if (y_init)
+    CU(cu->cuMemcpyHtoD(y, y_init, n * 2));
+  else
+    poison(y, n);
+  moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(logits), mode,
+                                  bias ? dptr(bias) : NULL);
+  moert_forward_args f = fwd_args(L->gpu, MOERT_MEMORY_DEVICE, dptr(x), dptr(y), y_init != NULL);
+  OK(moert_moe(s, &r, &f, NULL));
+  CU(cu->cuStreamSynchronize(NULL));
+  CU(cu->cuMemcpyDtoH(y_host, y, n * 2));
+}
+
+/* CPU forward on tokens [t0, t0+n) of the host data. */
+static void cpu_run(moert_scratch *s, const layer *L, uint32_t t0, uint32_t n, const float *logits,
+                    const float *bias, const uint16_t *x, uint16_t *y, const uint16_t *y_init) {
+  const uint32_t E = L->m.E, H = L->m.H;
+  if (y_init) memcpy(y, y_init + (size_t)t0 * H, (size_t)n * H * 2);
+  moert_route_args r = route_args(n, MOERT_MEMORY_HOST, logits + (size_t)t0 * E, MOERT_ROUTING_HOST, bias);
+  moert_forward_args f = fwd_args(L->cpu, MOERT_MEMORY_HOST, x + (size_t)t0 * H, y, y_init != NULL);
+  OK(moert_moe(s, &r, &f, NULL));
+}
+
+static void check_no_nan(const layer *L, const uint16_t *y, size_t n, const char *what) {
+  for (size_t i = 0; i < n; i++) {
+    float v = from_half(L->dt, y[i]);
+    ck_assert_msg(isfinite(v), "%s: y[%zu] (token %zu, column %zu) is %g (0x%04x): not written "
+                  "or overflowed", what, i, i / L->m.H, i % L->m.H, (double)v, y[i]);
+  }
+}
+
+/* relative L2 error of GPU rows [t0, t0+n) against the CPU's */
+static double rel_l2(const layer *L, const uint16_t *gpu, const uint16_t *cpu, uint32_t t0, uint32_t n) {
+  double num = 0, den = 0;
+  const size_t H = L->m.H;
+  for (size_t i = 0; i < (size_t)n * H; i++) {
+    double g = from_half(L->dt, gpu[(size_t)t0 * H + i]), c = from_half(L->dt, cpu[i]);
+    num += (g - c) * (g - c);
+    den += c * c;
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Compares device and host routing views bit for bit. */
+static void check_same_routing(const moert_routing_view *a, const moert_plan_view *pa,
+                               const int32_t *ids_b, const float *w_b, const moert_plan_view *pb,
+                               int32_t *save_blocks, const char *what) {
+  const size_t pairs = (size_t)a->num_tokens * a->top_k;
+  for (size_t i = 0; i < pairs; i++) {
+    ck_assert_msg(a->expert_ids[i] == ids_b[i], "%s: token %zu slot %zu: device id %d, host id %d",
+                  what, i / a->top_k, i % a->top_k, a->expert_ids[i], ids_b[i]);
+    ck_assert_msg(memcmp(&a->expert_weights[i], &w_b[i], 4) == 0,
+                  "%s: token %zu slot %zu: device weight %.9g, host weight %.9g", what,
+                  i / a->top_k, i % a->top_k, (double)a->expert_weights[i], (double)w_b[i]);
+  }
+  ck_assert_msg(memcmp(pa->offsets, pb->offsets, (pa->num_experts + 1) * 4) == 0, "%s: offsets", what);
+  ck_assert_msg(memcmp(pa->padded_offsets, pb->padded_offsets, (pa->num_experts + 1) * 4) == 0,
+                "%s: padded offsets", what);
+  ck_assert_msg(memcmp(pa->packed_token, pb->packed_token, pairs * 4) == 0, "%s: packed_token", what);
+  ck_assert_msg(memcmp(pa->pair_of, pb->pair_of, pairs * 4) == 0, "%s: pair_of", what);
+  ck_assert_uint_eq(pa->num_blocks, pb->num_blocks);
+  ck_assert_msg(memcmp(pa->block_expert, save_blocks, pa->num_blocks * 4) == 0, "%s: block_expert", what);
+}
+
+/* Routes T tokens both ways on the GPU and checks they agree; returns nothing. */
+static void compare_routes(moert_scratch *s, uint32_t T, uint32_t E, CUdeviceptr logits,
+                           moert_dtype ldt, uint64_t stride, CUdeviceptr bias, const char *what) {
+  moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(logits), MOERT_ROUTING_HOST,
+                                  bias ? dptr(bias) : NULL);
+  r.logits_dtype = ldt;
+  r.logits_row_stride = stride;
+  OK(moert_route(s, &r, NULL));
+  moert_routing_view hv = {.struct_size = sizeof hv};
+  moert_plan_view hp = {.struct_size = sizeof hp};
+  OK(moert_scratch_routing(s, &hv));
+  OK(moert_scratch_plan(s, &hp));
+  const size_t pairs = (size_t)T * hv.top_k;
+  int32_t *ids = malloc(pairs * 4 + 4), *blocks = malloc((hp.num_blocks + 1) * 4);
+  float *w = malloc(pairs * 4 + 4);
+  int32_t *offs = malloc((E + 1) * 4), *poffs = malloc((E + 1) * 4), *packed = malloc(pairs * 4 + 4),
+          *pair_of = malloc(pairs * 4 + 4);
+  memcpy(ids, hv.expert_ids, pairs * 4);
+  memcpy(w, hv.expert_weights, pairs * 4);
+  memcpy(blocks, hp.block_expert, hp.num_blocks * 4);
+  memcpy(offs, hp.offsets, (E + 1) * 4);
+  memcpy(poffs, hp.padded_offsets, (E + 1) * 4);
+  memcpy(packed, hp.packed_token, pairs * 4);
+  memcpy(pair_of, hp.pair_of, pairs * 4);
+  moert_plan_view host_plan = hp;
+  host_plan.offsets = offs, host_plan.padded_offsets = poffs;
+  host_plan.packed_token = packed, host_plan.pair_of = pair_of;
+  r.mode = MOERT_ROUTING_DEVICE;
+  OK(moert_route(s, &r, NULL));
+  moert_routing_view dv = {.struct_size = sizeof dv};
+  moert_plan_view dp = {.struct_size = sizeof dp};
+  OK(moert_scratch_routing(s, &dv));
+  OK(moert_scratch_plan(s, &dp));
+  check_same_routing(&dv, &dp, ids, w, &host_plan, blocks, what);
+  free(ids), free(blocks), free(w), free(offs), free(poffs), free(packed), free(pair_of);
+}
+
+/* ---- tests ---- */
+
+typedef struct route_case {
+  const char *name;
+  uint32_t E, k;
+  moert_router_kind kind;
+  uint32_t renorm, n_group, topk_group;
+  float scale;
+  bool bias;
+} route_case;
+
+static const route_case route_cases[] = {
+    {"softmax E128 k8 renorm", 128, 8, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, false},
+    {"softmax E128 k8 plain", 128, 8, MOERT_ROUTER_SOFTMAX_TOPK, 0, 0, 0, 1.0f, false},
+    {"softmax E60 k4 plain x2", 60, 4, MOERT_ROUTER_SOFTMAX_TOPK, 0, 0, 0, 2.0f, false},
+    {"softmax E8 k2 renorm", 8, 2, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, false},
+    {"softmax E512 k16 renorm", 512, 16, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f, false},
+    {"sigmoid E256 k8 g8/4 x2.5 bias", 256, 8, MOERT_ROUTER_SIGMOID_GROUP_TOPK, 1, 8, 4, 2.5f, true},
+    {"sigmoid E64 k6 no groups plain", 64, 6, MOERT_ROUTER_SIGMOID_GROUP_TOPK, 0, 0, 0, 1.0f, false},
+    {"sigmoid E8 k2 g2/1", 8, 2, MOERT_ROUTER_SIGMOID_GROUP_TOPK, 1, 2, 1, 1.0f, true},
+};
+
+/* logits rows with ties and infinities, then random rows; in f32 and converted */
+static void make_logits(float *l, uint32_t T, uint32_t E, uint64_t stride) {
+  const float inf = INFINITY;
+  for (uint32_t t = 0; t < T; t++) {
+    float *row = l + (size_t)t * stride;
+    for (uint32_t e = 0; e < E; e++) row[e] = uniform(4.0f);
+    switch (t) {
+    case 0: for (uint32_t e = 0; e < E; e++) row[e] = 0.5f; break;            /* all tied */
+    case 1: row[E / 3] = inf, row[E - 1] = inf; break;                        /* two +inf */
+    case 2: for (uint32_t e = 0; e < E; e++) row[e] = -inf; break;            /* all -inf */
+    case 3: for (uint32_t e = 0; e < E; e += 2) row[e] = -inf; break;
+    case 4: for (uint32_t e = 0; e < E; e++) row[e] = (float)(e % 3); break;  /* many ties */
+    case 5: for (uint32_t e = 0; e < E; e++) row[e] = -80.0f + uniform(30.0f); break;
+    default: break;
+    }
+  }
+}
+
+START_TEST(test_route_bits) {
+  const route_case *c = &route_cases[_i];
+  const uint32_t T = 300, E = c->E;
+  const uint64_t stride = E + 3; /* a row stride wider than E */
+  moert_layer_desc d;
+  moert_layer_desc_init(&d);
+  d.num_experts = E, d.top_k = c->k, d.hidden = 64, d.intermediate = 64;
+  d.router = c->kind, d.renormalize = c->renorm, d.n_group = c->n_group;
+  d.topk_group = c->topk_group, d.routed_scaling_factor = c->scale;
+  moert_scratch *s = NULL;
+  OK(moert_scratch_create(gpu_rt, &d, T, &s));
+  OK(moert_scratch_prepare(s));
+  float *l = malloc((size_t)T * stride * 4), *bias = malloc(E * 4);
+  make_logits(l, T, E, stride);
+  for (uint32_t e = 0; e < E; e++) bias[e] = uniform(0.1f);
+  CUdeviceptr dl = dalloc((size_t)T * stride * 4), db = dalloc(E * 4);
+  CU(cu->cuMemcpyHtoD(db, bias, E * 4));
+  static const moert_dtype ldts[] = {MOERT_DTYPE_F32, MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
+  for (int di = 0; di < 3; di++) {
+    char what[160];
+    snprintf(what, sizeof what, "%s, %s logits", c->name, moert_dtype_name(ldts[di]));
+    if (ldts[di] == MOERT_DTYPE_F32) {
+      CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
+    } else {
+      uint16_t *h = malloc((size_t)T * stride * 2);
+      for (size_t i = 0; i < (size_t)T * stride; i++) h[i] = to_half(ldts[di], l[i]);
+      CU(cu->cuMemcpyHtoD(dl, h, (size_t)T * stride * 2));
+      free(h);
+    }
+    compare_routes(s, T, E, dl, ldts[di], stride, c->bias ? db : 0, what);
+    /* a few token counts, the empty one too */
+    static const uint32_t Ts[] = {0, 1, 7, 33};
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++)
+      compare_routes(s, Ts[i], E, dl, ldts[di], stride, c->bias ? db : 0, what);
+  }
+  /* a NaN logit: the device router reports it when the views are read */
+  l[5 * stride + 1] = NAN;
+  CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
+  moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
+  r.logits_row_stride = stride;
+  OK(moert_route(s, &r, NULL));
+  moert_routing_view v = {.struct_size = sizeof v};
+  ck_assert_int_eq(moert_scratch_routing(s, &v), MOERT_ERR_NAN_LOGIT);
+  ck_assert_ptr_nonnull(strstr(moert_last_error(), "token 5"));
+  r.mode = MOERT_ROUTING_HOST;
+  ck_assert_int_eq(moert_route(s, &r, NULL), MOERT_ERR_NAN_LOGIT);
+  moert_scratch_destroy(s);
+  cu->cuMemFree(dl), cu->cuMemFree(db);
+  free(l), free(bias);
+}
+END_TEST
+
+typedef struct fwd_case {
+  const model *m;
+  moert_dtype dt;
+} fwd_case;
+static const fwd_case fwd_cases[] = {
+    {&qwen3, MOERT_DTYPE_BF16}, {&qwen3, MOERT_DTYPE_F16},
+    {&mixtral, MOERT_DTYPE_BF16}, {&mixtral, MOERT_DTYPE_F16}};
+
+#define CPU_CHECK_TOKENS 48
+
+/* GPU vs CPU and GPU vs itself for one layer shape, dtype and router over the T list. */
+static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind,
+                          const uint32_t *Ts, size_t nT, bool accumulate, layer *L) {
+  moert_layer_desc d = make_desc(m, dt, kind);
+  if (m->Is) d.renormalize = 0; /* Qwen2-MoE style: shared expert, plain softmax */
+  uint32_t maxT = 0;
+  for (size_t i = 0; i < nT; i++) maxT = Ts[i] > maxT ? Ts[i] : maxT;
+  moert_scratch *gs = NULL, *cs = NULL;
+  OK(moert_scratch_create(gpu_rt, &d, maxT, &gs));
+  OK(moert_scratch_prepare(gs));
+  OK(moert_scratch_create(cpu_rt, &d, CPU_CHECK_TOKENS, &cs));
+  const uint32_t E = m->E, H = m->H;
+  float *logits = malloc((size_t)maxT * E * 4), *bias = malloc(E * 4);
+  uint16_t *x = malloc((size_t)maxT * H * 2), *y0 = malloc((size_t)maxT * H * 2);
+  uint16_t *y1 = malloc((size_t)maxT * H * 2), *y2 = malloc((size_t)maxT * H * 2);
+  uint16_t *yc = malloc((size_t)CPU_CHECK_TOKENS * H * 2), *yinit = NULL;
+  CUdeviceptr dl = dalloc((size_t)maxT * E * 4), db = dalloc(E * 4);
+  CUdeviceptr dx = dalloc((size_t)maxT * H * 2), dy = dalloc((size_t)maxT * H * 2);
+  for (uint32_t e = 0; e < E; e++) bias[e] = uniform(0.05f);
+  CU(cu->cuMemcpyHtoD(db, bias, E * 4));
+  const bool use_bias = kind == MOERT_ROUTER_SIGMOID_GROUP_TOPK;
+  if (accumulate) yinit = malloc((size_t)maxT * H * 2);
+  for (size_t ti = 0; ti < nT; ti++) {
+    const uint32_t T = Ts[ti];
+    for (size_t i = 0; i < (size_t)T * E; i++) logits[i] = uniform(3.0f);
+    fill_half(dt, x, (size_t)T * H, 1.0f);
+    if (yinit) fill_half(dt, yinit, (size_t)T * H, 1.0f);
+    CU(cu->cuMemcpyHtoD(dl, logits, (size_t)T * E * 4));
+    CU(cu->cuMemcpyHtoD(dx, x, (size_t)T * H * 2));
+    char what[160];
+    snprintf(what, sizeof what, "%s %s %s T=%u%s", m->name, moert_dtype_name(dt),
+             kind == MOERT_ROUTER_SOFTMAX_TOPK ? "softmax" : "sigmoid-groups", T,
+             accumulate ? " accumulate" : "");
+    double t0 = now_ms();
+    gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_DEVICE, y0, yinit);
+    double t1 = now_ms();
+    check_no_nan(L, y0, (size_t)T * H, what);
+    /* device routing = host routing, bit for bit */
+    compare_routes(gs, T, E, dl, MOERT_DTYPE_F32, 0, use_bias ? db : 0, what);
+    gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_HOST, y1, yinit);
+    ck_assert_msg(memcmp(y0, y1, (size_t)T * H * 2) == 0, "%s: host and device routing give "
+                  "different outputs", what);
+    /* the same input gives the same bits */
+    gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_DEVICE, y2, yinit);
+    ck_assert_msg(memcmp(y0, y2, (size_t)T * H * 2) == 0, "%s: two runs differ", what);
+    /* against the CPU backend: the first tokens and the last ones */
+    uint32_t n_first = T < CPU_CHECK_TOKENS / 2 ? T : CPU_CHECK_TOKENS / 2;
+    uint32_t n_last = T - n_first < CPU_CHECK_TOKENS / 2 ? T - n_first : CPU_CHECK_TOKENS / 2;
+    double t2 = now_ms();
+    cpu_run(cs, L, 0, n_first, logits, use_bias ? bias : NULL, x, yc, yinit);
+    double e1 = rel_l2(L, y0, yc, 0, n_first), e2 = 0;
+    if (n_last) {
+      cpu_run(cs, L, T - n_last, n_last, logits, use_bias ? bias : NULL, x, yc, yinit);
+      e2 = rel_l2(L, y0, yc, T - n_last, n_last);
+    }
+    double t3 = now_ms();
+    printf("%-52s gpu %8.2f ms (first call, with copies)  cpu check %7.1f ms  rel L2 %.2e / %.2e\n",
+           what, t1 - t0, t3 - t2, e1, e2);
+    fflush(stdout);
+    ck_assert_msg(e1 < 1e-2 && e2 < 1e-2, "%s: relative L2 error against the CPU %.3e / %.3e",
+                  what, e1, e2);
+  }
+  moert_scratch_destroy(gs);
+  moert_scratch_destroy(cs);
+  cu->cuMemFree(dl), cu->cuMemFree(db), cu->cuMemFree(dx), cu->cuMemFree(dy);
+  free(logits), free(bias), free(x), free(y0), free(y1), free(y2), free(yc), free(yinit);
+}
+
+START_TEST(test_forward_vs_cpu) {
+  const fwd_case *c = &fwd_cases[_i];
+  static const uint32_t qwen_T[] = {1, 7, 32, 129, 1000, 4096};
+  static const uint32_t mixtral_T[] = {1, 7, 32, 129, 1000};
+  const bool q = c->m == &qwen3;
+  layer L;
+  moert_layer_desc d = make_desc(c->m, c->dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  double t0 = now_ms();
+  layer_make(&L, c->m, c->dt, &d);
+  printf("%s %s: weights made and uploaded in %.0f ms\n", c->m->name, moert_dtype_name(c->dt),
+         now_ms() - t0);
+  forward_suite(c->m, c->dt, MOERT_ROUTER_SOFTMAX_TOPK, q ? qwen_T : mixtral_T, q ? 6 : 5, false, &L);
+  forward_suite(c->m, c->dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, q ? qwen_T : mixtral_T, q ? 6 : 5,
+                false, &L);
+  layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_shared_expert) {
+  const moert_dtype dt = _i == 0 ? MOERT_DTYPE_BF16 : MOERT_DTYPE_F16;
+  model m = qwen3;
+  m.name = "Qwen3 shape + gated shared expert";
+  m.Is = 1024;
+  layer L;
+  moert_layer_desc d = make_desc(&m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &m, dt, &d);
+  static const uint32_t Ts[] = {1, 33, 300};
+  forward_suite(&m, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, false, &L);
+  forward_suite(&m, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, true, &L);
+  layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_graph_replay) {
+  if (!cu->cuStreamBeginCapture || !cu->cuGraphInstantiateWithFlags || !cu->cuGraphLaunch) {
+    printf("graph test skipped: the driver has no graph capture entry points\n");
+    return;
+  }
+  const model *m = &qwen3;
+  const moert_dtype dt = MOERT_DTYPE_BF16;
+  const uint32_t T = 32, E = m->E, H = m->H;
+  moert_layer_desc d = make_desc(m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer L;
+  layer_make(&L, m, dt, &d);
+  moert_scratch *gs = NULL, *cs = NULL;
+  OK(moert_scratch_create(gpu_rt, &d, T, &gs));
+  OK(moert_scratch_prepare(gs));
+  OK(moert_scratch_create(cpu_rt, &d, T, &cs));
+  CUstream st;
+  CU(cu->cuStreamCreate(&st, MOERT_CU_STREAM_NON_BLOCKING));
+  CUdeviceptr dl = dalloc((size_t)T * E * 4), dx = dalloc((size_t)T * H * 2), dy = dalloc((size_t)T * H * 2);
+  float *logits = malloc((size_t)T * E * 4);
+  uint16_t *x = malloc((size_t)T * H * 2), *yg = malloc((size_t)T * H * 2);
+  uint16_t *yd = malloc((size_t)T * H * 2), *yc = malloc((size_t)T * H * 2);
+  moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
+  moert_forward_args f = fwd_args(L.gpu, MOERT_MEMORY_DEVICE, dptr(dx), dptr(dy), 0);
+  CUgraph graph;
+  CUgraphExec exec;
+  CU(cu->cuStreamBeginCapture(st, MOERT_CU_STREAM_CAPTURE_MODE_GLOBAL));
+  moert_status ms = moert_moe(gs, &r, &f, st);
+  CUresult end = cu->cuStreamEndCapture(st, &graph);
+  ck_assert_msg(ms == MOERT_OK, "route + forward under capture: %s", moert_last_error());
+  ck_assert_int_eq(end, 0);
+  CU(cu->cuGraphInstantiateWithFlags(&exec, graph, 0));
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < (size_t)T * E; i++) logits[i] = uniform(3.0f);
+    fill_half(dt, x, (size_t)T * H, 1.0f);
+    CU(cu->cuMemcpyHtoD(dl, logits, (size_t)T * E * 4));
+    CU(cu->cuMemcpyHtoD(dx, x, (size_t)T * H * 2));
+    poison(dy, (size_t)T * H);
+    CU(cu->cuGraphLaunch(exec, st));
+    CU(cu->cuStreamSynchronize(st));
+    CU(cu->cuMemcpyDtoH(yg, dy, (size_t)T * H * 2));
+    check_no_nan(&L, yg, (size_t)T * H, "graph replay");
+    poison(dy, (size_t)T * H);
+    OK(moert_moe(gs, &r, &f, st));
+    CU(cu->cuStreamSynchronize(st));
+    CU(cu->cuMemcpyDtoH(yd, dy, (size_t)T * H * 2));
+    ck_assert_msg(memcmp(yg, yd, (size_t)T * H * 2) == 0, "round %d: graph replay and a direct "
+                  "call differ", round);
+    cpu_run(cs, &L, 0, T, logits, NULL, x, yc, NULL);
+    double e = rel_l2(&L, yg, yc, 0, T);
+    printf("graph replay round %d: rel L2 against the CPU %.2e\n", round, e);
+    ck_assert_msg(e < 1e-2, "graph replay round %d: relative L2 error %.3e", round, e);
+  }
+  cu->cuGraphExecDestroy(exec);
+  cu->cuGraphDestroy(graph);
+  cu->cuStreamDestroy(st);
+  moert_scratch_destroy(gs);
+  moert_scratch_destroy(cs);
+  layer_free(&L);
+  cu->cuMemFree(dl), cu->cuMemFree(dx), cu->cuMemFree(dy);
+  free(logits), free(x), free(yg), free(yd), free(yc);
+}
+END_TEST
+
+/* ---- the disk cache, through a second process ---- */
+
+/* The child: runtime -> scratch -> prepare -> one forward, timed; prints one line. */
+static int cache_child(const char *dir) {
+  moert_runtime_options o;
+  moert_runtime_options_init(&o);
+  o.backend = MOERT_BACKEND_CUDA;
+  o.cache_dir = dir;
+  const model *m = &qwen3;
+  const moert_dtype dt = MOERT_DTYPE_BF16;
+  const uint32_t T = 8, E = m->E, H = m->H, I = m->I;
+  char why[256];
+  if (moert_cuda_driver_get(&cu, why, sizeof why) != MOERT_OK) return 3;
+  CUdevice dev;
+  if (cu->cuDeviceGet(&dev, 0) || cu->cuDevicePrimaryCtxRetain(&ctx, dev) || cu->cuCtxSetCurrent(ctx))
+    return 3;
+  /* the engine's own buffers exist before moert is asked for anything */
+  const size_t mat = (size_t)I * H;
+  CUdeviceptr w, dl, dx, dy;
+  if (cu->cuMemAlloc(&w, 3 * E * mat * 2) || cu->cuMemAlloc(&dl, T * E * 4) ||
+      cu->cuMemAlloc(&dx, T * H * 2) || cu->cuMemAlloc(&dy, T * H * 2))
+    return 3;
+  cu->cuMemsetD32Async(w, 0x3c003c00u, 3 * E * mat / 2, NULL); /* small bf16 values */
+  cu->cuMemsetD32Async(dx, 0x3f803f80u, T * H / 2, NULL);
+  float *logits = malloc(T * E * 4);
+  for (size_t i = 0; i < T * E; i++) logits[i] = uniform(3.0f);
+  cu->cuMemcpyHtoD(dl, logits, T * E * 4);
+  cu->cuStreamSynchronize(NULL);
+  const uint64_t compiles0 = moert_jit_compile_count();
+  const double t0 = now_ms();
+  moert_runtime *rt = NULL;
+  moert_scratch *s = NULL;
+  moert_experts *x = NULL;
+  moert_layer_desc d = make_desc(m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  moert_experts_desc wd = {.struct_size = sizeof wd, .layout = MOERT_LAYOUT_STACKED,
+                           .memory = MOERT_MEMORY_DEVICE};
+  wd.gate = dptr(w), wd.up = dptr(w + E * mat * 2), wd.down = dptr(w + 2 * E * mat * 2);
+  if (moert_runtime_create(&o, &rt) || moert_scratch_create(rt, &d, 64, &s) ||
+      moert_experts_create(rt, &d, &wd, &x) || moert_scratch_prepare(s)) {
+    fprintf(stderr, "cache child: %s\n", moert_last_error());
+    return 4;
+  }
+  const double t1 = now_ms();
+  moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
+  moert_forward_args f = fwd_args(x, MOERT_MEMORY_DEVICE, dptr(dx), dptr(dy), 0);
+  if (moert_moe(s, &r, &f, NULL) || cu->cuStreamSynchronize(NULL)) {
+    fprintf(stderr, "cache child: %s\n", moert_last_error());
+    return 5;
+  }
+  const double t2 = now_ms();
+  uint16_t y[16];
+  cu->cuMemcpyDtoH(y, dy, sizeof y);
+  for (int i = 0; i < 16; i++)
+    if (!isfinite(moert_bf16_to_f32(y[i]))) return 6;
+  printf("compiles=%llu prepare_ms=%.1f first_forward_ms=%.2f total_ms=%.1f\n",
+         (unsigned long long)(moert_jit_compile_count() - compiles0), t1 - t0, t2 - t1, t2 - t0);
+  moert_experts_destroy(x);
+  moert_scratch_destroy(s);
+  moert_runtime_destroy(rt);
+  return 0;
+}
+
+/* Runs this program as a cache child; returns its compile count and times. */
+static void run_child(const char *dir, unsigned long long *compiles, double *prepare_ms,
+                      double *first_ms, double *total_ms) {
+  char cmd[2048], exe[1024];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  ck_assert_int_gt(n, 0);
+  exe[n] = '\0';
+  snprintf(cmd, sizeof cmd, "'%s' --cache-child '%s'", exe, dir);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  char line[512] = "";
+  char *got = fgets(line, sizeof line, p);
+  int rc = pclose(p);
+  ck_assert_msg(got && rc == 0, "the cache child failed (status %d): %s", rc, line);
+  ck_assert_int_eq(sscanf(line, "compiles=%llu prepare_ms=%lf first_forward_ms=%lf total_ms=%lf",
+                          compiles, prepare_ms, first_ms, total_ms), 4);
+}
+
+START_TEST(test_disk_cache_second_process) {
+  char dir[] = "/tmp/moert-cache-test-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char sub[600];
+  snprintf(sub, sizeof sub, "%s/nested/moert", dir); /* folders made on demand */
+  unsigned long long c_cold, c_warm, c_fix;
+  double p_cold, f_cold, t_cold, p_warm, f_warm, t_warm, p_fix, f_fix, t_fix;
+  run_child(sub, &c_cold, &p_cold, &f_cold, &t_cold);
+  run_child(sub, &c_warm, &p_warm, &f_warm, &t_warm);
+  printf("disk cache: cold process %llu compiles, %.1f ms to prepared, %.1f ms to first "
+         "forward done; warm process %llu compiles, %.1f ms to prepared, %.1f ms to first "
+         "forward done\n", c_cold, p_cold, t_cold, c_warm, p_warm, t_warm);
+  ck_assert_uint_gt(c_cold, 0);
+  ck_assert_uint_eq(c_warm, 0);
+  /* a truncated and a corrupted file are recompiled, never loaded */
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cd '%s' && set -- moert-*.bin && truncate -s 100 \"$1\" && "
+           "printf 'XXXX' | dd of=\"$2\" bs=1 seek=200 conv=notrunc 2>/dev/null", sub);
+  ck_assert_int_eq(system(cmd), 0);
+  run_child(sub, &c_fix, &p_fix, &f_fix, &t_fix);
+  printf("disk cache: after truncating one file and corrupting another: %llu compiles\n", c_fix);
+  ck_assert_uint_eq(c_fix, 2);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+  /* an unwritable folder: no caching, but it works */
+  run_child("/proc/moert-no-such-dir", &c_fix, &p_fix, &f_fix, &t_fix);
+  ck_assert_uint_gt(c_fix, 0);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--cache-child") == 0) return cache_child(argv[2]);
+  char why[256] = "";
+  if (moert_cuda_driver_get(&cu, why, sizeof why) != MOERT_OK) {
+    printf("test_gpu_forward: skipped, no GPU: %s\n", why);
+    return 0;
+  }
+  CUdevice dev;
+  if (cu->cuDeviceGet(&dev, 0) != 0 || cu->cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
+      cu->cuCtxSetCurrent(ctx) != 0) {
+    printf("test_gpu_forward: skipped, CUDA device 0 cannot be used\n");
+    return 0;
+  }
+  moert_runtime_options o;
+  moert_runtime_options_init(&o);
+  o.backend = MOERT_BACKEND_CUDA;
+  if (moert_runtime_create(&o, &gpu_rt) != MOERT_OK) {
+    printf("test_gpu_forward: FAILED to create the CUDA runtime: %s\n", moert_last_error());
+    return 1;
+  }
+  o.backend = MOERT_BACKEND_CPU;
+  if (moert_runtime_create(&o, &cpu_rt) != MOERT_OK) return 1;
+  printf("backend: %s\n", moert_runtime_backend_note(gpu_rt));
+  Suite *s = suite_create("gpu_forward");
+  TCase *tr = tcase_create("route");
+  tcase_set_timeout(tr, 600);
+  tcase_add_loop_test(tr, test_route_bits, 0, (int)(sizeof route_cases / sizeof route_cases[0]));
+  suite_add_tcase(s, tr);
+  TCase *tf = tcase_create("forward");
+  tcase_set_timeout(tf, 900);
+  tcase_add_loop_test(tf, test_forward_vs_cpu, 0, 4);
+  tcase_add_loop_test(tf, test_shared_expert, 0, 2);
+  tcase_add_test(tf, test_graph_replay);
+  suite_add_tcase(s, tf);
+  TCase *tc = tcase_create("cache");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_disk_cache_second_process);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK); /* CUDA does not survive fork(); one process */
+  srunner_run_all(sr, CK_VERBOSE);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  moert_runtime_destroy(gpu_rt);
+  moert_runtime_destroy(cpu_rt);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
