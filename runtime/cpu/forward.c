@@ -39,6 +39,27 @@ typedef struct cpu_fwd {
   uint32_t *prefix;
 } cpu_fwd;
 
+/* a . b in float32 with a fixed summation order (16 partial sums), so results do not
+ * depend on the thread that computes them. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline float dot_f32(const float *restrict a, const float *restrict b, uint32_t n) {
+  __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  uint32_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(a + i), _mm_loadu_ps(b + i)));
+    s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(a + i + 4), _mm_loadu_ps(b + i + 4)));
+    s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_loadu_ps(a + i + 8), _mm_loadu_ps(b + i + 8)));
+    s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_loadu_ps(a + i + 12), _mm_loadu_ps(b + i + 12)));
+  }
+  __m128 s = _mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3));
+  s = _mm_add_ps(s, _mm_shuffle_ps(s, s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_ps(s, _mm_shuffle_ps(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+  float tail = 0.0f;
+  for (; i < n; i++) tail += a[i] * b[i];
+  return _mm_cvtss_f32(s) + tail;
+}
+#else
 static inline float dot_f32(const float *restrict a, const float *restrict b, uint32_t n) {
   float acc[16] = {0};
   uint32_t i = 0;
@@ -50,6 +71,7 @@ static inline float dot_f32(const float *restrict a, const float *restrict b, ui
     for (uint32_t j = 0; j < w; j++) acc[j] += acc[j + w];
   return acc[0] + tail;
 }
+#endif
 
 static inline float silu(float g) { return g / (1.0f + expf(-g)); }
 
