@@ -9,7 +9,7 @@ uint64_t moert_plan_max_blocks(uint32_t max_tokens, uint32_t top_k, uint32_t num
   /* sum over e of ceil(n_e / b) <= (sum n_e) / b + (number of non-empty experts) */
   uint64_t pairs = (uint64_t)max_tokens * top_k;
   uint64_t nonempty = pairs < num_experts ? pairs : num_experts;
-  return pairs / block_rows + nonempty;
+  return pairs / block_rows + nonempty + 1; /* + the spare slot of moert_plan_build */
 }
 
 void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
@@ -35,14 +35,17 @@ void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
       plan->sorted_pair[pos] = (int32_t)p;
       plan->packed_token[pos] = (int32_t)t;
     }
-  /* padded variant */
+  /* padded variant.  One unconditional store per expert (overwritten by the next expert
+   * when this one has no rows) keeps the common case of 0 or 1 blocks free of branches;
+   * block_expert has a spare slot for it. */
   int32_t *pad = plan->padded_offsets;
   uint32_t blocks = 0;
   pad[0] = 0;
   for (uint32_t e = 0; e < E; e++) {
-    uint32_t rows = (uint32_t)(off[e + 1] - off[e]);
-    uint32_t nb = (rows + block_rows - 1) / block_rows;
-    for (uint32_t b = 0; b < nb; b++) plan->block_expert[blocks + b] = (int32_t)e;
+    const uint32_t rows = (uint32_t)(off[e + 1] - off[e]);
+    const uint32_t nb = (rows + block_rows - 1) / block_rows;
+    plan->block_expert[blocks] = (int32_t)e;
+    for (uint32_t b = 1; b < nb; b++) plan->block_expert[blocks + b] = (int32_t)e;
     blocks += nb;
     pad[e + 1] = (int32_t)(blocks * block_rows);
   }

@@ -171,12 +171,22 @@ static void exp_shift(const float *in, float add, float *out, uint32_t n) {
   const __m128 a = _mm_set1_ps(add);
   for (uint32_t i = 0; i < n; i += 4) _mm_storeu_ps(out + i, expf4(_mm_add_ps(_mm_loadu_ps(in + i), a)));
 }
+/* out[i] = in[i] / d for i < n; in has room for whole vectors, out is written exactly */
+static void div_array(const float *in, float d, float *out, uint32_t n) {
+  const __m128 dv = _mm_set1_ps(d);
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, _mm_div_ps(_mm_loadu_ps(in + i), dv));
+  for (; i < n; i++) out[i] = MOERT_FDIV(in[i], d);
+}
 static void sigmoid_array(const float *in, float *out, uint32_t n) {
   const __m128 one = _mm_set1_ps(1.0f), sign = _mm_set1_ps(-0.0f);
   for (uint32_t i = 0; i < n; i += 4)
     _mm_storeu_ps(out + i, _mm_div_ps(one, _mm_add_ps(one, expf4(_mm_xor_ps(_mm_loadu_ps(in + i), sign)))));
 }
 #else
+static void div_array(const float *in, float d, float *out, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) out[i] = MOERT_FDIV(in[i], d);
+}
 static void exp_shift(const float *in, float add, float *out, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) out[i] = moert_expf(MOERT_FADD(in[i], add));
 }
@@ -218,7 +228,7 @@ static void softmax_weights(const moert_router_cfg *cfg, const float *row, const
       exp_shift(row, -m, tmp, (E + 3) & ~3u);
       sum = warp_order_sum(tmp, E);
     }
-    for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FDIV(ex[j], sum);
+    div_array(ex, sum, w, k);
   }
   if (cfg->scale != 1.0f)
     for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FMUL(w[j], cfg->scale);
@@ -269,8 +279,10 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
                               int32_t *ids, float *weights) {
   const uint32_t E = cfg->num_experts, k = cfg->top_k;
   /* rows are read in whole vectors of 4: a row of E % 4 != 0 is copied and zero-padded */
-  float row[MOERT_MAX_EXPERTS] = {0}, tmp[MOERT_MAX_EXPERTS], tmp2[MOERT_MAX_EXPERTS];
-  float vals[MOERT_MAX_EXPERTS] = {0};
+  float row[MOERT_MAX_EXPERTS], tmp[MOERT_MAX_EXPERTS], tmp2[MOERT_MAX_EXPERTS];
+  float vals[MOERT_MAX_EXPERTS];
+  for (uint32_t j = k; j < ((k + 3) & ~3u); j++) vals[j] = 0.0f; /* the vector exp's padding */
+  for (uint32_t e = E; e < ((E + 3) & ~3u); e++) row[e] = 0.0f;
   for (uint32_t t = 0; t < num_tokens; t++) {
     const float *r;
     if (dtype == MOERT_DTYPE_F32 && E % 4 == 0) {

@@ -349,7 +349,7 @@ static int cmd_run(const options *o) {
   moert_runtime *rt = open_runtime(o->backend, 0, &g);
   const int cuda = g != NULL;
   const uint32_t T = o->tokens ? o->tokens : 32;
-  const uint32_t L = o->layers ? o->layers : (cuda ? m->layers : 8);
+  const uint32_t L = o->layers ? o->layers : m->layers;
   uint32_t sets = o->weight_sets ? o->weight_sets : (cuda ? 4 : 2);
   if (sets > L) sets = L;
   moert_layer_desc d;
