@@ -15,8 +15,12 @@
  * one matrix.  Sums run in a fixed order and nothing accumulates through float atomics,
  * so the output bits are the same on every run.
  *
- * Compile-time constants: MOERT_ACT (1 bf16, 2 f16; weights have the same type) and
- * MOERT_BM (16, 32, 64 or 128: rows per block of the padded plan). */
+ * float32 layers run the same tiles on tf32 tensor cores (mma.sync m16n8k8) in three
+ * passes, a_hi*b_lo + a_lo*b_hi + a_hi*b_hi with x = x_hi + x_lo split into two tf32
+ * values, which keeps float32 accuracy (the "3xTF32" scheme); h stays float32 there.
+ *
+ * Compile-time constants: MOERT_ACT (1 bf16, 2 f16, 3 f32; weights have the same type)
+ * and MOERT_BM (16, 32, 64 or 128: rows per block of the padded plan). */
 #include "moert_device.h"
 
 #ifndef MOERT_BM
@@ -25,17 +29,50 @@
 #define BM MOERT_BM
 #define BN 64
 #define BK 32
-#define STAGES 3
 #define NTHREADS 128
+#if MOERT_ACT == 3
+typedef float act_t;
+#define STAGES 2 /* 2 x (128 + 128) rows x 144 B fits the 99 KB of sm_86/sm_89 */
+#else
+typedef unsigned short act_t;
+#define STAGES 3
+#endif
+#define EPC (16 / (int)sizeof(act_t)) /* elements per 16-byte copy */
+#define CPR (BK / EPC)                /* 16-byte copies per row of a K step */
 #define WM (BM >= 32 ? 2 : 1) /* warps along M */
 #define WN (4 / WM)            /* warps along N */
 #define WTM (BM / WM)          /* rows of a warp's tile */
 #define WTN (BN / WN)          /* columns of a warp's tile */
 #define MT (WTM / 16)
 #define NT (WTN / 8)
-#define LDS (BK + 8) /* smem row stride in elements: 80 bytes, conflict-free fragment loads */
+/* smem row stride: one 16-byte copy more than a K step (80 or 144 bytes), so the fragment
+ * loads of a warp fall in 32 different banks */
+#define LDS (BK + EPC)
 
-typedef unsigned short act_t;
+/* two consecutive activations as floats, and back */
+static __device__ __forceinline__ float2 load2(const act_t *p) {
+#if MOERT_ACT == 3
+  return *(const float2 *)p;
+#else
+  const unsigned int v = *(const unsigned int *)p;
+  return make_float2(moert_act_f32((unsigned short)(v & 0xffffu)),
+                     moert_act_f32((unsigned short)(v >> 16)));
+#endif
+}
+static __device__ __forceinline__ void store2(act_t *p, float a, float b) {
+#if MOERT_ACT == 3
+  *(float2 *)p = make_float2(a, b);
+#else
+  *(unsigned int *)p = moert_pack2(a, b);
+#endif
+}
+static __device__ __forceinline__ float act_f32(act_t v) {
+#if MOERT_ACT == 3
+  return v;
+#else
+  return moert_act_f32(v);
+#endif
+}
 
 static __device__ __forceinline__ unsigned int smem_addr(const void *p) {
   return (unsigned int)__cvta_generic_to_shared(p);
@@ -54,6 +91,7 @@ static __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+#if MOERT_ACT != 3
 static __device__ __forceinline__ void mma16816(float (&d)[4], const unsigned int (&a)[4],
                                                 const unsigned int (&b)[2]) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE
@@ -61,6 +99,21 @@ static __device__ __forceinline__ void mma16816(float (&d)[4], const unsigned in
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#else
+static __device__ __forceinline__ void mma1688(float (&d)[4], const unsigned int (&a)[4],
+                                               const unsigned int (&b)[2]) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+/* x = hi + lo, both tf32 (hi rounded to nearest, lo the rounded remainder) */
+static __device__ __forceinline__ void split_tf32(float x, unsigned int &hi, unsigned int &lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
+  const float rest = x - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
+}
+#endif
 
 /* The rows of this CTA's block: arow = the A row to read (-1: none), orow = the output row.
  * Returns false (uniformly) when the block is past the plan's last block. */
@@ -116,15 +169,15 @@ static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_str
   auto load_stage = [&](int stage, int kt) {
     const int k0 = kt * BK;
     act_t *as = As + stage * BM * LDS;
-    for (int ch = tid; ch < BM * 4; ch += NTHREADS) {
-      const int r = ch >> 2, kc = (ch & 3) * 8, src = s_arow[r];
+    for (int ch = tid; ch < BM * CPR; ch += NTHREADS) {
+      const int r = ch / CPR, kc = (ch % CPR) * EPC, src = s_arow[r];
       const act_t *gp = src >= 0 ? a + (size_t)src * (size_t)a_stride + k0 + kc : a;
       cp_async16(as + r * LDS + kc, gp, src >= 0 ? 16 : 0);
     }
     act_t *bs = Bs + stage * NB * BN * LDS;
-    for (int ch = tid; ch < NB * BN * 4; ch += NTHREADS) {
-      const int which = ch / (BN * 4), rem = ch % (BN * 4);
-      const int r = rem >> 2, kc = (rem & 3) * 8, n = n0 + r;
+    for (int ch = tid; ch < NB * BN * CPR; ch += NTHREADS) {
+      const int which = ch / (BN * CPR), rem = ch % (BN * CPR);
+      const int r = rem / CPR, kc = (rem % CPR) * EPC, n = n0 + r;
       const act_t *bw = which ? b1 : b0;
       const bool ok = n < N;
       const act_t *gp = ok ? bw + (size_t)n * (size_t)K + k0 + kc : bw;
@@ -147,6 +200,36 @@ static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_str
     }
     const act_t *as = As + (kt % STAGES) * BM * LDS;
     const act_t *bs = Bs + (kt % STAGES) * NB * BN * LDS;
+#if MOERT_ACT == 3
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+      unsigned int ah[MT][4], al[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; m++) {
+        const act_t *p = as + (wm * WTM + m * 16 + g) * LDS + kk + c;
+        split_tf32(p[0], ah[m][0], al[m][0]);
+        split_tf32(p[8 * LDS], ah[m][1], al[m][1]);
+        split_tf32(p[4], ah[m][2], al[m][2]);
+        split_tf32(p[8 * LDS + 4], ah[m][3], al[m][3]);
+      }
+#pragma unroll
+      for (int i = 0; i < NB; i++) {
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+          const act_t *p = bs + (i * BN + wn * WTN + n * 8 + g) * LDS + kk + c;
+          unsigned int bh[2], bl[2];
+          split_tf32(p[0], bh[0], bl[0]);
+          split_tf32(p[4], bh[1], bl[1]);
+#pragma unroll
+          for (int m = 0; m < MT; m++) {
+            mma1688(acc[i][m][n], al[m], bh);
+            mma1688(acc[i][m][n], ah[m], bl);
+            mma1688(acc[i][m][n], ah[m], bh);
+          }
+        }
+      }
+    }
+#else
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       unsigned int af[MT][4];
@@ -171,6 +254,7 @@ static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_str
         }
       }
     }
+#endif
   }
   cp_async_wait<0>();
 }
@@ -209,7 +293,7 @@ moert_gate_up(const unsigned long long *wtab, int up_offset, const act_t *x, lon
         if (orow >= 0 && col < N) {
           const float h0 = silu(acc[0][m][n][2 * half]) * acc[1][m][n][2 * half];
           const float h1 = silu(acc[0][m][n][2 * half + 1]) * acc[1][m][n][2 * half + 1];
-          *(unsigned int *)(h + (size_t)orow * (size_t)h_stride + col) = moert_pack2(h0, h1);
+          store2(h + (size_t)orow * (size_t)h_stride + col, h0, h1);
         }
       }
     }
@@ -271,7 +355,7 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
     float d = 0.0f;
     const act_t *xr = x + (size_t)t * (size_t)x_stride;
     for (int i = tid; i < H; i += COMBINE_THREADS)
-      d = fmaf(moert_act_f32(xr[i]), moert_act_f32(shared_gate_w[i]), d);
+      d = fmaf(act_f32(xr[i]), act_f32(shared_gate_w[i]), d);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(MOERT_FULL_MASK, d, o);
     if ((tid & 31) == 0) s_warp[tid >> 5] = d;
@@ -300,10 +384,10 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
       a1 = fmaf(sg, v.y, a1);
     }
     if (accumulate) {
-      const unsigned int old = *(const unsigned int *)(yr + col);
-      a0 += moert_act_f32((unsigned short)(old & 0xffffu));
-      a1 += moert_act_f32((unsigned short)(old >> 16));
+      const float2 old = load2(yr + col);
+      a0 += old.x;
+      a1 += old.y;
     }
-    *(unsigned int *)(yr + col) = moert_pack2(a0, a1);
+    store2(yr + col, a0, a1);
   }
 }

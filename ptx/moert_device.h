@@ -1,6 +1,6 @@
 /* moert_device.h — device helpers shared by the CUDA kernels (compiled by NVRTC only):
  * 16-bit float conversions written as PTX, so the kernels need none of the toolkit's
- * headers at run time, and the activation type chosen by -DMOERT_ACT (1 = bf16, 2 = f16). */
+ * headers at run time, and the activation type chosen by -DMOERT_ACT (1 = bf16, 2 = f16, 3 = f32). */
 #ifndef MOERT_DEVICE_H
 #define MOERT_DEVICE_H
 
@@ -37,13 +37,17 @@ static __device__ __forceinline__ unsigned short moert_f32_act(float f) { return
 #define MOERT_MMA_TYPE "f16"
 static __device__ __forceinline__ float moert_act_f32(unsigned short h) { return moert_f16_f32(h); }
 static __device__ __forceinline__ unsigned short moert_f32_act(float f) { return moert_f32_f16(f); }
+#elif MOERT_ACT == 3
+/* float32: no 16-bit helpers; the GEMMs use tf32 tensor cores (3 passes, see expert.cu) */
 #else
-#error "MOERT_ACT must be 1 (bf16) or 2 (f16)"
+#error "MOERT_ACT must be 1 (bf16), 2 (f16) or 3 (f32)"
 #endif
+#if MOERT_ACT != 3
 /* two floats -> two 16-bit values packed low address first */
 static __device__ __forceinline__ unsigned int moert_pack2(float lo, float hi) {
   return (unsigned int)moert_f32_act(lo) | ((unsigned int)moert_f32_act(hi) << 16);
 }
+#endif
 #endif
 
 #endif

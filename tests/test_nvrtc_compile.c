@@ -1,5 +1,5 @@
 /* test_nvrtc_compile.c — the CUDA backend's parts that need no GPU: every kernel source
- * compiles with NVRTC for sm_80, sm_86, sm_89, sm_90 and sm_90a in its bf16 and f16
+ * compiles with NVRTC for sm_80, sm_86, sm_89, sm_90 and sm_90a in its bf16, f16 and f32
  * variants and a few router shapes; compile errors carry the NVRTC log; the architecture
  * choice; the loader's no-driver path (backend CUDA fails with a sentence, AUTO falls back
  * to CPU and says why) and a bad MOERT_NVRTC_PATH.  NVRTC must be present: a machine
@@ -85,13 +85,13 @@ START_TEST(test_route_compiles) {
 }
 END_TEST
 
-/* expert.cu in bf16 and f16 with the smallest and a large row block */
+/* expert.cu in bf16, f16 and f32 with the smallest and a large row block */
 START_TEST(test_expert_compiles) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   const char *arch = archs[_i];
-  static const char *const acts[] = {"MOERT_ACT=1", "MOERT_ACT=2"};
+  static const char *const acts[] = {"MOERT_ACT=1", "MOERT_ACT=2", "MOERT_ACT=3"};
   static const char *const bms[] = {"MOERT_BM=16", "MOERT_BM=64"};
-  for (int a = 0; a < 2; a++)
+  for (int a = 0; a < 3; a++)
     for (int b = 0; b < 2; b++) {
       moert_jit_request q = {.source = "expert.cu", .fmad = true};
       def(&q, acts[a]);
@@ -115,7 +115,7 @@ END_TEST
 START_TEST(test_compile_error_has_log) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   moert_jit_request q = {.source = "expert.cu", .fmad = true};
-  def(&q, "MOERT_ACT=3"); /* #error in moert_device.h */
+  def(&q, "MOERT_ACT=4"); /* #error in moert_device.h */
   void *image = NULL;
   size_t size = 0;
   uint64_t before = moert_jit_compile_count();

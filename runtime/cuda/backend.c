@@ -46,8 +46,7 @@ typedef struct cuda_experts {
 } cuda_experts;
 
 #define EXPERT_BN 64
-#define EXPERT_STAGES 3
-#define EXPERT_LDS 40
+#define EXPERT_BK 32
 #define ROUTE_TOKENS_PER_BLOCK 8
 #define PLAN_THREADS 1024
 
@@ -168,7 +167,9 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
 
 /* ---- scratch ---- */
 
-static bool is_half(moert_dtype d) { return d == MOERT_DTYPE_BF16 || d == MOERT_DTYPE_F16; }
+static bool is_float(moert_dtype d) {
+  return d == MOERT_DTYPE_BF16 || d == MOERT_DTYPE_F16 || d == MOERT_DTYPE_F32;
+}
 
 static size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
@@ -218,11 +219,11 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
   if (!c) return moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_scratch_create: out of host memory");
   c->device_route_ok = d->num_experts <= 512 && d->top_k <= 16 &&
                        (d->router == MOERT_ROUTER_SOFTMAX_TOPK || d->n_group <= 64);
-  /* The tensor-core kernels need 16-bit operands of one type and K a multiple of 32. */
+  /* The tensor-core kernels take both operands in one type and K a multiple of 32. */
   c->forward_ok = false;
-  if (!is_half(d->act_dtype) || d->weight_dtype != d->act_dtype)
+  if (!is_float(d->act_dtype) || d->weight_dtype != d->act_dtype)
     snprintf(c->forward_why, sizeof c->forward_why,
-             "the CUDA backend runs bf16 or f16 experts with activations of the same dtype "
+             "the CUDA backend runs experts whose weights have the activations' dtype "
              "(this layer: activations %s, weights %s)",
              moert_dtype_name(d->act_dtype), moert_dtype_name(d->weight_dtype));
   else if (d->hidden % 32 || d->intermediate % 32 || d->shared_intermediate % 32)
@@ -282,8 +283,10 @@ static moert_status get_function(cuda_runtime *r, CUmodule m, const char *name, 
   return moert_cuda_fail(r->cu, rc, what);
 }
 
-static unsigned int expert_smem(uint32_t bm, int nb) {
-  return (unsigned int)(EXPERT_STAGES * (bm + (uint32_t)nb * EXPERT_BN) * EXPERT_LDS * 2);
+/* ptx/expert.cu's dynamic shared memory: STAGES x (BM + NB x BN) rows of LDS elements */
+static unsigned int expert_smem(uint32_t bm, int nb, size_t es) {
+  const size_t stages = es == 4 ? 2 : 3, lds = EXPERT_BK + 16 / es;
+  return (unsigned int)(stages * (bm + (uint32_t)nb * EXPERT_BN) * lds * es);
 }
 
 /* Compiles or loads every module the scratch uses; the context must be current. */
@@ -308,15 +311,16 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
   }
   if (c->forward_ok) {
     moert_jit_request q = {.source = "expert.cu", .fmad = true};
-    define(&q, "MOERT_ACT", d->act_dtype == MOERT_DTYPE_BF16 ? 1 : 2);
+    define(&q, "MOERT_ACT", d->act_dtype == MOERT_DTYPE_BF16 ? 1 : d->act_dtype == MOERT_DTYPE_F16 ? 2 : 3);
     define(&q, "MOERT_BM", s->plan.block_rows);
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_gate_up", &c->fn_gate_up)) != MOERT_OK ||
         (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
         (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK)
       return st;
-    c->smem_gate_up = expert_smem(s->plan.block_rows, 2);
-    c->smem_down = expert_smem(s->plan.block_rows, 1);
+    const size_t es = moert_dtype_size(d->act_dtype);
+    c->smem_gate_up = expert_smem(s->plan.block_rows, 2, es);
+    c->smem_down = expert_smem(s->plan.block_rows, 1, es);
     CUresult rc = r->cu->cuFuncSetAttribute(
         c->fn_gate_up, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)c->smem_gate_up);
     if (rc == MOERT_CUDA_SUCCESS)
@@ -584,10 +588,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   if (T == 0) return MOERT_OK;
   const long long xs = (long long)(a->x_row_stride ? a->x_row_stride : d->hidden);
   const long long ys = (long long)(a->y_row_stride ? a->y_row_stride : d->hidden);
-  if ((uintptr_t)a->x % 16 || xs % 8 || (uintptr_t)a->y % 4 || ys % 2)
+  const size_t es = moert_dtype_size(d->act_dtype);
+  if ((uintptr_t)a->x % 16 || (xs * (long long)es) % 16 || (uintptr_t)a->y % (2 * es) || ys % 2)
     return moert_fail(MOERT_ERR_UNSUPPORTED, "moert_forward: the CUDA backend needs x 16-byte "
-                      "aligned with a row stride that is a multiple of 8, and y 4-byte aligned "
-                      "with an even row stride");
+                      "aligned with rows a multiple of 16 bytes apart, and y aligned to two "
+                      "elements with an even row stride");
   moert_status st = ensure_prepared(s);
   if (st != MOERT_OK) return st;
   if ((st = push_ctx(r)) != MOERT_OK) return st;
