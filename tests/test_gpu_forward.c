@@ -192,9 +192,12 @@ static void layer_free(layer *L) {
   free(L->hg), free(L->hu), free(L->hd), free(L->hsg), free(L->hsu), free(L->hsd), free(L->hgate);
 }
 
+static uint32_t g_block_rows; /* plan_block_rows of the layers made; 0 = the default */
+
 static moert_layer_desc make_desc(const model *m, moert_dtype dt, moert_router_kind router) {
   moert_layer_desc d;
   moert_layer_desc_init(&d);
+  d.plan_block_rows = g_block_rows;
   d.num_experts = m->E, d.top_k = m->k, d.hidden = m->H, d.intermediate = m->I;
   d.shared_intermediate = m->Is;
   d.shared_gate = m->Is ? MOERT_SHARED_GATE_SIGMOID : MOERT_SHARED_GATE_NONE;
@@ -611,6 +614,153 @@ START_TEST(test_graph_replay) {
 }
 END_TEST
 
+/* A small layer, for every plan block size and under compute-sanitizer (CK_RUN_CASE=quick):
+ * bf16, f16 and f32, both routers, a gated shared expert, accumulate. */
+START_TEST(test_quick_block_sizes) {
+  static const uint32_t rows[] = {16, 32, 64, 128};
+  static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16, MOERT_DTYPE_F32};
+  const model small = {"small E16 k4 H256 I128", 16, 4, 256, 128, 0};
+  model shared = small;
+  shared.name = "small + shared expert Is64";
+  shared.Is = 64;
+  static const uint32_t Ts[] = {1, 7, 129};
+  const char *max = getenv("MOERT_QUICK_MAX"); /* run only the first N (slow sanitizers) */
+  if (max && _i >= atoi(max)) return;
+  g_block_rows = rows[_i % 4];
+  const moert_dtype dt = dts[_i / 4];
+  layer L;
+  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &shared, dt, &d);
+  printf("plan_block_rows %u:\n", g_block_rows);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, false, &L);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, true, &L);
+  layer_free(&L);
+  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
+  layer_make(&L, &small, dt, &d);
+  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 3, false, &L);
+  layer_free(&L);
+  g_block_rows = 0;
+}
+END_TEST
+
+/* A runtime on the caller's CUcontext gives the same bits as one on the primary context. */
+START_TEST(test_caller_context) {
+  moert_runtime_options o;
+  moert_runtime_options_init(&o);
+  o.backend = MOERT_BACKEND_CUDA;
+  o.cu_context = ctx;
+  moert_runtime *rt2 = NULL;
+  OK(moert_runtime_create(&o, &rt2));
+  ck_assert_uint_eq(moert_runtime_backend(rt2), MOERT_BACKEND_CUDA);
+  const model m = {"small", 16, 4, 256, 128, 0};
+  const uint32_t T = 40, H = m.H, E = m.E;
+  moert_layer_desc d = make_desc(&m, MOERT_DTYPE_BF16, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer L;
+  layer_make(&L, &m, MOERT_DTYPE_BF16, &d);
+  /* the same weights, viewed from the second runtime */
+  const void **pg = malloc(E * sizeof *pg), **pu = malloc(E * sizeof *pu), **pd = malloc(E * sizeof *pd);
+  const size_t mat = (size_t)m.I * H * 2;
+  for (uint32_t e = 0; e < E; e++)
+    pg[e] = dptr(L.dg + e * mat), pu[e] = dptr(L.du + e * mat), pd[e] = dptr(L.dd + e * mat);
+  moert_experts_desc g = {.struct_size = sizeof g, .layout = MOERT_LAYOUT_PER_EXPERT,
+                          .memory = MOERT_MEMORY_DEVICE};
+  g.gate_ptrs = pg, g.up_ptrs = pu, g.down_ptrs = pd;
+  moert_experts *x2 = NULL;
+  OK(moert_experts_create(rt2, &d, &g, &x2));
+  moert_scratch *s1 = NULL, *s2 = NULL;
+  OK(moert_scratch_create(gpu_rt, &d, T, &s1));
+  OK(moert_scratch_create(rt2, &d, T, &s2));
+  float *logits = malloc((size_t)T * E * 4);
+  for (size_t i = 0; i < (size_t)T * E; i++) logits[i] = uniform(3.0f);
+  void *x = malloc((size_t)T * H * 2), *y1 = malloc((size_t)T * H * 2), *y2 = malloc((size_t)T * H * 2);
+  fill_act(MOERT_DTYPE_BF16, x, (size_t)T * H, 1.0f);
+  CUdeviceptr dl = dalloc((size_t)T * E * 4), dx = dalloc((size_t)T * H * 2), dy = dalloc((size_t)T * H * 2);
+  CU(cu->cuMemcpyHtoD(dl, logits, (size_t)T * E * 4));
+  CU(cu->cuMemcpyHtoD(dx, x, (size_t)T * H * 2));
+  gpu_run(s1, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y1, NULL);
+  layer L2 = L;
+  L2.gpu = x2;
+  gpu_run(s2, &L2, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y2, NULL);
+  ck_assert_msg(memcmp(y1, y2, (size_t)T * H * 2) == 0, "the caller's context gives other bits");
+  moert_scratch_destroy(s1);
+  moert_scratch_destroy(s2);
+  moert_experts_destroy(x2);
+  moert_runtime_destroy(rt2);
+  layer_free(&L);
+  cu->cuMemFree(dl), cu->cuMemFree(dx), cu->cuMemFree(dy);
+  free(pg), free(pu), free(pd), free(logits), free(x), free(y1), free(y2);
+}
+END_TEST
+
+/* Not a check: the time of route + plan + forward replayed from CUDA graphs (Qwen3-30B-A3B,
+ * bf16, device routing), 8 graphs over different logits in turn so that the touched
+ * experts change between replays, against the weight-read floor at 3.0 TB/s. */
+START_TEST(test_timing) {
+  if (!cu->cuStreamBeginCapture) return;
+  const model *m = &qwen3;
+  const moert_dtype dt = MOERT_DTYPE_BF16;
+  const uint32_t E = m->E, H = m->H, NG = 8, REPS = 200;
+  moert_layer_desc d = make_desc(m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer L;
+  layer_make(&L, m, dt, &d);
+  static const uint32_t Ts[] = {1, 8, 32, 128, 512, 4096};
+  CUstream st;
+  CU(cu->cuStreamCreate(&st, MOERT_CU_STREAM_NON_BLOCKING));
+  for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+    const uint32_t T = Ts[ti];
+    moert_scratch *s = NULL;
+    OK(moert_scratch_create(gpu_rt, &d, T, &s));
+    OK(moert_scratch_prepare(s));
+    CUdeviceptr dl[8], dx = dalloc((size_t)T * H * 2), dy = dalloc((size_t)T * H * 2);
+    CUgraph graph[8];
+    CUgraphExec exec[8];
+    float *logits = malloc((size_t)T * E * 4);
+    void *x = malloc((size_t)T * H * 2);
+    fill_act(dt, x, (size_t)T * H, 1.0f);
+    CU(cu->cuMemcpyHtoD(dx, x, (size_t)T * H * 2));
+    double touched = 0;
+    for (uint32_t g = 0; g < NG; g++) {
+      for (size_t i = 0; i < (size_t)T * E; i++) logits[i] = uniform(3.0f);
+      dl[g] = dalloc((size_t)T * E * 4);
+      CU(cu->cuMemcpyHtoD(dl[g], logits, (size_t)T * E * 4));
+      moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl[g]), MOERT_ROUTING_DEVICE, NULL);
+      moert_forward_args f = fwd_args(L.gpu, MOERT_MEMORY_DEVICE, dptr(dx), dptr(dy), 0);
+      OK(moert_route(s, &r, st));
+      moert_plan_view pv = {.struct_size = sizeof pv};
+      OK(moert_scratch_plan(s, &pv));
+      for (uint32_t e = 0; e < E; e++) touched += pv.offsets[e + 1] > pv.offsets[e];
+      CU(cu->cuStreamBeginCapture(st, MOERT_CU_STREAM_CAPTURE_MODE_GLOBAL));
+      moert_status ms = moert_moe(s, &r, &f, st);
+      CU(cu->cuStreamEndCapture(st, &graph[g]));
+      OK(ms);
+      CU(cu->cuGraphInstantiateWithFlags(&exec[g], graph[g], 0));
+    }
+    touched /= NG;
+    for (uint32_t i = 0; i < 3 * NG; i++) CU(cu->cuGraphLaunch(exec[i % NG], st)); /* warm up */
+    CU(cu->cuStreamSynchronize(st));
+    const double t0 = now_ms();
+    for (uint32_t i = 0; i < REPS; i++) CU(cu->cuGraphLaunch(exec[i % NG], st));
+    CU(cu->cuStreamSynchronize(st));
+    const double us = (now_ms() - t0) * 1e3 / REPS;
+    const double bytes = touched * 3.0 * H * m->I * 2, floor_us = bytes / 3.0e12 * 1e6;
+    printf("timing Qwen3-30B-A3B bf16 T=%-5u %9.1f us per layer (mean of %u graph replays)  "
+           "%5.1f experts touched  floor %7.1f us at 3.0 TB/s  ratio %.2f\n",
+           T, us, REPS, touched, floor_us, us / floor_us);
+    fflush(stdout);
+    for (uint32_t g = 0; g < NG; g++) {
+      cu->cuGraphExecDestroy(exec[g]);
+      cu->cuGraphDestroy(graph[g]);
+      cu->cuMemFree(dl[g]);
+    }
+    cu->cuMemFree(dx), cu->cuMemFree(dy);
+    free(logits), free(x);
+    moert_scratch_destroy(s);
+  }
+  cu->cuStreamDestroy(st);
+  layer_free(&L);
+}
+END_TEST
+
 /* ---- the disk cache, through a second process ---- */
 
 /* The child: runtime -> scratch -> prepare -> one forward, timed; prints one line. */
@@ -755,6 +905,15 @@ int main(int argc, char **argv) {
   tcase_add_loop_test(tf, test_shared_expert, 0, 3);
   tcase_add_test(tf, test_graph_replay);
   suite_add_tcase(s, tf);
+  TCase *tq = tcase_create("quick");
+  tcase_set_timeout(tq, 600);
+  tcase_add_loop_test(tq, test_quick_block_sizes, 0, 12);
+  tcase_add_test(tq, test_caller_context);
+  suite_add_tcase(s, tq);
+  TCase *tt = tcase_create("timing");
+  tcase_set_timeout(tt, 600);
+  tcase_add_test(tt, test_timing);
+  suite_add_tcase(s, tt);
   TCase *tc = tcase_create("cache");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_disk_cache_second_process);

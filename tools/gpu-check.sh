@@ -35,4 +35,26 @@ start=$(date +%s)
 ctest -L 'gpu|nvrtc' --output-on-failure -V 2>&1 | tee "$LOGS/ctest.log"
 rc=${PIPESTATUS[0]}
 echo "ctest -L 'gpu|nvrtc': exit $rc after $(( $(date +%s) - start )) s" | tee -a "$LOGS/ctest.log"
+
+# The small-layer cases under compute-sanitizer: out-of-bounds and misaligned accesses
+# (memcheck) in every kernel and plan block size, shared-memory races (racecheck) in the
+# bf16 ones.  Skipped with MOERT_GPU_CHECK_SANITIZE=0.
+if [ "${MOERT_GPU_CHECK_SANITIZE:-1}" != 0 ]; then
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$SAN" ]; then
+    for tool in memcheck racecheck; do
+      max=12
+      [ "$tool" = racecheck ] && max=4
+      start=$(date +%s)
+      CK_RUN_CASE=quick MOERT_QUICK_MAX=$max MOERT_CACHE_DIR="$PWD/jit-cache" timeout 400 \
+        "$SAN" --tool "$tool" --error-exitcode 99 tests/test_gpu_forward >"$LOGS/$tool.log" 2>&1
+      san_rc=$?
+      echo "compute-sanitizer --tool $tool (quick cases): exit $san_rc after $(( $(date +%s) - start )) s"
+      tail -5 "$LOGS/$tool.log"
+      [ "$san_rc" = 0 ] || rc=1
+    done
+  else
+    echo "compute-sanitizer not found: sanitizer runs skipped"
+  fi
+fi
 exit "$rc"
