@@ -46,7 +46,7 @@ if [ "${MOERT_GPU_CHECK_SANITIZE:-1}" != 0 ]; then
       max=12
       [ "$tool" = racecheck ] && max=4
       start=$(date +%s)
-      CK_RUN_CASE=quick MOERT_QUICK_MAX=$max MOERT_CACHE_DIR="$PWD/jit-cache" timeout 400 \
+      CK_RUN_CASE=quick MOERT_QUICK_MAX=$max MOERT_CACHE_DIR="$PWD/jit-cache" timeout ${MOERT_SANITIZE_TIMEOUT:-150} \
         "$SAN" --tool "$tool" --error-exitcode 99 tests/test_gpu_forward >"$LOGS/$tool.log" 2>&1
       san_rc=$?
       echo "compute-sanitizer --tool $tool (quick cases): exit $san_rc after $(( $(date +%s) - start )) s"
