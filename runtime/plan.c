@@ -39,11 +39,13 @@ void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
    * when this one has no rows) keeps the common case of 0 or 1 blocks free of branches;
    * block_expert has a spare slot for it. */
   int32_t *pad = plan->padded_offsets;
-  uint32_t blocks = 0;
+  uint32_t blocks = 0, shift = 0;
+  const bool pow2 = (block_rows & (block_rows - 1)) == 0; /* a shift, not 128 divisions */
+  while (pow2 && (1u << shift) < block_rows) shift++;
   pad[0] = 0;
   for (uint32_t e = 0; e < E; e++) {
     const uint32_t rows = (uint32_t)(off[e + 1] - off[e]);
-    const uint32_t nb = (rows + block_rows - 1) / block_rows;
+    const uint32_t nb = pow2 ? (rows + block_rows - 1) >> shift : (rows + block_rows - 1) / block_rows;
     plan->block_expert[blocks] = (int32_t)e;
     for (uint32_t b = 1; b < nb; b++) plan->block_expert[blocks + b] = (int32_t)e;
     blocks += nb;

@@ -183,7 +183,8 @@ static void *upload(tool_gpu *g, const void *src, size_t bytes) {
 /* The experts view of a weight set; on CUDA each layer gets its own device copy. */
 static void bind_experts(moert_runtime *rt, const model *m, const moert_layer_desc *d,
                          tool_gpu *g, const layer_weights *host, layer_weights *w) {
-  moert_experts_desc x = {0};
+  moert_experts_desc x;
+  memset(&x, 0, sizeof x);
   x.struct_size = sizeof x;
   x.layout = MOERT_LAYOUT_STACKED;
   const size_t nb = expert_elems(m) * 2, ns = (size_t)m->Is * m->H * 2;
@@ -512,7 +513,9 @@ static void bench_route(const options *o) {
 }
 
 static uint32_t touched_experts(moert_scratch *sc) {
-  moert_plan_view pv = {sizeof pv};
+  moert_plan_view pv;
+  memset(&pv, 0, sizeof pv);
+  pv.struct_size = sizeof pv;
   CHECK(moert_scratch_plan(sc, &pv));
   uint32_t n = 0;
   for (uint32_t e = 0; e < pv.num_experts; e++) n += pv.offsets[e + 1] > pv.offsets[e];
