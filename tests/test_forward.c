@@ -22,6 +22,7 @@
  *    within 2^-11 |ref| + 5e-4 rms(row).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,25 @@ static void fw_free(fw *f) {
   moert_scratch_destroy(f->s);
 }
 
+/* FNV-1a over every weight byte of the routed and shared experts. */
+static uint64_t weights_hash(const fw *f) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const size_t m = (size_t)f->d.intermediate * f->d.hidden * f->wes;
+  const size_t ms = (size_t)f->d.shared_intermediate * f->d.hidden * f->wes;
+  for (uint32_t e = 0; e < f->d.num_experts; e++) {
+    if (!f->used[e]) continue;
+    const void *mats[3] = {f->g[e], f->u[e], f->dn[e]};
+    for (int i = 0; i < 3; i++)
+      for (size_t b = 0; b < m; b++) h = (h ^ ((const unsigned char *)mats[i])[b]) * 0x100000001b3ull;
+  }
+  if (ms) {
+    const void *mats[3] = {f->sg, f->su, f->sd};
+    for (int i = 0; i < 3; i++)
+      for (size_t b = 0; b < ms; b++) h = (h ^ ((const unsigned char *)mats[i])[b]) * 0x100000001b3ull;
+  }
+  return h;
+}
+
 /* ---- shapes x dtypes ---- */
 
 typedef struct shape {
@@ -357,11 +377,18 @@ START_TEST(shapes_dtypes) {
   fw_setup(&f, &rng, rt, &d, sh->T, 0);
   moert_experts *ex = fw_experts(&f, rt, MOERT_LAYOUT_PER_EXPERT);
   void *y = new_y(&f, d.hidden);
+  const size_t xbytes = ((size_t)f.T * f.xs + 1) * f.aes;
+  void *x_before = mt_alloc(xbytes);
+  memcpy(x_before, f.x, xbytes);
+  const uint64_t w_before = weights_hash(&f);
   MT_OK(run_forward(f.s, ex, &f, y, 0, 0));
   char what[160];
   snprintf(what, sizeof what, "%s (E %u k %u H %u I %u Is %u T %u), act %s, weights %s", sh->name,
            sh->E, sh->k, sh->H, sh->I, sh->Is, sh->T, mt_dtype_name(act), mt_dtype_name(wt));
   check_y(&f, y, d.hidden, fw_ref(&f), what);
+  ck_assert_msg(memcmp(x_before, f.x, xbytes) == 0, "%s: forward wrote x", what);
+  ck_assert_msg(weights_hash(&f) == w_before, "%s: forward wrote the weights", what);
+  mt_free(x_before);
   mt_free(y);
   moert_experts_destroy(ex);
   fw_free(&f);
@@ -372,18 +399,21 @@ END_TEST
 /* Qwen3-30B-A3B: E 128, k 8, H 2048, I 768; a few tokens (the reference is slow). */
 START_TEST(qwen3_30b_dims) {
   MT_RNG(rng);
-  const moert_dtype act = _i == 0 ? MOERT_DTYPE_F32 : MOERT_DTYPE_BF16;
-  moert_layer_desc d = mkdesc(128, 8, 2048, 768, 0, MOERT_SHARED_GATE_NONE, act, MOERT_DTYPE_BF16,
+  /* 0: f32 act, bf16 weights; 1: bf16 act, bf16 weights; 2: f32 act, f32 weights */
+  const moert_dtype act = _i == 1 ? MOERT_DTYPE_BF16 : MOERT_DTYPE_F32;
+  const moert_dtype wt = _i == 2 ? MOERT_DTYPE_F32 : MOERT_DTYPE_BF16;
+  moert_layer_desc d = mkdesc(128, 8, 2048, 768, 0, MOERT_SHARED_GATE_NONE, act, wt,
                               MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, 1.0f);
   moert_runtime *rt = mt_cpu_runtime(0);
   fw f;
-  fw_setup(&f, &rng, rt, &d, 3, 8);
+  fw_setup(&f, &rng, rt, &d, _i == 2 ? 2 : 3, 8);
   moert_experts *ex = fw_experts(&f, rt, MOERT_LAYOUT_PER_EXPERT);
   void *y = new_y(&f, 2048 + 5);
   MT_OK(run_forward(f.s, ex, &f, y, 2048 + 5, 0));
-  check_y(&f, y, 2048 + 5, fw_ref(&f),
-          act == MOERT_DTYPE_F32 ? "Qwen3-30B-A3B dims, f32 act, bf16 weights"
-                                 : "Qwen3-30B-A3B dims, bf16 act, bf16 weights");
+  char what[96];
+  snprintf(what, sizeof what, "Qwen3-30B-A3B dims, T %u, %s act, %s weights", f.T,
+           mt_dtype_name(act), mt_dtype_name(wt));
+  check_y(&f, y, 2048 + 5, fw_ref(&f), what);
   mt_free(y);
   moert_experts_destroy(ex);
   fw_free(&f);
@@ -662,12 +692,112 @@ START_TEST(set_routing_forward) {
 }
 END_TEST
 
+/* One scratch reused for two layers (two experts views, alternately) gives each layer's
+ * own result. */
+START_TEST(scratch_reuse_across_layers) {
+  MT_RNG(rng);
+  const shape *sh = &SHAPES[1];
+  moert_layer_desc d = shape_desc(sh, MOERT_DTYPE_BF16, MOERT_DTYPE_BF16);
+  moert_runtime *rt = mt_cpu_runtime(2);
+  fw a, b;
+  fw_setup(&a, &rng, rt, &d, sh->T, 0);
+  fw_setup(&b, &rng, rt, &d, sh->T - 5, 2);
+  moert_experts *exa = fw_experts(&a, rt, MOERT_LAYOUT_PER_EXPERT);
+  moert_experts *exb = fw_experts(&b, rt, MOERT_LAYOUT_STACKED);
+  void *ya = new_y(&a, d.hidden), *yb = new_y(&b, d.hidden);
+  const size_t na = (size_t)a.T * d.hidden * a.aes, nb = (size_t)b.T * d.hidden * b.aes;
+  void *ya1 = mt_alloc(na), *yb1 = mt_alloc(nb);
+  /* reference bits: each layer on its own scratch */
+  MT_OK(run_forward(a.s, exa, &a, ya, 0, 0));
+  MT_OK(run_forward(b.s, exb, &b, yb, 0, 0));
+  check_y(&a, ya, d.hidden, fw_ref(&a), "layer A");
+  check_y(&b, yb, d.hidden, fw_ref(&b), "layer B");
+  memcpy(ya1, ya, na);
+  memcpy(yb1, yb, nb);
+  /* both layers through a.s, alternately */
+  for (int rep = 0; rep < 3; rep++) {
+    MT_OK(moert_set_routing(a.s, b.T, b.ids, b.wf, NULL));
+    mt_poison(yb, d.act_dtype, (size_t)b.T * d.hidden);
+    MT_OK(run_forward(a.s, exb, &b, yb, 0, 0));
+    ck_assert_msg(memcmp(yb, yb1, nb) == 0, "layer B on layer A's scratch differs (rep %d)", rep);
+    MT_OK(moert_set_routing(a.s, a.T, a.ids, a.wf, NULL));
+    mt_poison(ya, d.act_dtype, (size_t)a.T * d.hidden);
+    MT_OK(run_forward(a.s, exa, &a, ya, 0, 0));
+    ck_assert_msg(memcmp(ya, ya1, na) == 0, "layer A after layer B differs (rep %d)", rep);
+  }
+  mt_free(ya);
+  mt_free(yb);
+  mt_free(ya1);
+  mt_free(yb1);
+  moert_experts_destroy(exa);
+  moert_experts_destroy(exb);
+  fw_free(&a);
+  fw_free(&b);
+  moert_runtime_destroy(rt);
+}
+END_TEST
+
+/* A runtime is shared by threads, each with its own scratch: results as if alone. */
+typedef struct conc_job {
+  moert_scratch *s;
+  moert_experts *ex;
+  const fw *f;
+  const void *want;
+  size_t bytes;
+  int mismatches, failures;
+} conc_job;
+
+static void *conc_thread(void *arg) {
+  conc_job *j = arg;
+  void *y = mt_alloc(j->bytes);
+  for (int rep = 0; rep < 40; rep++) {
+    mt_poison(y, j->f->d.act_dtype, j->bytes / j->f->aes);
+    if (run_forward(j->s, j->ex, j->f, y, 0, 0) != MOERT_OK) j->failures++;
+    else if (memcmp(y, j->want, j->bytes) != 0) j->mismatches++;
+  }
+  mt_free(y);
+  return NULL;
+}
+
+START_TEST(concurrent_scratches) {
+  MT_RNG(rng);
+  const shape *sh = &SHAPES[_i ? 2 : 0];
+  moert_layer_desc d = shape_desc(sh, MOERT_DTYPE_F32, MOERT_DTYPE_BF16);
+  moert_runtime *rt = mt_cpu_runtime(2);
+  enum { NT = 3 };
+  fw f[NT];
+  moert_experts *ex[NT];
+  void *want[NT];
+  conc_job jobs[NT];
+  pthread_t th[NT];
+  for (int i = 0; i < NT; i++) {
+    fw_setup(&f[i], &rng, rt, &d, sh->T + (uint32_t)i, 0);
+    ex[i] = fw_experts(&f[i], rt, MOERT_LAYOUT_STACKED_GATE_UP);
+    want[i] = new_y(&f[i], d.hidden);
+    MT_OK(run_forward(f[i].s, ex[i], &f[i], want[i], 0, 0));
+    check_y(&f[i], want[i], d.hidden, fw_ref(&f[i]), "concurrent, alone");
+    jobs[i] = (conc_job){f[i].s, ex[i], &f[i], want[i], (size_t)f[i].T * d.hidden * f[i].aes, 0, 0};
+  }
+  for (int i = 0; i < NT; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, conc_thread, &jobs[i]), 0);
+  for (int i = 0; i < NT; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+  for (int i = 0; i < NT; i++) {
+    ck_assert_msg(jobs[i].failures == 0, "thread %d: %d forwards failed", i, jobs[i].failures);
+    ck_assert_msg(jobs[i].mismatches == 0, "thread %d: %d of 40 concurrent forwards differ from "
+                  "the same forward alone (%s)", i, jobs[i].mismatches, sh->name);
+    mt_free(want[i]);
+    moert_experts_destroy(ex[i]);
+    fw_free(&f[i]);
+  }
+  moert_runtime_destroy(rt);
+}
+END_TEST
+
 int main(void) {
   Suite *su = suite_create("forward");
   TCase *tc = tcase_create("forward");
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, shapes_dtypes, 0, NSHAPES * NCOMBOS);
-  tcase_add_loop_test(tc, qwen3_30b_dims, 0, 2);
+  tcase_add_loop_test(tc, qwen3_30b_dims, 0, 3);
   tcase_add_loop_test(tc, layouts_identical, 0, 8);
   tcase_add_loop_test(tc, accumulate, 0, 3);
   tcase_add_loop_test(tc, row_strides, 0, 3);
@@ -675,6 +805,8 @@ int main(void) {
   tcase_add_test(tc, moe_one_shot);
   tcase_add_test(tc, zero_tokens);
   tcase_add_test(tc, set_routing_forward);
+  tcase_add_test(tc, scratch_reuse_across_layers);
+  tcase_add_loop_test(tc, concurrent_scratches, 0, 2);
   suite_add_tcase(su, tc);
   return mt_run_suite(su);
 }

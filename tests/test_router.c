@@ -372,7 +372,7 @@ START_TEST(ties_duplicates) {
   MT_RNG(rng);
   const moert_dtype dt = DTYPES[_i];
   const uint32_t T = 64;
-  static const double vals[5] = {-2.0, -1.0, 0.0, 0.5, 1.25};
+  static const double vals[6] = {-2.0, -1.0, 0.0, -0.0, 0.5, 1.25}; /* -0 ties with +0 */
   struct {
     uint32_t E, k;
     moert_router_kind kind;
@@ -388,7 +388,7 @@ START_TEST(ties_duplicates) {
     moert_layer_desc d = mkdesc(cfgs[c].E, cfgs[c].k, cfgs[c].kind, cfgs[c].renorm, cfgs[c].ng,
                                 cfgs[c].tg, cfgs[c].scale);
     double *rows = mt_alloc(sizeof(double) * T * cfgs[c].E);
-    for (uint32_t i = 0; i < T * cfgs[c].E; i++) rows[i] = vals[mt_below(&rng, 5)];
+    for (uint32_t i = 0; i < T * cfgs[c].E; i++) rows[i] = vals[mt_below(&rng, 6)];
     /* a few rows with exactly k+1 copies of the maximum: the boundary is a tie */
     for (uint32_t t = 0; t < 8; t++) {
       for (uint32_t e = 0; e < cfgs[c].E; e++) rows[t * cfgs[c].E + e] = -1.0;
@@ -546,6 +546,49 @@ START_TEST(infinities) {
 }
 END_TEST
 
+/* Extreme finite logits: the dtype's largest values (their differences overflow float32 to
+ * -inf, so exp gives exactly 0), huge ties, subnormal logits that must still be ordered
+ * (a flush-to-zero router would call them ties), tiny differences near 1. */
+START_TEST(extreme_values) {
+  MT_RNG(rng);
+  const moert_dtype dt = DTYPES[_i];
+  const double big = dt == MOERT_DTYPE_F32 ? 3.4028234663852886e38
+                     : dt == MOERT_DTYPE_BF16 ? 3.3895313892515355e38 : 65504.0;
+  const double tiny = dt == MOERT_DTYPE_F16 ? 5.960464477539063e-08 /* f16 subnormal step */
+                                             : 1.401298464324817e-45; /* f32 subnormal step */
+  const uint32_t E = 32, k = 4;
+  enum { ROWS = 7 };
+  for (int kind = 0; kind < 3; kind++) {
+    moert_layer_desc d = kind == 2 ? mkdesc(E, k, MOERT_ROUTER_SIGMOID_GROUP_TOPK, 1, 4, 2, 2.5f)
+                                   : mkdesc(E, k, MOERT_ROUTER_SOFTMAX_TOPK, (uint32_t)kind, 0, 0, 1.0f);
+    moert_runtime *rt = mt_cpu_runtime(1);
+    moert_scratch *s = NULL;
+    MT_OK(moert_scratch_create(rt, &d, ROWS, &s));
+    logits_buf b;
+    lb_init(&b, dt, ROWS, E, E + 4);
+    for (uint32_t e = 0; e < E; e++) {
+      lb_set(&b, 0, e, (e % 5 == 3) ? -big : big);           /* the maximum, many times */
+      lb_set(&b, 1, e, (e % 7 == 2) ? big / 2 : -big / 2);   /* k+ huge values, rest far below */
+      lb_set(&b, 2, e, tiny * (double)mt_below(&rng, 64));   /* subnormal logits, ordered */
+      lb_set(&b, 3, e, -tiny * (double)mt_below(&rng, 64));
+      lb_set(&b, 4, e, (e & 1) ? big : -big);                /* +-max alternating */
+      lb_set(&b, 5, e, 1.0 + (double)mt_below(&rng, 8) / 128.0); /* small steps near 1 */
+      lb_set(&b, 6, e, mt_normal(&rng) * (dt == MOERT_DTYPE_F16 ? 1e3 : 1e30)); /* huge spread */
+    }
+    moert_route_args a = route_args(&b, ROWS, NULL);
+    MT_OK(moert_route(s, &a, NULL));
+    char what[96];
+    snprintf(what, sizeof what, "extreme values, %s, %s",
+             kind == 2 ? "sigmoid groups" : kind ? "softmax renorm" : "softmax no renorm",
+             mt_dtype_name(dt));
+    check_routing(s, &d, &b, NULL, what);
+    lb_free(&b);
+    moert_scratch_destroy(s);
+    moert_runtime_destroy(rt);
+  }
+}
+END_TEST
+
 /* k > E is refused when the scratch is created. */
 START_TEST(k_more_than_e) {
   moert_runtime *rt = mt_cpu_runtime(1);
@@ -582,6 +625,7 @@ START_TEST(routing_view) {
     for (uint32_t t = 0; t < T; t++)
       for (uint32_t e = 0; e < E; e++) lb_set(&b, t, e, 2.0 * mt_normal(&rng));
     moert_route_args a = route_args(&b, T, NULL);
+    a.mode = r == 1 ? MOERT_ROUTING_HOST : MOERT_ROUTING_AUTO; /* HOST works on every backend */
     MT_OK(moert_route(s, &a, NULL));
     check_routing(s, &d, &b, NULL, "routing view");
     lb_free(&b);
@@ -660,6 +704,7 @@ int main(void) {
   tcase_add_loop_test(tc, ties_duplicates, 0, 3);
   tcase_add_loop_test(tc, nan_logit, 0, 6);
   tcase_add_loop_test(tc, infinities, 0, 3);
+  tcase_add_loop_test(tc, extreme_values, 0, 3);
   tcase_add_test(tc, k_more_than_e);
   tcase_add_test(tc, routing_view);
   tcase_add_test(tc, set_routing);
