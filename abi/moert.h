@@ -366,6 +366,77 @@ typedef struct moert_plan_view {
 MOERT_API moert_status moert_scratch_routing(moert_scratch *scratch, moert_routing_view *out);
 MOERT_API moert_status moert_scratch_plan(moert_scratch *scratch, moert_plan_view *out);
 
+/* ---- one symbol for dlopen hosts --------------------------------------------------- */
+
+/* The whole ABI as a const table of function pointers, for a host that loads the library
+ * with dlopen() and would rather resolve one symbol than one per function:
+ *
+ *     void *lib = dlopen("libmoert.so.0", RTLD_NOW | RTLD_LOCAL);
+ *     const moert_api *(*get)(uint32_t) = (const moert_api *(*)(uint32_t))
+ *         dlsym(lib, "moert_get_api");
+ *     const moert_api *api = get(MOERT_VERSION_MAJOR);
+ *     if (!api) ...;                       (a library of another major)
+ *     api->runtime_create(NULL, &rt);
+ *
+ * The members are the functions above, in the order they are declared in this header,
+ * without the moert_ prefix.  The order only grows: a later minor version appends
+ * members at the end and never moves, removes or retypes one, so struct_size tells which
+ * members a loaded library has; MOERT_API_HAS() tests for one before it is called.
+ */
+typedef struct moert_api {
+  uint32_t struct_size; /* sizeof(moert_api) as the loaded library was built */
+  uint32_t abi_major;   /* MOERT_VERSION_MAJOR of the loaded library */
+  /* version and errors */
+  uint32_t (*version)(void);
+  const char *(*version_string)(void);
+  const char *(*status_string)(moert_status status);
+  const char *(*last_error)(void);
+  /* the runtime */
+  moert_status (*runtime_options_init)(moert_runtime_options *options);
+  moert_status (*runtime_create)(const moert_runtime_options *options, moert_runtime **out);
+  void (*runtime_destroy)(moert_runtime *runtime);
+  moert_backend (*runtime_backend)(const moert_runtime *runtime);
+  const char *(*runtime_backend_note)(const moert_runtime *runtime);
+  /* the layer shape */
+  moert_status (*layer_desc_init)(moert_layer_desc *desc);
+  /* scratch */
+  moert_status (*scratch_create)(moert_runtime *runtime, const moert_layer_desc *desc,
+                                 uint32_t max_tokens, moert_scratch **out);
+  void (*scratch_destroy)(moert_scratch *scratch);
+  moert_status (*scratch_prepare)(moert_scratch *scratch);
+  moert_status (*scratch_memory)(const moert_scratch *scratch, uint64_t *host_bytes,
+                                 uint64_t *device_bytes);
+  /* experts */
+  moert_status (*experts_create)(moert_runtime *runtime, const moert_layer_desc *desc,
+                                 const moert_experts_desc *weights, moert_experts **out);
+  void (*experts_destroy)(moert_experts *experts);
+  /* route and forward */
+  moert_status (*route)(moert_scratch *scratch, const moert_route_args *args, void *stream);
+  moert_status (*set_routing)(moert_scratch *scratch, uint32_t num_tokens,
+                              const int32_t *expert_ids, const float *expert_weights,
+                              void *stream);
+  moert_status (*forward)(moert_scratch *scratch, const moert_forward_args *args,
+                          void *stream);
+  moert_status (*moe)(moert_scratch *scratch, const moert_route_args *route,
+                      const moert_forward_args *forward, void *stream);
+  /* reading the router output and the plan */
+  moert_status (*scratch_routing)(moert_scratch *scratch, moert_routing_view *out);
+  moert_status (*scratch_plan)(moert_scratch *scratch, moert_plan_view *out);
+  /* new members are appended here */
+} moert_api;
+
+/* Nonzero when the table *api has the member `member` (a library at least as new as the
+ * minor version that appended it). */
+#define MOERT_API_HAS(api, member) \
+  ((api)->struct_size >= offsetof(moert_api, member) + sizeof((api)->member))
+
+/* The function table of this library for ABI major version abi_major (pass
+ * MOERT_VERSION_MAJOR).  The table is static and const: it lives as long as the library
+ * stays loaded, and the caller never frees it.  For any other major it returns NULL and
+ * moert_last_error() names the major asked for and the one this library has.
+ * Thread-safe. */
+MOERT_API const moert_api *moert_get_api(uint32_t abi_major);
+
 #ifdef __cplusplus
 }
 #endif
