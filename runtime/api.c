@@ -206,6 +206,18 @@ static moert_status check_desc(const char *fn, const moert_layer_desc *d) {
   return MOERT_OK;
 }
 
+/* Whether rows rows of n elements, row stride stride (elements of es bytes), starting at
+ * base stay inside the address space; *end is then one past the last byte.  A stride so
+ * large that the offsets wrap around would make the backends' pointer arithmetic
+ * overflow.  rows >= 1. */
+static bool rows_span(const void *base, uint32_t rows, uint64_t stride, uint32_t n, size_t es,
+                      uintptr_t *end) {
+  const uint64_t room = (uint64_t)(UINTPTR_MAX - (uintptr_t)base) / es; /* elements that fit */
+  if (n > room || (rows > 1 && stride > (room - n) / (rows - 1))) return false;
+  *end = (uintptr_t)base + ((uint64_t)(rows - 1) * stride + n) * es;
+  return true;
+}
+
 static bool same_shape(const moert_layer_desc *a, const moert_layer_desc *b) {
   return a->num_experts == b->num_experts && a->hidden == b->hidden &&
          a->intermediate == b->intermediate && a->shared_intermediate == b->shared_intermediate &&
@@ -442,6 +454,12 @@ MOERT_API moert_status moert_route(moert_scratch *s, const moert_route_args *a, 
         return moert_fail(MOERT_ERR_INVALID_ARGUMENT,
                           "%s: correction_bias[%u] is not finite", fn, e);
   const uint64_t stride = a->logits_row_stride ? a->logits_row_stride : E;
+  uintptr_t end;
+  if (a->num_tokens > 0 &&
+      !rows_span(a->logits, a->num_tokens, stride, E, moert_dtype_size(a->logits_dtype), &end))
+    return moert_fail(MOERT_ERR_INVALID_ARGUMENT,
+                      "%s: logits_row_stride %llu for %u tokens runs past the end of the "
+                      "address space", fn, (unsigned long long)stride, a->num_tokens);
   /* The CUDA backend's route_device also host-routes device logits (HOST mode): it copies
    * them back itself. */
   const bool device = on_gpu && s->runtime->ops->route_device &&
@@ -545,8 +563,12 @@ MOERT_API moert_status moert_forward(moert_scratch *s, const moert_forward_args 
     const size_t es = moert_dtype_size(s->desc.act_dtype);
     const uint64_t xs = a->x_row_stride ? a->x_row_stride : H;
     const uint64_t ys = a->y_row_stride ? a->y_row_stride : H;
-    uintptr_t x0 = (uintptr_t)a->x, x1 = x0 + ((T - 1) * xs + H) * es;
-    uintptr_t y0 = (uintptr_t)a->y, y1 = y0 + ((T - 1) * ys + H) * es;
+    uintptr_t x0 = (uintptr_t)a->x, x1, y0 = (uintptr_t)a->y, y1;
+    if (!rows_span(a->x, T, xs, H, es, &x1) || !rows_span(a->y, T, ys, H, es, &y1))
+      return moert_fail(MOERT_ERR_INVALID_ARGUMENT,
+                        "%s: row strides (x %llu, y %llu) for %u tokens run past the end of "
+                        "the address space", fn, (unsigned long long)xs,
+                        (unsigned long long)ys, T);
     if (x0 < y1 && y0 < x1)
       return moert_fail(MOERT_ERR_INVALID_ARGUMENT, "%s: x and y overlap", fn);
   }
