@@ -309,7 +309,8 @@ static void check_same_routing(const moert_routing_view *a, const moert_plan_vie
 
 /* Routes T tokens both ways on the GPU and checks they agree; returns nothing. */
 static void compare_routes(moert_scratch *s, uint32_t T, uint32_t E, CUdeviceptr logits,
-                           moert_dtype ldt, uint64_t stride, CUdeviceptr bias, const char *what) {
+                           moert_dtype ldt, uint64_t stride, CUdeviceptr bias, const char *what,
+                           const void *host_logits, const float *host_bias) {
   moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(logits), MOERT_ROUTING_HOST,
                                   bias ? dptr(bias) : NULL);
   r.logits_dtype = ldt;
@@ -341,6 +342,16 @@ static void compare_routes(moert_scratch *s, uint32_t T, uint32_t E, CUdeviceptr
   OK(moert_scratch_routing(s, &dv));
   OK(moert_scratch_plan(s, &dp));
   check_same_routing(&dv, &dp, ids, w, &host_plan, blocks, what);
+  if (host_logits) { /* logits in host memory: routed on the host whatever the mode */
+    moert_route_args rh = route_args(T, MOERT_MEMORY_HOST, host_logits, MOERT_ROUTING_AUTO,
+                                     bias ? host_bias : NULL);
+    rh.logits_dtype = ldt;
+    rh.logits_row_stride = stride;
+    OK(moert_route(s, &rh, NULL));
+    OK(moert_scratch_routing(s, &dv));
+    OK(moert_scratch_plan(s, &dp));
+    check_same_routing(&dv, &dp, ids, w, &host_plan, blocks, what);
+  }
   free(ids), free(blocks), free(w), free(offs), free(poffs), free(packed), free(pair_of);
 }
 
@@ -394,7 +405,9 @@ START_TEST(test_route_bits) {
   d.router = c->kind, d.renormalize = c->renorm, d.n_group = c->n_group;
   d.topk_group = c->topk_group, d.routed_scaling_factor = c->scale;
   moert_scratch *s = NULL;
+  setenv("MOERT_TEST_HOST_ROUTE_ROWS", "64", 1); /* host routing in chunks of 64 rows */
   OK(moert_scratch_create(gpu_rt, &d, T, &s));
+  unsetenv("MOERT_TEST_HOST_ROUTE_ROWS");
   OK(moert_scratch_prepare(s));
   float *l = malloc((size_t)T * stride * 4), *bias = malloc(E * 4);
   make_logits(l, T, E, stride);
@@ -402,34 +415,38 @@ START_TEST(test_route_bits) {
   CUdeviceptr dl = dalloc((size_t)T * stride * 4), db = dalloc(E * 4);
   CU(cu->cuMemcpyHtoD(db, bias, E * 4));
   static const moert_dtype ldts[] = {MOERT_DTYPE_F32, MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
+  uint16_t *h = malloc((size_t)T * stride * 2);
   for (int di = 0; di < 3; di++) {
     char what[160];
     snprintf(what, sizeof what, "%s, %s logits", c->name, moert_dtype_name(ldts[di]));
+    const void *host = l;
     if (ldts[di] == MOERT_DTYPE_F32) {
       CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
     } else {
-      uint16_t *h = malloc((size_t)T * stride * 2);
       for (size_t i = 0; i < (size_t)T * stride; i++) h[i] = to_half(ldts[di], l[i]);
       CU(cu->cuMemcpyHtoD(dl, h, (size_t)T * stride * 2));
-      free(h);
+      host = h;
     }
-    compare_routes(s, T, E, dl, ldts[di], stride, c->bias ? db : 0, what);
+    compare_routes(s, T, E, dl, ldts[di], stride, c->bias ? db : 0, what, host, bias);
     /* a few token counts, the empty one too */
     static const uint32_t Ts[] = {0, 1, 7, 33};
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++)
-      compare_routes(s, Ts[i], E, dl, ldts[di], stride, c->bias ? db : 0, what);
+      compare_routes(s, Ts[i], E, dl, ldts[di], stride, c->bias ? db : 0, what, NULL, NULL);
   }
-  /* a NaN logit: the device router reports it when the views are read */
-  l[5 * stride + 1] = NAN;
+  free(h);
+  /* a NaN logit (in the 4th chunk of the host router's staging): reported by the device
+   * router when the views are read, by the host router at once; both name the token */
+  l[200 * stride + 1] = NAN;
   CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
   moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
   r.logits_row_stride = stride;
   OK(moert_route(s, &r, NULL));
   moert_routing_view v = {.struct_size = sizeof v};
   ck_assert_int_eq(moert_scratch_routing(s, &v), MOERT_ERR_NAN_LOGIT);
-  ck_assert_ptr_nonnull(strstr(moert_last_error(), "token 5"));
+  ck_assert_msg(strstr(moert_last_error(), "token 200"), "%s", moert_last_error());
   r.mode = MOERT_ROUTING_HOST;
   ck_assert_int_eq(moert_route(s, &r, NULL), MOERT_ERR_NAN_LOGIT);
+  ck_assert_msg(strstr(moert_last_error(), "token 200"), "%s", moert_last_error());
   moert_scratch_destroy(s);
   cu->cuMemFree(dl), cu->cuMemFree(db);
   free(l), free(bias);
@@ -485,13 +502,33 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
     double t1 = now_ms();
     check_no_nan(L, y0, (size_t)T * H, what);
     /* device routing = host routing, bit for bit */
-    compare_routes(gs, T, E, dl, MOERT_DTYPE_F32, 0, use_bias ? db : 0, what);
+    compare_routes(gs, T, E, dl, MOERT_DTYPE_F32, 0, use_bias ? db : 0, what, NULL, NULL);
     gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_HOST, y1, yinit);
     ck_assert_msg(memcmp(y0, y1, (size_t)T * H * es) == 0, "%s: host and device routing give "
                   "different outputs", what);
     /* the same input gives the same bits */
     gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_DEVICE, y2, yinit);
     ck_assert_msg(memcmp(y0, y2, (size_t)T * H * es) == 0, "%s: two runs differ", what);
+    /* an engine's own routing through moert_set_routing: the plan is uploaded */
+    {
+      moert_routing_view v = {.struct_size = sizeof v};
+      OK(moert_scratch_routing(gs, &v));
+      int32_t *ids = malloc((size_t)T * m->k * 4 + 4);
+      float *w = malloc((size_t)T * m->k * 4 + 4);
+      memcpy(ids, v.expert_ids, (size_t)T * m->k * 4);
+      memcpy(w, v.expert_weights, (size_t)T * m->k * 4);
+      OK(moert_set_routing(gs, T, ids, w, NULL));
+      if (yinit)
+        CU(cu->cuMemcpyHtoD(dy, yinit, (size_t)T * H * es));
+      else
+        poison(dy, (size_t)T * H * es);
+      moert_forward_args f = fwd_args(L->gpu, MOERT_MEMORY_DEVICE, dptr(dx), dptr(dy), yinit != NULL);
+      OK(moert_forward(gs, &f, NULL));
+      CU(cu->cuStreamSynchronize(NULL));
+      CU(cu->cuMemcpyDtoH(y2, dy, (size_t)T * H * es));
+      ck_assert_msg(memcmp(y0, y2, (size_t)T * H * es) == 0, "%s: set_routing gives other bits", what);
+      free(ids), free(w);
+    }
     /* against the CPU backend: the first tokens and the last ones */
     uint32_t n_first = T < CPU_CHECK_TOKENS / 2 ? T : CPU_CHECK_TOKENS / 2;
     uint32_t n_last = T - n_first < CPU_CHECK_TOKENS / 2 ? T - n_first : CPU_CHECK_TOKENS / 2;

@@ -29,8 +29,9 @@ typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
       block_expert, meta, bias, h, ypair, hs, ys;
-  void *pinned; /* logits (and bias) staging for host routing of device logits */
+  void *pinned; /* [E] bias, then [pinned_rows, E] logits: host routing of device logits */
   size_t pinned_bytes;
+  uint32_t pinned_rows;
   bool device_route_ok, forward_ok;
   bool prepared;
   bool host_fresh;    /* the host arrays hold the current routing */
@@ -241,7 +242,12 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
   size_t bytes = carve_device(s, c, 0);
   CU_CHECK(r, r->cu->cuMemAlloc(&c->arena, bytes), "cuMemAlloc of the scratch's device buffers");
   carve_device(s, c, c->arena);
-  c->pinned_bytes = (size_t)s->max_tokens * d->num_experts * 4 + (size_t)d->num_experts * 4;
+  /* device logits are host-routed in chunks of pinned_rows rows: at most 16 MB pinned */
+  c->pinned_rows = (uint32_t)((16u << 20) / ((size_t)d->num_experts * 4));
+  const char *test_rows = getenv("MOERT_TEST_HOST_ROUTE_ROWS"); /* a test hook: tiny chunks */
+  if (test_rows && atoi(test_rows) > 0) c->pinned_rows = (uint32_t)atoi(test_rows);
+  if (c->pinned_rows > s->max_tokens) c->pinned_rows = s->max_tokens;
+  c->pinned_bytes = ((size_t)c->pinned_rows + 1) * d->num_experts * 4;
   CU_CHECK(r, r->cu->cuMemAllocHost(&c->pinned, c->pinned_bytes),
            "cuMemAllocHost of the scratch's logits staging buffer");
   s->device_bytes = bytes;
@@ -444,40 +450,60 @@ static moert_status cuda_plan_uploaded(moert_scratch *s, void *stream) {
   return st;
 }
 
-/* Host routing on the CUDA backend: logits (and bias) copied back if on the device. */
+/* Host routing on the CUDA backend.  Device logits (and bias) are copied back through the
+ * pinned staging buffer, a chunk of rows at a time, each chunk routed once it has landed. */
 static moert_status route_on_host(moert_scratch *s, cuda_runtime *r, cuda_scratch *c,
                                   const moert_route_args *a, CUstream stream) {
   moert_status st = MOERT_OK;
-  const uint32_t T = a->num_tokens, E = s->desc.num_experts;
+  const uint32_t T = a->num_tokens, E = s->desc.num_experts, k = s->desc.top_k;
   const uint64_t stride = a->logits_row_stride ? a->logits_row_stride : E;
   const size_t es = moert_dtype_size(a->logits_dtype);
-  const void *logits = a->logits;
-  const float *bias = a->correction_bias;
-  if (a->memory == MOERT_MEMORY_DEVICE) {
-    /* packed copy: row t of the staging buffer is row t of the logits */
-    unsigned char *dst = c->pinned;
-    for (uint32_t t = 0; t < T; t++)
-      CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(dst + (size_t)t * E * es,
-                                           (CUdeviceptr)(uintptr_t)a->logits + t * stride * es,
-                                           E * es, stream), "cuMemcpyDtoHAsync of the logits");
-    float *hbias = (float *)(dst + (size_t)s->max_tokens * E * 4);
-    if (bias) {
-      CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(hbias, (CUdeviceptr)(uintptr_t)bias, E * 4, stream),
+  if (a->memory == MOERT_MEMORY_HOST) {
+    st = moert_route_host(&s->router, a->logits, a->logits_dtype, stride, T,
+                          a->correction_bias, s->ids, s->weights);
+  } else {
+    float *hbias = c->pinned;
+    unsigned char *rows = (unsigned char *)c->pinned + (size_t)E * 4;
+    const float *bias = NULL;
+    if (a->correction_bias) {
+      CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(hbias, (CUdeviceptr)(uintptr_t)a->correction_bias,
+                                           (size_t)E * 4, stream),
                "cuMemcpyDtoHAsync of the correction bias");
-    }
-    CU_CHECK(r, r->cu->cuStreamSynchronize(stream), "cuStreamSynchronize");
-    logits = dst;
-    bias = bias ? hbias : NULL;
-    if (bias)
+      CU_CHECK(r, r->cu->cuStreamSynchronize(stream), "cuStreamSynchronize");
       for (uint32_t e = 0; e < E; e++)
-        if (!(bias[e] - bias[e] == 0.0f))
+        if (!(hbias[e] - hbias[e] == 0.0f))
           return moert_fail(MOERT_ERR_INVALID_ARGUMENT, "moert_route: correction_bias[%u] is "
                             "not finite", e);
+      bias = hbias;
+    }
+    for (uint32_t t0 = 0; t0 < T && st == MOERT_OK; t0 += c->pinned_rows) {
+      const uint32_t n = T - t0 < c->pinned_rows ? T - t0 : c->pinned_rows;
+      const CUdeviceptr src = (CUdeviceptr)(uintptr_t)a->logits + (CUdeviceptr)t0 * stride * es;
+      if (stride == E) {
+        CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(rows, src, (size_t)n * E * es, stream),
+                 "cuMemcpyDtoHAsync of the logits");
+      } else { /* one copy per row; the staging rows are packed */
+        for (uint32_t t = 0; t < n; t++)
+          CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(rows + (size_t)t * E * es,
+                                               src + (CUdeviceptr)t * stride * es, (size_t)E * es,
+                                               stream), "cuMemcpyDtoHAsync of the logits");
+      }
+      CU_CHECK(r, r->cu->cuStreamSynchronize(stream), "cuStreamSynchronize");
+      st = moert_route_host(&s->router, rows, a->logits_dtype, E, n, bias,
+                            s->ids + (size_t)t0 * k, s->weights + (size_t)t0 * k);
+      if (st == MOERT_ERR_NAN_LOGIT && t0 > 0) /* the message counted tokens of the chunk */
+        for (size_t i = 0; i < (size_t)n * E; i++) {
+          float v = moert_load_f32(rows, a->logits_dtype, i);
+          if (v != v) {
+            st = moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: logit of token %zu, expert %zu "
+                            "is NaN", t0 + i / E, i % E);
+            break;
+          }
+        }
+    }
   }
-  st = moert_route_host(&s->router, logits, a->logits_dtype,
-                        a->memory == MOERT_MEMORY_DEVICE ? E : stride, T, bias, s->ids, s->weights);
   if (st != MOERT_OK) return st;
-  moert_plan_build(s->ids, T, s->desc.top_k, E, s->plan.block_rows, &s->plan);
+  moert_plan_build(s->ids, T, k, E, s->plan.block_rows, &s->plan);
   s->num_tokens = T;
   st = upload_plan(s, r, c, stream);
 done:
