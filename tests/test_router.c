@@ -8,8 +8,9 @@
  *    order, ties to the lower index included.
  *  - the sigmoid router chooses on sigmoid(logit) + bias, which float32 rounds; where the
  *    reference's decision gap is under SIG_EPS (a near tie that float32 rounding may break
- *    either way) only the weights for the ids the library chose are checked.  Exact ties
- *    (gap 0) are still decided by the lower index and must match.
+ *    either way, or merge values into a tie the lower index then wins) only the weights
+ *    for the ids the library chose are checked.  Exact ties with no near value around them
+ *    are still decided by the lower index and must match.
  *  - weights: |got - ref| <= W_REL * |ref| + 1e-12.  The float32 softmax rounds the
  *    logit difference (|l - max| < 20 here: up to 1e-6 relative after exp), the exp itself
  *    (~1 ulp), the sum (<= 21 roundings in warp order for E = 512) and the division:
@@ -125,9 +126,8 @@ static uint32_t check_routing(moert_scratch *s, const moert_layer_desc *d, const
                       t, ids[j], i, j);
     }
     const int exact = r.kind == MOERT_ROUTER_SOFTMAX_TOPK;
-    const int set_sure = exact || ref.set_margin == 0.0 || ref.set_margin > SIG_EPS;
-    const int order_sure = set_sure && (exact || ref.order_margin == 0.0 ||
-                                        ref.order_margin > SIG_EPS);
+    const int set_sure = exact || ref.set_margin > SIG_EPS;
+    const int order_sure = set_sure && (exact || ref.order_margin > SIG_EPS);
     double wref[16];
     if (order_sure) {
       for (uint32_t j = 0; j < k; j++)

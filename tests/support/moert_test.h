@@ -91,12 +91,13 @@ typedef struct mt_route_row {
   int32_t ids[16];   /* by descending choice value, ties to the lower index */
   double w[16];      /* final weights */
   double choice[16]; /* the selection value of each chosen expert */
-  /* Smallest gap, in the selection value, at a decision the reference made: between the
-   * k-th chosen and the best not chosen (and, with groups, between the last kept group and
-   * the best dropped one).  A float32 implementation may legitimately decide otherwise
-   * when this is within its rounding (sigmoid scores); exact ties give 0. */
+  /* How close the decisions were, in the selection value: the distance from the k-th
+   * chosen value to the nearest candidate value not equal to it (and, with groups, from
+   * the last kept group's score to the nearest different group score).  Exact ties are
+   * decided by the lower index and are not counted; a float32 implementation may decide
+   * otherwise where this is within its rounding (sigmoid scores).  INFINITY if none. */
   double set_margin;
-  /* Smallest gap between consecutive chosen experts (order inside the row). */
+  /* Smallest nonzero gap between consecutive chosen experts (order inside the row). */
   double order_margin;
   int nan_expert; /* index of the first NaN logit, or -1 */
 } mt_route_row;

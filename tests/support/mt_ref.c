@@ -49,6 +49,19 @@ static uint32_t pick(const double *sel, const unsigned char *ok, uint32_t E, uin
   return got;
 }
 
+/* The distance from b to the nearest value (among ok) that is not equal to b: a float32
+ * implementation may merge such a value into a tie with b (then the lower index wins) or
+ * split a tie, where it is closer than float32 rounding. */
+static double nearest_distinct(const double *v, const unsigned char *ok, uint32_t n, double b) {
+  double m = INFINITY;
+  for (uint32_t i = 0; i < n; i++) {
+    if ((ok && !ok[i]) || v[i] == b) continue;
+    double d = fabs(v[i] - b);
+    if (d < m) m = d;
+  }
+  return m;
+}
+
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 void mt_ref_weights_for_ids(const mt_router *r, const double *x, const int32_t *ids, double *w) {
@@ -120,7 +133,7 @@ void mt_ref_route_row(const mt_router *r, const double *x, const double *bias,
     uint32_t n = pick(gscore, NULL, G, G, order);
     (void)n;
     if (r->topk_group < G) {
-      double m = gap(gscore[order[r->topk_group - 1]], gscore[order[r->topk_group]]);
+      double m = nearest_distinct(gscore, NULL, G, gscore[order[r->topk_group - 1]]);
       if (m < o->set_margin) o->set_margin = m;
     }
     for (uint32_t j = r->topk_group; j < G; j++)
@@ -133,11 +146,11 @@ void mt_ref_route_row(const mt_router *r, const double *x, const double *bias,
     o->choice[j] = sel[chosen[j]];
     if (j + 1 < k) {
       double m = gap(sel[chosen[j]], sel[chosen[j + 1]]);
-      if (m < o->order_margin) o->order_margin = m;
+      if (m > 0 && m < o->order_margin) o->order_margin = m;
     }
   }
   if (n > k) {
-    double m = gap(sel[chosen[k - 1]], sel[chosen[k]]);
+    double m = nearest_distinct(sel, ok, E, sel[chosen[k - 1]]);
     if (m < o->set_margin) o->set_margin = m;
   }
   mt_ref_weights_for_ids(r, x, o->ids, o->w);
