@@ -133,6 +133,28 @@ START_TEST(version) {
 }
 END_TEST
 
+/* moert_get_api: the table of this major, NULL (and a message) for any other. */
+START_TEST(get_api) {
+  const moert_api *api = moert_get_api(MOERT_VERSION_MAJOR);
+  ck_assert_ptr_nonnull(api);
+  ck_assert_uint_eq(api->struct_size, sizeof *api);
+  ck_assert_uint_eq(api->abi_major, MOERT_VERSION_MAJOR);
+  ck_assert_ptr_eq(moert_get_api(MOERT_VERSION_MAJOR), api);
+  ck_assert_msg(api->version == moert_version && api->route == moert_route &&
+                    api->forward == moert_forward && api->scratch_plan == moert_scratch_plan &&
+                    api->runtime_create == moert_runtime_create &&
+                    api->status_string == moert_status_string,
+                "the table's members are not the library's functions");
+  ck_assert_msg(MOERT_API_HAS(api, scratch_plan), "MOERT_API_HAS(scratch_plan) is false");
+  const uint32_t other[3] = {MOERT_VERSION_MAJOR + 1, 99, UINT32_MAX};
+  for (int i = 0; i < 3; i++) {
+    prime(0);
+    ck_assert_msg(moert_get_api(other[i]) == NULL, "moert_get_api(%u) is not NULL", other[i]);
+    check_msg("moert_get_api of another major");
+  }
+}
+END_TEST
+
 START_TEST(status_strings) {
   static const struct {
     moert_status code;
@@ -778,6 +800,7 @@ int main(void) {
   TCase *tc = tcase_create("api");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, version);
+  tcase_add_test(tc, get_api);
   tcase_add_test(tc, status_strings);
   tcase_add_test(tc, last_error_thread_local);
   tcase_add_test(tc, destroy_null);
