@@ -224,35 +224,6 @@ static void free_host_weights(layer_weights *w) {
   free(w->sgg);
 }
 
-/* logits[t, e] = x[t] . router[e] (the engine's router GEMM, done on the host here) */
-static void router_logits(const model *m, const float *x, const float *wr, uint32_t T,
-                          float *logits) {
-  for (uint32_t t = 0; t < T; t++)
-    for (uint32_t e = 0; e < m->E; e++) {
-      const float *a = x + (size_t)t * m->H, *b = wr + (size_t)e * m->H;
-      float acc = 0.0f;
-      for (uint32_t i = 0; i < m->H; i++) acc += a[i] * b[i];
-      logits[(size_t)t * m->E + e] = acc;
-    }
-}
-
-/* x = rmsnorm(res), as bf16 and as f32 (for the router) */
-static void rmsnorm(const uint16_t *res, uint32_t T, uint32_t H, uint16_t *x, float *xf) {
-  for (uint32_t t = 0; t < T; t++) {
-    double ss = 0;
-    for (uint32_t i = 0; i < H; i++) {
-      float v = from_bf16(res[(size_t)t * H + i]);
-      ss += (double)v * v;
-    }
-    float r = (float)(1.0 / sqrt(ss / H + 1e-6));
-    for (uint32_t i = 0; i < H; i++) {
-      uint16_t b = to_bf16(from_bf16(res[(size_t)t * H + i]) * r);
-      x[(size_t)t * H + i] = b;
-      xf[(size_t)t * H + i] = from_bf16(b);
-    }
-  }
-}
-
 /* ---- options ---- */
 
 typedef struct options {
@@ -342,7 +313,50 @@ static moert_runtime *open_runtime(moert_backend b, uint32_t threads, tool_gpu *
   return rt;
 }
 
+static void fill_logits(float *l, size_t n, uint64_t seed);
+static uint32_t touched_experts(moert_scratch *sc);
+static double copy_gbps(tool_gpu *g, size_t bytes);
+
 /* ---- moert run ---- */
+
+/* One decoding step through the stack: for each layer, y = x + MoE_l(x) (a copy of x into
+ * y, then forward with accumulate), and y becomes the next layer's x.  The router logits of
+ * each layer are random and fixed (the engine's router GEMM is not moert's work), so the
+ * step is a pure sequence of moert calls on one stream: capturable in a CUDA graph. */
+typedef struct stack {
+  const model *m;
+  tool_gpu *g;
+  moert_scratch *sc;
+  layer_weights *lw;
+  void **logits; /* [L] host or device [T, E] f32 */
+  void *buf[2];  /* ping-pong activations [T, H] bf16 */
+  uint32_t T, L;
+  int cur;       /* which buf holds x */
+} stack;
+
+static int stack_step(void *p) {
+  stack *s = p;
+  const size_t nx = (size_t)s->T * s->m->H * 2;
+  const int dev = s->g != NULL;
+  for (uint32_t l = 0; l < s->L; l++) {
+    void *x = s->buf[s->cur], *y = s->buf[1 - s->cur];
+    if (dev) tool_gpu_copy(s->g, y, x, nx);
+    else memcpy(y, x, nx);
+    moert_route_args ra = {sizeof ra, s->T, MOERT_DTYPE_F32,
+                           dev ? MOERT_MEMORY_DEVICE : MOERT_MEMORY_HOST, s->logits[l], 0,
+                           NULL, MOERT_ROUTING_AUTO};
+    moert_forward_args fa = {sizeof fa, s->lw[l].experts,
+                             dev ? MOERT_MEMORY_DEVICE : MOERT_MEMORY_HOST, x, 0, y, 0, 1};
+    moert_status st = moert_moe(s->sc, &ra, &fa, dev ? tool_gpu_stream(s->g) : NULL);
+    if (st != MOERT_OK) {
+      fprintf(stderr, "moert: layer %u failed: %s\n  %s\n", l, moert_status_string(st),
+              moert_last_error());
+      return 1;
+    }
+    s->cur = 1 - s->cur;
+  }
+  return 0;
+}
 
 static int cmd_run(const options *o) {
   const model *m = o->m;
@@ -363,83 +377,116 @@ static int cmd_run(const options *o) {
          sets > 1 ? "s" : "", cuda ? ", one device copy per layer" : " shared round-robin");
   fflush(stdout);
 
-  layer_weights *host = calloc(sets, sizeof *host), *lw = calloc(L, sizeof *lw);
-  if (!host || !lw) die("out of memory");
+  layer_weights *host = calloc(sets, sizeof *host);
+  stack st = {m, g, NULL, calloc(L, sizeof(layer_weights)), calloc(L, sizeof(void *)), {0}, T, L, 0};
+  if (!host || !st.lw || !st.logits) die("out of memory");
   double t0 = now_us();
-  for (uint32_t s = 0; s < sets; s++) make_weights(m, o->seed * 1000 + s, &host[s]);
-  for (uint32_t l = 0; l < L; l++) bind_experts(rt, m, &d, g, &host[l % sets], &lw[l]);
+  for (uint32_t i = 0; i < sets; i++) make_weights(m, o->seed * 1000 + i, &host[i]);
+  const size_t nl = (size_t)T * m->E;
+  float *lg = malloc(nl * 4);
+  if (!lg) die("out of memory");
+  for (uint32_t l = 0; l < L; l++) {
+    bind_experts(rt, m, &d, g, &host[l % sets], &st.lw[l]);
+    fill_logits(lg, nl, o->seed * 7919 + l);
+    if (cuda) {
+      st.logits[l] = upload(g, lg, nl * 4);
+    } else {
+      if (!(st.logits[l] = malloc(nl * 4))) die("out of memory");
+      memcpy(st.logits[l], lg, nl * 4);
+    }
+  }
   printf("weights ready in %.1f s\n", (now_us() - t0) * 1e-6);
 
-  moert_scratch *sc;
-  CHECK(moert_scratch_create(rt, &d, T, &sc));
-  CHECK(moert_scratch_prepare(sc));
+  CHECK(moert_scratch_create(rt, &d, T, &st.sc));
+  CHECK(moert_scratch_prepare(st.sc));
   const size_t nx = (size_t)T * m->H;
-  uint16_t *res = malloc(nx * 2), *x = malloc(nx * 2);
-  float *xf = malloc(nx * 4), *logits = malloc((size_t)T * m->E * 4);
-  if (!res || !x || !xf || !logits) die("out of memory");
+  uint16_t *x0 = malloc(nx * 2);
+  if (!x0) die("out of memory");
   uint64_t s = o->seed * 77 + 5;
-  for (size_t i = 0; i < nx; i++) res[i] = to_bf16(unif(&s));
-  void *dx = NULL, *dres = NULL, *dlogits = NULL;
-  if (cuda) {
-    dx = tool_gpu_alloc(g, nx * 2);
-    dres = tool_gpu_alloc(g, nx * 2);
-    dlogits = tool_gpu_alloc(g, (size_t)T * m->E * 4);
-    if (!dx || !dres || !dlogits) die("device allocation failed");
-    tool_gpu_upload(g, dres, res, nx * 2);
+  for (size_t i = 0; i < nx; i++) x0[i] = to_bf16(unif(&s));
+  for (int i = 0; i < 2; i++) {
+    st.buf[i] = cuda ? tool_gpu_alloc(g, nx * 2) : malloc(nx * 2);
+    if (!st.buf[i]) die("allocation of the activations failed");
   }
-  double *lt = calloc(L, sizeof *lt), total = 0;
+  /* the floor: the bytes of the experts each layer's routing touches */
+  double touched_bytes = 0;
+  const double wexp = 3.0 * m->H * m->I * 2, wsh = 3.0 * m->H * m->Is * 2;
   for (uint32_t l = 0; l < L; l++) {
-    /* the engine's part: norm and router GEMM (host, untimed) */
-    if (cuda) tool_gpu_download(g, res, dres, nx * 2);
-    rmsnorm(res, T, m->H, x, xf);
-    router_logits(m, xf, host[l % sets].router, T, logits);
-    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, MOERT_MEMORY_HOST, logits, 0,
-                           m->router == MOERT_ROUTER_SIGMOID_GROUP_TOPK ? host[l % sets].bias
-                                                                        : NULL,
-                           MOERT_ROUTING_AUTO};
-    moert_forward_args fa = {sizeof fa, lw[l].experts, MOERT_MEMORY_HOST, x, 0, res, 0, 1};
-    if (cuda) {
-      tool_gpu_upload(g, dx, x, nx * 2);
-      tool_gpu_upload(g, dlogits, logits, (size_t)T * m->E * 4);
-      ra.memory = MOERT_MEMORY_DEVICE;
-      ra.logits = dlogits;
-      ra.correction_bias = NULL; /* device bias would need a device copy; zeros */
-      fa.memory = MOERT_MEMORY_DEVICE;
-      fa.x = dx;
-      fa.y = dres;
-      tool_gpu_sync(g);
-      tool_gpu_mark(g, 0);
-      CHECK(moert_moe(sc, &ra, &fa, tool_gpu_stream(g)));
-      tool_gpu_mark(g, 1);
-      lt[l] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
-    } else {
-      double a = now_us();
-      CHECK(moert_moe(sc, &ra, &fa, NULL));
-      lt[l] = now_us() - a;
-    }
-    total += lt[l];
+    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, cuda ? MOERT_MEMORY_DEVICE : MOERT_MEMORY_HOST,
+                           st.logits[l], 0, NULL, MOERT_ROUTING_AUTO};
+    CHECK(moert_route(st.sc, &ra, cuda ? tool_gpu_stream(g) : NULL));
+    touched_bytes += touched_experts(st.sc) * wexp + wsh;
   }
-  if (cuda) tool_gpu_download(g, res, dres, nx * 2);
+  const int reps = cuda ? 10 : 1;
+  double *v = calloc(reps, sizeof *v), step_us, graph_us = 0;
+  for (int r = -1; r < reps; r++) { /* one warm-up step */
+    if (cuda) tool_gpu_upload(g, st.buf[0], x0, nx * 2);
+    else memcpy(st.buf[0], x0, nx * 2);
+    st.cur = 0;
+    double a = now_us();
+    if (cuda) tool_gpu_mark(g, 0);
+    if (stack_step(&st)) return 1;
+    if (cuda) {
+      tool_gpu_mark(g, 1);
+      if (r >= 0) v[r] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
+    } else if (r >= 0) {
+      v[r] = now_us() - a;
+    }
+  }
+  step_us = median(v, reps);
+  /* the output of one step from x0, for the checksum */
+  uint16_t *out = malloc(nx * 2);
+  if (!out) die("out of memory");
+  if (cuda) tool_gpu_download(g, out, st.buf[st.cur], nx * 2);
+  else memcpy(out, st.buf[st.cur], nx * 2);
+  if (cuda) { /* the same step captured once in a CUDA graph and replayed */
+    st.cur = 0;
+    if (tool_gpu_graph_capture(g, stack_step, &st) == 0) {
+      for (int r = -1; r < reps; r++) {
+        tool_gpu_upload(g, st.buf[0], x0, nx * 2);
+        tool_gpu_mark(g, 0);
+        tool_gpu_graph_launch(g);
+        tool_gpu_mark(g, 1);
+        if (r >= 0) v[r] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
+      }
+      graph_us = median(v, reps);
+    } else {
+      printf("CUDA graph capture failed: %s\n", moert_last_error());
+    }
+  }
   double sum = 0, asum = 0;
   uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < nx; i++) {
-    float v = from_bf16(res[i]);
-    sum += v;
-    asum += fabs(v);
-    h = (h ^ res[i]) * 1099511628211ull;
+    float f = from_bf16(out[i]);
+    sum += f;
+    asum += fabs(f);
+    h = (h ^ out[i]) * 1099511628211ull;
   }
-  double mean = total / L;
-  qsort(lt, L, sizeof *lt, cmp_double);
-  printf("per layer: mean %.1f us, median %.1f us, min %.1f us (route + forward, %s)\n", mean,
-         lt[L / 2], lt[0], cuda ? "CUDA events" : "wall clock");
-  printf("step of %u layers: %.3f ms, %.1f tokens/s\n", L, total * 1e-3, T / (total * 1e-6));
+  printf("step of %u layers: %.3f ms (%s), %.1f us per layer, %.1f tokens/s\n", L,
+         step_us * 1e-3, cuda ? "CUDA events, median of 10" : "wall clock", step_us / L,
+         T / (step_us * 1e-6));
+  if (cuda) {
+    const double bw = copy_gbps(g, (size_t)1 << 30);
+    const double floor_us = touched_bytes / (bw * 1e9) * 1e6;
+    printf("  in a CUDA graph: %.3f ms, %.1f us per layer\n", graph_us * 1e-3, graph_us / L);
+    printf("  floor: %.3f ms (%.2f GB of touched experts at %.0f GB/s copy); ratio %.3f, "
+           "graph %.3f\n", floor_us * 1e-3, touched_bytes / 1e9, bw, step_us / floor_us,
+           graph_us / floor_us);
+  }
   printf("checksum: sum %.6f  abs-sum %.6f  fnv64 %016llx\n", sum, asum, (unsigned long long)h);
-  for (uint32_t l = 0; l < L; l++) moert_experts_destroy(lw[l].experts);
+  for (uint32_t l = 0; l < L; l++) {
+    moert_experts_destroy(st.lw[l].experts);
+    if (!cuda) free(st.logits[l]);
+  }
   for (uint32_t i = 0; i < sets; i++) free_host_weights(&host[i]);
-  moert_scratch_destroy(sc);
+  moert_scratch_destroy(st.sc);
   moert_runtime_destroy(rt);
+  if (!cuda) {
+    free(st.buf[0]);
+    free(st.buf[1]);
+  }
   tool_gpu_close(g);
-  free(host); free(lw); free(res); free(x); free(xf); free(logits); free(lt);
+  free(host); free(st.lw); free(st.logits); free(lg); free(x0); free(out); free(v);
   return 0;
 }
 
