@@ -2,7 +2,8 @@
 # Builds moert and runs the whole test suite: a -Werror build with every test (CPU, and
 # NVRTC kernel compiles where the CUDA toolkit's NVRTC is present; GPU tests skip with a
 # message where there is no GPU), then the same suite under AddressSanitizer and
-# UndefinedBehaviorSanitizer.  Installs the Check framework first if it is missing.
+# UndefinedBehaviorSanitizer, then the bindings' tests (tools/test-bindings.sh).  Installs
+# the Check framework first if it is missing.
 # Usage: tools/test.sh            (from the repository root; .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,6 @@ echo "== build with -Werror and run every test"
 run_suite build-test
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_suite build-sanitize -DMOERT_SANITIZE=ON
+echo "== Rust, Go and Zig bindings, against the library in build-test"
+bash tools/test-bindings.sh build-test
 echo "== all tests passed"
