@@ -238,7 +238,7 @@ static moert_status run_forward(moert_scratch *s, moert_experts *ex, const fw *f
   a.experts = ex;
   a.memory = MOERT_MEMORY_HOST;
   a.x = f->x;
-  a.x_row_stride = f->xs;
+  a.x_row_stride = f->xs == f->d.hidden ? 0 : f->xs; /* 0 = packed */
   a.y = y;
   a.y_row_stride = ys;
   a.accumulate = accumulate;

@@ -82,7 +82,8 @@ static moert_route_args route_args(const logits_buf *b, uint32_t T, const float 
   a.logits_dtype = b->dtype;
   a.memory = MOERT_MEMORY_HOST;
   a.logits = b->data;
-  a.logits_row_stride = b->stride;
+  /* a packed row may be given as 0 or as E: both, alternately */
+  a.logits_row_stride = (b->stride == b->E && T % 2 == 0) ? 0 : b->stride;
   a.correction_bias = bias;
   a.mode = MOERT_ROUTING_AUTO;
   return a;
