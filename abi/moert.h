@@ -197,8 +197,9 @@ MOERT_API moert_status moert_runtime_create(const moert_runtime_options *options
 MOERT_API void moert_runtime_destroy(moert_runtime *runtime);
 /* The backend in use (CPU or CUDA; never AUTO).  0 for NULL. */
 MOERT_API moert_backend moert_runtime_backend(const moert_runtime *runtime);
-/* A static-lifetime sentence on how the backend was chosen ("CUDA: NVIDIA H100 (sm_90)",
- * "CPU: libcuda.so.1 not found"); never NULL. */
+/* A sentence on how the backend was chosen ("CUDA: NVIDIA H100 (sm_90)", "CPU (no CUDA:
+ * libcuda.so.1 not found)"); never NULL.  Owned by the runtime: valid until it is
+ * destroyed (for NULL, a static string). */
 MOERT_API const char *moert_runtime_backend_note(const moert_runtime *runtime);
 
 /* ---- the layer shape --------------------------------------------------------------- */
@@ -302,7 +303,9 @@ MOERT_API moert_status moert_route(moert_scratch *scratch, const moert_route_arg
                                    void *stream);
 
 /* For engines that route themselves: takes ids [T, k] (int32, 0..E-1, no duplicates
- * within a row) and weights [T, k] (f32), host memory, and builds the plan. */
+ * within a row) and weights [T, k] (f32, finite), host memory, and builds the plan.
+ * An id out of range or repeated in a row fails with MOERT_ERR_EXPERT_ID, a weight that is
+ * NaN or infinite with MOERT_ERR_INVALID_ARGUMENT, both naming the token and slot. */
 MOERT_API moert_status moert_set_routing(moert_scratch *scratch, uint32_t num_tokens,
                                          const int32_t *expert_ids, const float *expert_weights,
                                          void *stream);

@@ -11,9 +11,15 @@
 
 #include "../internal.h"
 
+typedef struct worker_arg {
+  struct moert_pool *pool;
+  uint32_t id;
+} worker_arg;
+
 struct moert_pool {
   uint32_t size; /* workers including the caller */
   pthread_t *threads;
+  worker_arg *args; /* owned by the pool: a worker never frees, so nothing is freed late */
   uint32_t started;
   pthread_mutex_t busy; /* held by the thread whose call owns the pool */
   pthread_mutex_t lock;
@@ -27,11 +33,6 @@ struct moert_pool {
   uint32_t active; /* workers still inside the current generation */
 };
 
-typedef struct worker_arg {
-  moert_pool *pool;
-  uint32_t id;
-} worker_arg;
-
 static void drain(moert_pool *p, moert_pool_fn fn, void *ctx, uint32_t n, uint32_t worker) {
   for (;;) {
     uint32_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
@@ -43,7 +44,6 @@ static void drain(moert_pool *p, moert_pool_fn fn, void *ctx, uint32_t n, uint32
 static void *worker_main(void *argp) {
   moert_pool *p = ((worker_arg *)argp)->pool;
   uint32_t id = ((worker_arg *)argp)->id;
-  free(argp);
   uint64_t seen = 0;
   pthread_mutex_lock(&p->lock);
   for (;;) {
@@ -78,19 +78,16 @@ moert_status moert_pool_create(uint32_t num_threads, moert_pool **out) {
   atomic_init(&p->next, 0);
   if (num_threads > 1) {
     p->threads = calloc(num_threads - 1, sizeof *p->threads);
-    if (!p->threads) {
+    p->args = calloc(num_threads - 1, sizeof *p->args);
+    if (!p->threads || !p->args) {
       moert_pool_destroy(p);
       return moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_runtime_create: out of memory");
     }
     for (uint32_t i = 1; i < num_threads; i++) {
-      worker_arg *a = malloc(sizeof *a);
-      if (!a) break;
+      worker_arg *a = &p->args[i - 1];
       a->pool = p;
       a->id = i;
-      if (pthread_create(&p->threads[p->started], NULL, worker_main, a) != 0) {
-        free(a);
-        break;
-      }
+      if (pthread_create(&p->threads[p->started], NULL, worker_main, a) != 0) break;
       p->started++;
     }
     if (p->started != num_threads - 1) {
@@ -112,6 +109,7 @@ void moert_pool_destroy(moert_pool *p) {
   pthread_mutex_unlock(&p->lock);
   for (uint32_t i = 0; i < p->started; i++) pthread_join(p->threads[i], NULL);
   free(p->threads);
+  free(p->args);
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done_cv);
   pthread_mutex_destroy(&p->lock);
