@@ -19,22 +19,37 @@
  * passes, a_hi*b_lo + a_lo*b_hi + a_hi*b_hi with x = x_hi + x_lo split into two tf32
  * values, which keeps float32 accuracy (the "3xTF32" scheme); h stays float32 there.
  *
- * Compile-time constants: MOERT_ACT (1 bf16, 2 f16, 3 f32; weights have the same type)
- * and MOERT_BM (16, 32, 64 or 128: rows per block of the padded plan). */
+ * Compile-time constants: MOERT_ACT (1 bf16, 2 f16, 3 f32; weights have the same type),
+ * MOERT_BM (16, 32, 64 or 128: rows per block of the padded plan), and the tile: MOERT_BN
+ * columns (32 or 64), MOERT_BK (32 or 64) per K step, MOERT_STAGES steps in flight.  The
+ * host picks a narrow, deep tile for 16-row blocks (decode: more CTAs, more bytes in flight
+ * per CTA) and a wide one for larger blocks.  K need only be a multiple of 8: a last, short
+ * K step is zero-filled. */
 #include "moert_device.h"
 
 #ifndef MOERT_BM
 #define MOERT_BM 64
 #endif
+#ifndef MOERT_BN
+#define MOERT_BN 64
+#endif
+#ifndef MOERT_BK
+#define MOERT_BK 32
+#endif
 #define BM MOERT_BM
-#define BN 64
-#define BK 32
+#define BN MOERT_BN
+#define BK MOERT_BK
 #define NTHREADS 128
 #if MOERT_ACT == 3
 typedef float act_t;
-#define STAGES 2 /* 2 x (128 + 128) rows x 144 B fits the 99 KB of sm_86/sm_89 */
 #else
 typedef unsigned short act_t;
+#endif
+#ifdef MOERT_STAGES
+#define STAGES MOERT_STAGES
+#elif MOERT_ACT == 3
+#define STAGES 2 /* 2 x (128 + 128) rows x 144 B fits the 99 KB of sm_86/sm_89 */
+#else
 #define STAGES 3
 #endif
 #define EPC (16 / (int)sizeof(act_t)) /* elements per 16-byte copy */
@@ -155,7 +170,7 @@ static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_str
   const int wm = warp / WN, wn = warp % WN, g = lane >> 2, c = lane & 3;
   act_t *As = smem;                         /* [STAGES][BM][LDS] */
   act_t *Bs = smem + STAGES * BM * LDS;     /* [STAGES][NB][BN][LDS] */
-  const int ktiles = K / BK;
+  const int ktiles = (K + BK - 1) / BK;
 
 #pragma unroll
   for (int i = 0; i < NB; i++)
@@ -171,15 +186,16 @@ static __device__ __forceinline__ void gemm_tile(const act_t *a, long long a_str
     act_t *as = As + stage * BM * LDS;
     for (int ch = tid; ch < BM * CPR; ch += NTHREADS) {
       const int r = ch / CPR, kc = (ch % CPR) * EPC, src = s_arow[r];
-      const act_t *gp = src >= 0 ? a + (size_t)src * (size_t)a_stride + k0 + kc : a;
-      cp_async16(as + r * LDS + kc, gp, src >= 0 ? 16 : 0);
+      const bool ok = src >= 0 && k0 + kc < K;
+      const act_t *gp = ok ? a + (size_t)src * (size_t)a_stride + k0 + kc : a;
+      cp_async16(as + r * LDS + kc, gp, ok ? 16 : 0);
     }
     act_t *bs = Bs + stage * NB * BN * LDS;
     for (int ch = tid; ch < NB * BN * CPR; ch += NTHREADS) {
       const int which = ch / (BN * CPR), rem = ch % (BN * CPR);
       const int r = rem / CPR, kc = (rem % CPR) * EPC, n = n0 + r;
       const act_t *bw = which ? b1 : b0;
-      const bool ok = n < N;
+      const bool ok = n < N && k0 + kc < K;
       const act_t *gp = ok ? bw + (size_t)n * (size_t)K + k0 + kc : bw;
       cp_async16(bs + (which * BN + r) * LDS + kc, gp, ok ? 16 : 0);
     }

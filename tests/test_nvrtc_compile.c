@@ -96,6 +96,11 @@ START_TEST(test_expert_compiles) {
       moert_jit_request q = {.source = "expert.cu", .fmad = true};
       def(&q, acts[a]);
       def(&q, bms[b]);
+      if (b == 0 && a < 2) { /* the decode tile the backend picks for 16-row blocks */
+        def(&q, "MOERT_BN=32");
+        def(&q, "MOERT_BK=64");
+        def(&q, "MOERT_STAGES=4");
+      }
       compile_ok(nv, &q, arch);
     }
 }

@@ -25,6 +25,19 @@ typedef struct cuda_runtime {
   moert_jit_cache jit;
 } cuda_runtime;
 
+/* The expert kernels' tile (ptx/expert.cu): 16-row blocks (decoding) take a narrow, deep
+ * tile, so that a few touched experts still spread over every SM with many bytes in flight;
+ * larger blocks a wide one, which re-reads the activations less. */
+typedef struct expert_tile {
+  uint32_t bn, bk, stages;
+} expert_tile;
+
+static expert_tile pick_tile(uint32_t block_rows, size_t es) {
+  if (es == 4) return (expert_tile){64, 32, 2};
+  if (block_rows == 16) return (expert_tile){32, 64, 4};
+  return (expert_tile){64, 32, 3};
+}
+
 typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
@@ -39,6 +52,7 @@ typedef struct cuda_scratch {
   CUstream last_stream;
   CUfunction fn_route, fn_plan, fn_gate_up, fn_down, fn_combine;
   unsigned int smem_gate_up, smem_down;
+  expert_tile tile;
   char forward_why[200];
 } cuda_scratch;
 
@@ -46,8 +60,6 @@ typedef struct cuda_experts {
   CUdeviceptr table; /* [gate E][up E][down E][shared gate, up, down] device addresses */
 } cuda_experts;
 
-#define EXPERT_BN 64
-#define EXPERT_BK 32
 #define ROUTE_TOKENS_PER_BLOCK 8
 #define PLAN_THREADS 1024
 
@@ -289,10 +301,10 @@ static moert_status get_function(cuda_runtime *r, CUmodule m, const char *name, 
   return moert_cuda_fail(r->cu, rc, what);
 }
 
-/* ptx/expert.cu's dynamic shared memory: STAGES x (BM + NB x BN) rows of LDS elements */
-static unsigned int expert_smem(uint32_t bm, int nb, size_t es) {
-  const size_t stages = es == 4 ? 2 : 3, lds = EXPERT_BK + 16 / es;
-  return (unsigned int)(stages * (bm + (uint32_t)nb * EXPERT_BN) * lds * es);
+/* ptx/expert.cu's dynamic shared memory: STAGES x (BM + NB x BN) rows of BK + 16 bytes */
+static unsigned int expert_smem(expert_tile t, uint32_t bm, int nb, size_t es) {
+  const size_t lds = t.bk + 16 / es;
+  return (unsigned int)(t.stages * (bm + (uint32_t)nb * t.bn) * lds * es);
 }
 
 /* Compiles or loads every module the scratch uses; the context must be current. */
@@ -319,14 +331,18 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     moert_jit_request q = {.source = "expert.cu", .fmad = true};
     define(&q, "MOERT_ACT", d->act_dtype == MOERT_DTYPE_BF16 ? 1 : d->act_dtype == MOERT_DTYPE_F16 ? 2 : 3);
     define(&q, "MOERT_BM", s->plan.block_rows);
+    const size_t es = moert_dtype_size(d->act_dtype);
+    c->tile = pick_tile(s->plan.block_rows, es);
+    define(&q, "MOERT_BN", c->tile.bn);
+    define(&q, "MOERT_BK", c->tile.bk);
+    define(&q, "MOERT_STAGES", c->tile.stages);
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_gate_up", &c->fn_gate_up)) != MOERT_OK ||
         (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
         (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK)
       return st;
-    const size_t es = moert_dtype_size(d->act_dtype);
-    c->smem_gate_up = expert_smem(s->plan.block_rows, 2, es);
-    c->smem_down = expert_smem(s->plan.block_rows, 1, es);
+    c->smem_gate_up = expert_smem(c->tile, s->plan.block_rows, 2, es);
+    c->smem_down = expert_smem(c->tile, s->plan.block_rows, 1, es);
     CUresult rc = r->cu->cuFuncSetAttribute(
         c->fn_gate_up, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)c->smem_gate_up);
     if (rc == MOERT_CUDA_SUCCESS)
@@ -639,12 +655,12 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   if (blocks > 0) {
     void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &one, &Ti, &Hi, &Ii, &c->offsets,
                   &c->padded_offsets, &c->block_expert, &c->packed_token, &c->meta, &c->h, &hstride};
-    if ((st = launch(r, c->fn_gate_up, blocks, (I + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_gate_up,
+    if ((st = launch(r, c->fn_gate_up, blocks, (I + c->tile.bn - 1) / c->tile.bn, 128, c->smem_gate_up,
                      stream, p1, "moert_gate_up")) != MOERT_OK)
       goto done;
     void *p2[] = {&tab_down, &c->h, &hstride, &one, &Ti, &Ii, &Hi, &c->offsets,
                   &c->padded_offsets, &c->block_expert, &c->meta, &c->ypair};
-    if ((st = launch(r, c->fn_down, blocks, (H + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_down,
+    if ((st = launch(r, c->fn_down, blocks, (H + c->tile.bn - 1) / c->tile.bn, 128, c->smem_down,
                      stream, p2, "moert_down")) != MOERT_OK)
       goto done;
   }
@@ -654,12 +670,12 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     const unsigned tb = (T + bm - 1) / bm;
     void *p3[] = {&tab_shared, &up1, &x, (void *)&xs, &zero, &Ti, &Hi, &Isi, &null, &null, &null,
                   &null, &null, &c->hs, &hsstride};
-    if ((st = launch(r, c->fn_gate_up, tb, (Is + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_gate_up,
+    if ((st = launch(r, c->fn_gate_up, tb, (Is + c->tile.bn - 1) / c->tile.bn, 128, c->smem_gate_up,
                      stream, p3, "moert_gate_up (shared)")) != MOERT_OK)
       goto done;
     void *p4[] = {&tab_shared_down, &c->hs, &hsstride, &zero, &Ti, &Isi, &Hi, &null, &null, &null,
                   &null, &c->ys};
-    if ((st = launch(r, c->fn_down, tb, (H + EXPERT_BN - 1) / EXPERT_BN, 128, c->smem_down, stream,
+    if ((st = launch(r, c->fn_down, tb, (H + c->tile.bn - 1) / c->tile.bn, 128, c->smem_down, stream,
                      p4, "moert_down (shared)")) != MOERT_OK)
       goto done;
     ysh = c->ys;
