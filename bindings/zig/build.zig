@@ -34,7 +34,9 @@ pub fn build(b: *std.Build) void {
 
     const test_step = b.step("test", "Run the wrapper's tests against the real library");
     const unit = b.addTest(.{ .root_module = moert });
-    test_step.dependOn(&b.addRunArtifact(unit).step);
+    const run_unit = b.addRunArtifact(unit);
+    run_unit.has_side_effects = true; // always run: the tests call the library, whose build may change
+    test_step.dependOn(&run_unit.step);
 
     const moe_mod = b.createModule(.{
         .root_source_file = b.path("tests/moe_test.zig"),
@@ -44,5 +46,7 @@ pub fn build(b: *std.Build) void {
     });
     moe_mod.addImport("moert", moert);
     const moe = b.addTest(.{ .name = "moe_test", .root_module = moe_mod });
-    test_step.dependOn(&b.addRunArtifact(moe).step);
+    const run_moe = b.addRunArtifact(moe);
+    run_moe.has_side_effects = true; // and draw fresh random data every time
+    test_step.dependOn(&run_moe.step);
 }

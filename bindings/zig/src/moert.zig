@@ -149,7 +149,7 @@ pub const Runtime = struct {
     pub fn init(options: RuntimeOptions) Error!Runtime {
         var o: c.moert_runtime_options = undefined;
         try check(c.moert_runtime_options_init(&o));
-        o.backend = @intFromEnum(options.backend);
+        o.backend = @backingInt(options.backend);
         o.device_ordinal = options.device_ordinal;
         o.num_threads = options.num_threads;
         o.cache_dir = if (options.cache_dir) |d| d.ptr else null;
@@ -165,7 +165,7 @@ pub const Runtime = struct {
     }
 
     pub fn backend(self: Runtime) Backend {
-        return @enumFromInt(c.moert_runtime_backend(self.ptr));
+        return @fromBackingInt(@intCast(c.moert_runtime_backend(self.ptr)));
     }
 
     pub fn backendNote(self: Runtime) []const u8 {
@@ -199,10 +199,10 @@ pub const LayerDesc = struct {
         r.hidden = d.hidden;
         r.intermediate = d.intermediate;
         r.shared_intermediate = d.shared_intermediate;
-        r.shared_gate = @intFromEnum(d.shared_gate);
-        r.act_dtype = @intFromEnum(d.act_dtype);
-        r.weight_dtype = @intFromEnum(d.weight_dtype);
-        r.router = @intFromEnum(d.router);
+        r.shared_gate = @backingInt(d.shared_gate);
+        r.act_dtype = @backingInt(d.act_dtype);
+        r.weight_dtype = @backingInt(d.weight_dtype);
+        r.router = @backingInt(d.router);
         r.renormalize = @intFromBool(d.renormalize);
         r.n_group = d.n_group;
         r.topk_group = d.topk_group;
@@ -222,19 +222,37 @@ pub fn Weights(comptime W: type) type {
         stacked: struct { gate: []const W, up: []const W, down: []const W },
         /// gate_up [E,2I,H] (gate rows then up rows), down [E,H,I]
         stacked_gate_up: struct { gate_up: []const W, down: []const W },
+        /// one [I,H] / [I,H] / [H,I] matrix per expert
+        per_expert: struct { gate: []const []const W, up: []const []const W, down: []const []const W },
     };
 }
+
+/// The shared expert of a layer with shared_intermediate Is > 0 (borrowed).
+pub fn SharedExpert(comptime W: type) type {
+    return struct {
+        gate: []const W, // [Is, H]
+        up: []const W, // [Is, H]
+        down: []const W, // [H, Is]
+        /// [H]; SharedGate.sigmoid only
+        expert_gate: ?[]const W = null,
+    };
+}
+
+/// The most experts a layer has (abi/moert.h: E is 1..512).
+pub const max_experts = 512;
 
 /// An immutable view of one layer's weights; may be shared by threads.
 pub const Experts = struct {
     ptr: *c.moert_experts,
 
-    pub fn init(comptime W: type, rt: *const Runtime, desc: LayerDesc, weights: Weights(W)) Error!Experts {
+    pub fn init(comptime W: type, rt: *const Runtime, desc: LayerDesc, weights: Weights(W), shared: ?SharedExpert(W)) Error!Experts {
         if (dtypeOf(W) != desc.weight_dtype)
             return invalid("the weights are {s}; the layer desc says {s}", .{ @tagName(dtypeOf(W)), @tagName(desc.weight_dtype) });
         const e: usize = desc.num_experts;
         const h: usize = desc.hidden;
         const i: usize = desc.intermediate;
+        // per-expert pointer tables; the library copies them in moert_experts_create
+        var tables: [3][max_experts]?*const anyopaque = undefined;
         var w = std.mem.zeroes(c.moert_experts_desc);
         w.struct_size = @sizeOf(c.moert_experts_desc);
         w.memory = c.MOERT_MEMORY_HOST;
@@ -255,6 +273,35 @@ pub const Experts = struct {
                 w.gate_up = raw(W, s.gate_up);
                 w.down = raw(W, s.down);
             },
+            .per_expert => |s| {
+                const lists = [3][]const []const W{ s.gate, s.up, s.down };
+                const names = [3][]const u8{ "gate", "up", "down" };
+                for (lists, names, &tables) |list, name, *table| {
+                    if (list.len != e or e > max_experts)
+                        return invalid("{s} has {d} matrices; the layer has {d} experts", .{ name, list.len, e });
+                    for (list, 0..) |m, x| {
+                        try needLen(name, m.len, i * h);
+                        table[x] = raw(W, m);
+                    }
+                }
+                w.layout = c.MOERT_LAYOUT_PER_EXPERT;
+                w.gate_ptrs = &tables[0];
+                w.up_ptrs = &tables[1];
+                w.down_ptrs = &tables[2];
+            },
+        }
+        if (shared) |sh| {
+            const is: usize = desc.shared_intermediate;
+            try needLen("shared gate", sh.gate.len, is * h);
+            try needLen("shared up", sh.up.len, is * h);
+            try needLen("shared down", sh.down.len, h * is);
+            w.shared_gate = raw(W, sh.gate);
+            w.shared_up = raw(W, sh.up);
+            w.shared_down = raw(W, sh.down);
+            if (sh.expert_gate) |g| {
+                try needLen("shared expert gate", g.len, h);
+                w.shared_expert_gate = raw(W, g);
+            }
         }
         const d = desc.toC();
         var out: ?*c.moert_experts = null;
@@ -312,7 +359,7 @@ pub const Scratch = struct {
         var r = std.mem.zeroes(c.moert_route_args);
         r.struct_size = @sizeOf(c.moert_route_args);
         r.num_tokens = std.math.cast(u32, logits.len / e) orelse return invalid("too many tokens", .{});
-        r.logits_dtype = @intFromEnum(dtypeOf(L));
+        r.logits_dtype = @backingInt(dtypeOf(L));
         r.memory = c.MOERT_MEMORY_HOST;
         r.logits = raw(L, logits);
         r.correction_bias = if (bias) |b| b.ptr else null;

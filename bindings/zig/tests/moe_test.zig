@@ -123,7 +123,7 @@ test "f32 route, forward and moe against a float64 reference" {
     const up = toF32(E * I * H, &l.up);
     const down = toF32(E * H * I, &l.down);
     const x = toF32(T * H, &l.x);
-    var experts = try moert.Experts.init(f32, &rt, desc, .{ .stacked = .{ .gate = &gate, .up = &up, .down = &down } });
+    var experts = try moert.Experts.init(f32, &rt, desc, .{ .stacked = .{ .gate = &gate, .up = &up, .down = &down } }, null);
     defer experts.deinit();
     var s = try moert.Scratch.init(&rt, desc, 16);
     defer s.deinit();
@@ -166,7 +166,7 @@ test "bf16 fused gate_up layout" {
     var rt = try moert.Runtime.init(.{ .backend = .cpu, .num_threads = 1 });
     defer rt.deinit();
     const desc = cpuDesc(.bf16);
-    var experts = try moert.Experts.init(moert.Bf16, &rt, desc, .{ .stacked_gate_up = .{ .gate_up = &gate_up, .down = &down } });
+    var experts = try moert.Experts.init(moert.Bf16, &rt, desc, .{ .stacked_gate_up = .{ .gate_up = &gate_up, .down = &down } }, null);
     defer experts.deinit();
     var s = try moert.Scratch.init(&rt, desc, T);
     defer s.deinit();
@@ -182,7 +182,7 @@ test "errors are error unions with the library's sentence" {
     defer rt.deinit();
     const desc: moert.LayerDesc = .{ .num_experts = 4, .top_k = 2, .hidden = 8, .intermediate = 4, .act_dtype = .f32, .weight_dtype = .f32 };
     const w: [4 * 4 * 8]f32 = @splat(0.25);
-    var experts = try moert.Experts.init(f32, &rt, desc, .{ .stacked = .{ .gate = &w, .up = &w, .down = &w } });
+    var experts = try moert.Experts.init(f32, &rt, desc, .{ .stacked = .{ .gate = &w, .up = &w, .down = &w } }, null);
     defer experts.deinit();
     var s = try moert.Scratch.init(&rt, desc, 2);
     defer s.deinit();
@@ -204,4 +204,72 @@ test "errors are error unions with the library's sentence" {
     bad.top_k = 9;
     try std.testing.expectError(error.InvalidArgument, moert.Scratch.init(&rt, bad, 4));
     try std.testing.expect(std.mem.indexOf(u8, moert.lastError(), "top_k") != null);
+}
+
+test "per-expert tables and a sigmoid-gated shared expert" {
+    const IS = 8;
+    const l = makeLayer(same);
+    var prng = std.Random.DefaultPrng.init(std.testing.random_seed +% 1);
+    const r = prng.random();
+    var sg: [IS * H]f32 = undefined;
+    var su: [IS * H]f32 = undefined;
+    var sd: [H * IS]f32 = undefined;
+    var seg: [H]f32 = undefined;
+    for ([_][]f32{ &sg, &su, &sd, &seg }) |buf| {
+        for (buf) |*v| v.* = @floatCast((r.float(f64) * 2 - 1) * 0.3);
+    }
+    // want = routed experts + sigmoid(x . seg) * down_s(silu(gate_s x) * up_s x)
+    var want = l.y;
+    for (0..T) |t| {
+        const x = l.x[t * H .. (t + 1) * H];
+        var z: f64 = 0;
+        for (0..H) |c| z += @as(f64, seg[c]) * x[c];
+        const gw = 1 / (1 + @exp(-z));
+        var act: [IS]f64 = undefined;
+        for (0..IS) |row| {
+            var g: f64 = 0;
+            var u: f64 = 0;
+            for (0..H) |c| {
+                g += @as(f64, sg[row * H + c]) * x[c];
+                u += @as(f64, su[row * H + c]) * x[c];
+            }
+            act[row] = g / (1 + @exp(-g)) * u;
+        }
+        for (0..H) |c| {
+            var d: f64 = 0;
+            for (0..IS) |row| d += @as(f64, sd[c * IS + row]) * act[row];
+            want[t * H + c] += gw * d;
+        }
+    }
+
+    const gate = toF32(E * I * H, &l.gate);
+    const up = toF32(E * I * H, &l.up);
+    const down = toF32(E * H * I, &l.down);
+    var gates: [E][]const f32 = undefined;
+    var ups: [E][]const f32 = undefined;
+    var downs: [E][]const f32 = undefined;
+    for (0..E) |e| {
+        gates[e] = gate[e * I * H .. (e + 1) * I * H];
+        ups[e] = up[e * I * H .. (e + 1) * I * H];
+        downs[e] = down[e * H * I .. (e + 1) * H * I];
+    }
+    const x = toF32(T * H, &l.x);
+    var rt = try moert.Runtime.init(.{ .backend = .cpu, .num_threads = 2 });
+    defer rt.deinit();
+    var desc = cpuDesc(.f32);
+    desc.shared_intermediate = IS;
+    desc.shared_gate = .sigmoid;
+    var experts = try moert.Experts.init(f32, &rt, desc, .{ .per_expert = .{ .gate = &gates, .up = &ups, .down = &downs } }, .{ .gate = &sg, .up = &su, .down = &sd, .expert_gate = &seg });
+    defer experts.deinit();
+    var s = try moert.Scratch.init(&rt, desc, T);
+    defer s.deinit();
+    var y: [T * H]f32 = @splat(@bitCast(@as(u32, 0x7fa5a5a5)));
+    try s.moe(f32, f32, &experts, &l.logits, null, &x, &y, false);
+    var got: [T * H]f64 = undefined;
+    for (&got, y) |*g, v| g.* = v;
+    try expectClose(&got, &want, 1e-5, 1e-4);
+
+    // a per-expert list of the wrong length is refused by the wrapper
+    try std.testing.expectError(error.InvalidArgument, moert.Experts.init(f32, &rt, desc, .{ .per_expert = .{ .gate = gates[0..3], .up = &ups, .down = &downs } }, null));
+    try std.testing.expect(std.mem.indexOf(u8, moert.lastError(), "gate has 3 matrices") != null);
 }
