@@ -397,3 +397,66 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version %d %q", Version(), VersionString())
 	}
 }
+
+func TestSharedExpertSigmoidGate(t *testing.T) {
+	r := newRand(t)
+	same := func(f float32) float32 { return f }
+	l := randomLayer(r, 8, 2, 32, 16, 5, same)
+	const is = 8
+	sg, su := fill(r, is*32, 0.3, same), fill(r, is*32, 0.3, same)
+	sd, seg := fill(r, 32*is, 0.3, same), fill(r, 32, 0.3, same)
+	ids, ws := l.route()
+	want := l.forward(ids, ws)
+	// + sigmoid(x . seg) * down_s(silu(gate_s x) * up_s x)
+	for tok := 0; tok < l.t; tok++ {
+		x := l.x[tok*l.h : (tok+1)*l.h]
+		z := 0.0
+		for c := 0; c < l.h; c++ {
+			z += seg[c] * x[c]
+		}
+		gw := 1 / (1 + math.Exp(-z))
+		act := make([]float64, is)
+		for row := 0; row < is; row++ {
+			g, u := 0.0, 0.0
+			for c := 0; c < l.h; c++ {
+				g += sg[row*l.h+c] * x[c]
+				u += su[row*l.h+c] * x[c]
+			}
+			act[row] = g / (1 + math.Exp(-g)) * u
+		}
+		for c := 0; c < l.h; c++ {
+			d := 0.0
+			for row := 0; row < is; row++ {
+				d += sd[c*is+row] * act[row]
+			}
+			want[tok*l.h+c] += gw * d
+		}
+	}
+	rt, err := NewRuntime(&RuntimeOptions{Backend: BackendCPU, NumThreads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	d := l.desc(F32DType)
+	d.SharedIntermediate, d.SharedGate = is, SharedGateSigmoid
+	ex, err := NewExperts(rt, d, Weights[float32]{Gate: f32s(l.gate), Up: f32s(l.up), Down: f32s(l.down),
+		SharedGate: f32s(sg), SharedUp: f32s(su), SharedDown: f32s(sd), SharedExpertGate: f32s(seg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	s, err := rt.NewScratch(d, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	y := poisoned(l.t * l.h)
+	if err := MoE(s, ex, l.logits, nil, f32s(l.x), y, false); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float64, len(y))
+	for j, v := range y {
+		got[j] = float64(v)
+	}
+	assertClose(t, got, want, 1e-5, 1e-4, "shared expert")
+}

@@ -168,8 +168,6 @@ fn bf16_gate_up_and_per_expert_layouts() {
     let mut rng = Rng::new("bf16_gate_up_and_per_expert_layouts");
     let round = |v: f32| Bf16::from_f32(v).to_f32();
     let l = random_layer(&mut rng, 6, 3, 32, 16, 5, round);
-    let (ids, ws) = reference_route(&l);
-    let want = reference_forward(&l, &ids, &ws);
     let bf = |v: &[f64]| -> Vec<Bf16> { v.iter().map(|&x| Bf16::from_f32(x as f32)).collect() };
 
     let rt = Runtime::cpu(1).unwrap();
@@ -188,7 +186,6 @@ fn bf16_gate_up_and_per_expert_layouts() {
     let l2 = Layer { logits: logits.iter().map(|b| b.to_f32()).collect(), ..l };
     let (ids2, ws2) = reference_route(&l2);
     let want2 = reference_forward(&l2, &ids2, &ws2);
-    let _ = (want, ids, ws);
 
     let fused = Experts::new(&rt, &desc, Weights::StackedGateUp { gate_up: &gate_up, down: &down }, None).unwrap();
     let (g, u) = (bf(&l2.gate), bf(&l2.up));
@@ -211,6 +208,53 @@ fn bf16_gate_up_and_per_expert_layouts() {
         // y is rounded to bf16 (8 bits of mantissa)
         assert_close(&got, &want2, 1e-3, 1e-2, name);
     }
+}
+
+#[test]
+fn shared_expert_with_sigmoid_gate() {
+    let mut rng = Rng::new("shared_expert_with_sigmoid_gate");
+    let l = random_layer(&mut rng, 8, 2, 32, 16, 5, |v| v);
+    let is = 8;
+    let (sg, su, sd, seg) = (rng.fill(is * 32, -0.3, 0.3), rng.fill(is * 32, -0.3, 0.3),
+                             rng.fill(32 * is, -0.3, 0.3), rng.fill(32, -0.3, 0.3));
+    let (ids, ws) = reference_route(&l);
+    let mut want = reference_forward(&l, &ids, &ws);
+    // + sigmoid(x . seg) * down_s(silu(gate_s x) * up_s x)
+    for t in 0..l.t {
+        let x = &l.x[t * l.h..(t + 1) * l.h];
+        let z: f64 = (0..l.h).map(|c| seg[c] as f64 * x[c]).sum();
+        let gw = 1.0 / (1.0 + (-z).exp());
+        let act: Vec<f64> = (0..is)
+            .map(|r| {
+                let g: f64 = (0..l.h).map(|c| sg[r * l.h + c] as f64 * x[c]).sum();
+                let u: f64 = (0..l.h).map(|c| su[r * l.h + c] as f64 * x[c]).sum();
+                g / (1.0 + (-g).exp()) * u
+            })
+            .collect();
+        for c in 0..l.h {
+            let d: f64 = (0..is).map(|r| sd[c * is + r] as f64 * act[r]).sum();
+            want[t * l.h + c] += gw * d;
+        }
+    }
+    let rt = Runtime::cpu(2).unwrap();
+    let desc = LayerDesc {
+        shared_intermediate: is as u32,
+        shared_gate: SharedGate::Sigmoid,
+        ..desc_of(&l, DType::F32)
+    };
+    let (gate, up, down, x) = (f32s(&l.gate), f32s(&l.up), f32s(&l.down), f32s(&l.x));
+    let experts = Experts::new(
+        &rt,
+        &desc,
+        Weights::Stacked { gate: &gate, up: &up, down: &down },
+        Some(SharedExpert { gate: &sg, up: &su, down: &sd, expert_gate: Some(&seg) }),
+    )
+    .unwrap();
+    let mut s = rt.scratch(&desc, 8).unwrap();
+    let mut y = vec![f32::from_bits(0x7fa5_a5a5); l.t * l.h];
+    s.moe(&experts, &l.logits, None, &x, &mut y, false).unwrap();
+    let got: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+    assert_close(&got, &want, 1e-5, 1e-4, "shared expert");
 }
 
 #[test]
