@@ -4,7 +4,7 @@
 # runs each for a bounded time on its committed seed corpus (tests/fuzz/corpus/<target>/,
 # read only; new inputs go to build-fuzz/corpus/<target>/).  Any crash, sanitizer report or
 # failed check stops it with a non-zero exit and leaves the reproducer in build-fuzz/.
-# Usage: tools/fuzz.sh [seconds per target, default 60] [target ...]
+# Usage: tools/fuzz.sh [seconds per target, default 60] [target ...]   ($MOERT_FUZZ_DIR: build dir)
 #        (targets: router plan abi; installs clang if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if [ -z "$CLANG" ]; then
 fi
 probe() { echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' >"$1/probe.c" &&
   "$CLANG" -fsanitize=fuzzer,address,undefined "$1/probe.c" -o "$1/probe" 2>/dev/null; }
-OUTDIR=build-fuzz
+OUTDIR=${MOERT_FUZZ_DIR:-build-fuzz}
 mkdir -p "$OUTDIR"
 if [ -z "$CLANG" ] || ! probe "$OUTDIR"; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
