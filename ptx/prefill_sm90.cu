@@ -1,0 +1,387 @@
+/* prefill_sm90.cu — the experts' grouped GEMMs for prefill on Hopper (sm_90a only):
+ * wgmma.mma_async from shared memory, weights brought in by the tensor memory accelerator
+ * (cp.async.bulk.tensor with one tensor map per expert), an mbarrier pipeline of
+ * MOERT_STAGES stages between one producer warpgroup and two consumer warpgroups.
+ *
+ *   MOERT_GATED=1  h[row]   = silu(A[row] . Wg[e]^T) * (A[row] . Wu[e]^T)   act dtype [rows, N]
+ *   MOERT_GATED=0  out[row] = A[row] . Wd[e]^T                               f32       [rows, N]
+ *
+ * for every row tile {e, row0, row_end} of the plan (moert_prefill.h).  A is [rows, K]
+ * K-contiguous; W[e] is [N, K] row-major (K contiguous), so both wgmma operands are
+ * K-major and no transpose is needed.
+ *
+ * A comes one of two ways (MOERT_A_TMA):
+ *   0  gathered: A row r of the tile is a[gather[r] * a_stride] (gate/up: the tokens of the
+ *      expert's sorted pairs, read straight from x), or a[r * a_stride] when gather is
+ *      NULL.  The producer warpgroup issues 16-byte cp.async into the 128-byte swizzled
+ *      layout wgmma reads, and their completion arrives on the stage's mbarrier
+ *      (cp.async.mbarrier.arrive.noinc).  TMA on sm_90 cannot gather rows.
+ *   1  a tensor map over a contiguous [rows, K] matrix (down: h, in sorted row order):
+ *      one TMA box of BM x 64 per stage.  Rows of the box past the tile's end belong to the
+ *      next expert (or are zero past the matrix) and are never stored.
+ * W comes by TMA: b_maps[e] (and b_maps[E + e] for the up matrix) is the tensor map of
+ * expert e's [N, K] matrix, box 64 x BN, 128-byte swizzle.  One map per expert because
+ * moert takes per-expert weight pointers (a single 3-D map over [E, N, K] would need the
+ * experts equally spaced in memory); the maps live in global memory and are encoded once
+ * per moert_experts (runtime/cuda/prefill.c).
+ *
+ * CTA: 384 threads = warpgroup 0 (producer; setmaxnreg down to 40 registers) + warpgroups
+ * 1, 2 (consumers; up to 232).  Tile BM x BN per weight matrix, K steps of 64 (one 128-byte
+ * swizzle atom per row).  BM = 128: each consumer takes 64 rows and all BN columns; BM = 64:
+ * both take the 64 rows, BN/2 columns each.  Gated: BN = 128 (gate and up tiles computed
+ * together: 128 accumulator registers per consumer thread at BM = 128); down: BN = 256.
+ * Consumers keep one wgmma batch in flight and free a stage when the batch that read it has
+ * completed.  Grid: x = row tiles (an upper bound; CTAs past *tile_count return), y = column
+ * tiles of BN.  All global index arithmetic is 64-bit.
+ *
+ * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
+ * MOERT_BN (64, 128, 256; default 128 gated, 256 down), MOERT_STAGES (default 4),
+ * MOERT_A_TMA (default 0).  K need only be a multiple of 8 (a short last K step is
+ * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
+#include "moert_device.h"
+#include "moert_prefill.h"
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "prefill_sm90.cu uses wgmma and setmaxnreg: compile it for sm_90a"
+#endif
+#if MOERT_ACT != 1 && MOERT_ACT != 2
+#error "prefill_sm90.cu runs bf16 (MOERT_ACT=1) or f16 (MOERT_ACT=2)"
+#endif
+
+#ifndef MOERT_GATED
+#define MOERT_GATED 1
+#endif
+#ifndef MOERT_BM
+#define MOERT_BM 128
+#endif
+#ifndef MOERT_BN
+#if MOERT_GATED
+#define MOERT_BN 128
+#else
+#define MOERT_BN 256
+#endif
+#endif
+#ifndef MOERT_STAGES
+#define MOERT_STAGES 4
+#endif
+#ifndef MOERT_A_TMA
+#define MOERT_A_TMA 0
+#endif
+
+#define BM MOERT_BM
+#define BN MOERT_BN
+#define BK 64 /* 64 x 2 bytes: one 128-byte swizzle row */
+#define STAGES MOERT_STAGES
+#define NB (MOERT_GATED ? 2 : 1) /* weight matrices per CTA */
+#define NTHREADS 384
+#define WG_M (BM / 64)   /* consumer warpgroups along M */
+#define WG_N (2 / WG_M)  /* along N */
+#define WGN (BN / WG_N)  /* columns of one consumer's wgmma */
+#define ACC (WGN / 2)    /* f32 accumulators per thread per weight matrix */
+#define A_BYTES (BM * BK * 2)
+#define B_BYTES (BN * BK * 2)
+#define STAGE_BYTES (A_BYTES + NB * B_BYTES)
+
+#if BM != 64 && BM != 128
+#error "MOERT_BM must be 64 or 128"
+#endif
+#if WGN != 64 && WGN != 128 && WGN != 256
+#error "MOERT_BN gives a wgmma width other than 64, 128 or 256"
+#endif
+#if NB * ACC > 128
+#error "more than 128 accumulators per consumer thread"
+#endif
+
+typedef unsigned short act_t;
+
+/* ---- PTX wrappers ---- */
+
+static __device__ __forceinline__ unsigned int smem_u32(const void *p) {
+  return (unsigned int)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void mbar_init(unsigned int bar, unsigned int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+static __device__ __forceinline__ void mbar_expect_tx(unsigned int bar, unsigned int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+static __device__ __forceinline__ void mbar_arrive(unsigned int bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+static __device__ __forceinline__ void mbar_wait(unsigned int bar, unsigned int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+/* the completion of this thread's earlier cp.async arrives on bar (counted in its init) */
+static __device__ __forceinline__ void cp_async_arrive_noinc(unsigned int bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+static __device__ __forceinline__ void cp_async16(unsigned int dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+static __device__ __forceinline__ void tma_load_2d(unsigned int dst, const moert_tmap *map,
+                                                   int c0, int c1, unsigned int bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
+}
+static __device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+static __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* keeps the compiler from moving accumulator accesses across wgmma fences */
+template <int R>
+static __device__ __forceinline__ void fence_regs(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* Shared-memory matrix descriptor of a K-major tile with rows of 128 bytes in the 128-byte
+ * swizzle (what TMA writes with CU_TENSOR_MAP_SWIZZLE_128B): start address, leading byte
+ * offset 16 (unused by this layout), stride byte offset 1024 (8 rows), swizzle mode 1. */
+static __device__ __forceinline__ unsigned long long smem_desc(unsigned int addr) {
+  return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}
+
+/* D[64 x 64] += A . B^T, both operands from shared memory (descriptors) */
+static __device__ __forceinline__ void wgmma_n64(float (&d)[32], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db));
+}
+/* D[64 x 128] += A . B^T, both operands from shared memory (descriptors) */
+static __device__ __forceinline__ void wgmma_n128(float (&d)[64], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db));
+}
+/* D[64 x 256] += A . B^T, both operands from shared memory (descriptors) */
+static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+      "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+      "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+      "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
+      "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127"
+      "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db));
+}
+
+static __device__ __forceinline__ void wgmma_tile(float (&d)[ACC], unsigned long long da,
+                                                  unsigned long long db) {
+#if WGN == 64
+  wgmma_n64(d, da, db);
+#elif WGN == 128
+  wgmma_n128(d, da, db);
+#else
+  wgmma_n256(d, da, db);
+#endif
+}
+
+static __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
+
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
+moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
+                   const unsigned long long *wtab, int up_offset, const act_t *a,
+                   long long a_stride, const int *gather, const moert_row_tile *tiles,
+                   const int *tile_count, int E, int N, int K, void *out, long long out_stride) {
+  (void)wtab;
+  (void)up_offset;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
+  __shared__ int s_arow[BM];
+  if ((int)blockIdx.x >= *tile_count) return; /* uniform over the CTA */
+  const moert_row_tile tile = tiles[blockIdx.x];
+  const int expert = tile.x, row0 = tile.y, row_end = tile.z;
+  const int n0 = blockIdx.y * BN;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack */
+  const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const int ktiles = (K + BK - 1) / BK;
+  const moert_tmap *map0 = b_maps + expert;
+  const moert_tmap *map1 = b_maps + (size_t)E + expert;
+
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; s++) {
+      mbar_init(smem_u32(&s_full[s]), MOERT_A_TMA ? 1 : 128 + 1);
+      mbar_init(smem_u32(&s_empty[s]), 8); /* one arrive per consumer warp */
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = tid; i < BM; i += NTHREADS) {
+    const int r = row0 + i;
+    s_arow[i] = r < row_end ? (gather ? gather[r] : r) : -1;
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    /* ---------------- producer warpgroup ---------------- */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (tid == 0) {
+      tma_prefetch_map(map0);
+      if (NB == 2) tma_prefetch_map(map1);
+      if (MOERT_A_TMA) tma_prefetch_map(&a_map);
+    }
+    for (int kt = 0; kt < ktiles; kt++) {
+      const int s = kt % STAGES;
+      if (kt >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((kt / STAGES) - 1) & 1);
+      const unsigned int full = smem_u32(&s_full[s]);
+      const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
+      const int k0 = kt * BK;
+      if (tid == 0) {
+        mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
+        tma_load_2d(sb, map0, k0, n0, full);
+        if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+        if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
+      }
+#if !MOERT_A_TMA
+      /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments */
+      const int j = tid & 7, kc = k0 + j * 8;
+#pragma unroll 4
+      for (int r = tid >> 3; r < BM; r += 16) {
+        const int src = s_arow[r];
+        const bool ok = src >= 0 && kc < K;
+        const act_t *gp = ok ? a + (long long)src * a_stride + kc : a;
+        cp_async16(sa + r * 128 + ((j ^ (r & 7)) << 4), gp, ok ? 16 : 0);
+      }
+      cp_async_arrive_noinc(full);
+#endif
+    }
+#if !MOERT_A_TMA
+    asm volatile("cp.async.wait_all;\n" ::: "memory"); /* leave no copy in flight at exit */
+#endif
+  } else {
+    /* ---------------- consumer warpgroups ---------------- */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
+    const int warp = (tid >> 5) & 3, lane = tid & 31;
+    float acc[NB][ACC];
+#pragma unroll
+    for (int b = 0; b < NB; b++)
+#pragma unroll
+      for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
+    for (int kt = 0; kt < ktiles; kt++) {
+      const int s = kt % STAGES;
+      mbar_wait(smem_u32(&s_full[s]), (kt / STAGES) & 1);
+#if !MOERT_A_TMA
+      /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+      const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
+      const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
+      const unsigned long long da = smem_desc(sa);
+#pragma unroll
+      for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
+#pragma unroll
+        for (int b = 0; b < NB; b++)
+          wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
+      }
+      wgmma_commit();
+#pragma unroll
+      for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+      /* the batch of step kt-1 has completed: its stage can be refilled */
+      wgmma_wait<1>();
+      if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(kt - 1) % STAGES]));
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+
+    /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
+     * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */
+    const int rbase = wm * 64 + warp * 16 + (lane >> 2);
+    const int cbase = n0 + wn * WGN + 2 * (lane & 3);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = row0 + rbase + 8 * half;
+      if (r >= row_end) continue;
+#if MOERT_GATED
+      act_t *orow = (act_t *)out + (long long)r * out_stride;
+#else
+      float *orow = (float *)out + (long long)r * out_stride;
+#endif
+#pragma unroll
+      for (int jn = 0; jn < WGN / 8; jn++) {
+        const int col = cbase + 8 * jn;
+        if (col >= N) continue;
+        const int i = 4 * jn + 2 * half;
+#if MOERT_GATED
+        const float h0 = silu(acc[0][i]) * acc[NB - 1][i];
+        const float h1 = silu(acc[0][i + 1]) * acc[NB - 1][i + 1];
+        *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
+#else
+        *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
+#endif
+      }
+    }
+  }
+}
