@@ -1,0 +1,277 @@
+/* prefill.c — the host side of the prefill expert GEMMs (prefill.h): tile choice, NVRTC
+ * requests, tensor maps and launches.  Not yet called by backend.c; docs/prefill.md. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "prefill.h"
+
+/* cuda.h's enum values (CUDA 12 and 13) */
+enum {
+  TMAP_DTYPE_FLOAT16 = 6,
+  TMAP_DTYPE_BFLOAT16 = 9,
+  TMAP_INTERLEAVE_NONE = 0,
+  TMAP_SWIZZLE_128B = 3,
+  TMAP_L2_PROMOTION_256B = 3,
+  TMAP_OOB_FILL_NONE = 0 /* out-of-bounds elements read as zeros */
+};
+
+int moert_prefill_pick_bm(const int32_t *offsets, uint32_t E, uint64_t pairs) {
+  /* padded rows with each tile size; a 64-row tile runs the tensor cores less efficiently
+   * (sm90: n64 wgmma instead of n128; sm80: half the reuse of each B fragment), so it must
+   * save more than an eighth of the rows to be chosen.  A first guess: tune on a GPU. */
+  uint64_t pad64 = 0, pad128 = 0;
+  if (offsets) {
+    for (uint32_t e = 0; e < E; e++) {
+      const uint64_t c = (uint64_t)(offsets[e + 1] - offsets[e]);
+      pad64 += (c + 63) / 64 * 64;
+      pad128 += (c + 127) / 128 * 128;
+    }
+  } else if (E) {
+    const uint64_t c = (pairs + E - 1) / E;
+    pad64 = (c + 63) / 64 * 64 * E;
+    pad128 = (c + 127) / 128 * 128 * E;
+  }
+  return pad64 * 8 < pad128 * 7 ? 64 : 128;
+}
+
+moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
+                                   moert_prefill_config *gu, moert_prefill_config *dn) {
+  const int cc = cc_major * 10 + cc_minor;
+  if (dtype != MOERT_DTYPE_BF16 && dtype != MOERT_DTYPE_F16)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "the prefill GEMMs run bf16 or f16, not %s",
+                      moert_dtype_name(dtype));
+  if (cc < 80)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "the prefill GEMMs need sm_80 or newer, not sm_%d", cc);
+  if (bm != 64 && bm != 128)
+    return moert_fail(MOERT_ERR_INTERNAL, "prefill tile rows %d (64 or 128)", bm);
+  const int act = dtype == MOERT_DTYPE_BF16 ? 1 : 2;
+  memset(gu, 0, sizeof *gu);
+  memset(dn, 0, sizeof *dn);
+  gu->act = dn->act = act;
+  gu->bm = dn->bm = bm;
+  gu->gated = 1;
+  if (cc == 90) { /* wgmma exists only on sm_90a; later GPUs take the mma.sync kernel */
+    gu->sm = dn->sm = 90;
+    gu->bk = dn->bk = 64;
+    gu->stages = dn->stages = 4; /* 4 x 48 KB of the 227 KB */
+    gu->bn = 128;                /* x 2 matrices: 128 accumulators per consumer thread */
+    dn->bn = 256;
+    gu->a_tma = 0; /* x rows gathered by packed_token */
+    dn->a_tma = 1; /* h is contiguous in sorted-row order */
+  } else {
+    gu->sm = dn->sm = 80;
+    gu->bk = dn->bk = 32;
+    /* sm_80 and sm_90+ opt in to 163+ KB of shared memory, sm_86/sm_89 to 99 KB */
+    gu->stages = dn->stages = (cc == 80 || cc >= 90) ? 4 : 3;
+    gu->bn = dn->bn = 128;
+  }
+  return MOERT_OK;
+}
+
+void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
+  memset(out, 0, sizeof *out);
+  out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";
+  out->req.fmad = true;
+  int n = 0;
+  snprintf(out->text[n++], sizeof out->text[0], "MOERT_ACT=%d", c->act);
+  snprintf(out->text[n++], sizeof out->text[0], "MOERT_GATED=%d", c->gated);
+  snprintf(out->text[n++], sizeof out->text[0], "MOERT_BM=%d", c->bm);
+  snprintf(out->text[n++], sizeof out->text[0], "MOERT_BN=%d", c->bn);
+  snprintf(out->text[n++], sizeof out->text[0], "MOERT_STAGES=%d", c->stages);
+  if (c->sm == 90)
+    snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_TMA=%d", c->a_tma);
+  else
+    snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
+  for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
+  out->req.num_defines = (size_t)n;
+}
+
+unsigned int moert_prefill_threads(const moert_prefill_config *c) { return c->sm == 90 ? 384 : 256; }
+
+unsigned int moert_prefill_smem(const moert_prefill_config *c) {
+  const unsigned nb = c->gated ? 2 : 1;
+  if (c->sm == 90) /* stages x (A + B tiles) of 128-byte rows, + 1 KB to align to 1 KB */
+    return (unsigned)c->stages * ((unsigned)c->bm + nb * (unsigned)c->bn) * 128u + 1024u;
+  /* stages x (BM + NB x BN) rows of BK + 8 elements */
+  return (unsigned)c->stages * ((unsigned)c->bm + nb * (unsigned)c->bn) *
+         ((unsigned)c->bk + 8u) * 2u;
+}
+
+uint64_t moert_prefill_max_tiles(uint64_t pairs, uint32_t E, int bm) {
+  const uint64_t full = (pairs + (uint64_t)bm - 1) / (uint64_t)bm;
+  return full + (E < pairs ? E : pairs);
+}
+
+size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t E, int bm) {
+  return (size_t)(16 + 16 * moert_prefill_max_tiles(pairs, E, bm));
+}
+
+void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t E, uint32_t N,
+                        unsigned int *gx, unsigned int *gy) {
+  const uint64_t t = moert_prefill_max_tiles(pairs, E, c->bm);
+  *gx = (unsigned int)(t ? t : 1);
+  *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
+}
+
+/* ---- tensor maps ---- */
+
+moert_status moert_prefill_tmap_encoder(const moert_cuda_driver *cu, moert_tmap_encode_fn *out) {
+  void *p = cu && cu->lib ? dlsym(cu->lib, "cuTensorMapEncodeTiled") : NULL;
+  if (!p)
+    return moert_fail(MOERT_ERR_BACKEND_UNAVAILABLE, "the CUDA driver has no "
+                      "cuTensorMapEncodeTiled (CUDA 12.0 or newer is needed for TMA)");
+  *(void **)out = p;
+  return MOERT_OK;
+}
+
+moert_status moert_prefill_encode_map(moert_tmap_encode_fn enc, moert_dtype dtype,
+                                      const void *addr, uint64_t rows, uint64_t K,
+                                      uint64_t row_stride, uint32_t box_rows, void *map) {
+  if (K % 8 || row_stride % 8 || row_stride < K || (uintptr_t)addr % 16 || box_rows == 0 ||
+      box_rows > 256 || rows == 0 || rows > (1ull << 32) || K > (1ull << 32))
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "a TMA tensor map of [%llu, %llu] (row stride %llu, "
+                      "at %p, box rows %u): K and the stride must be multiples of 8, the address "
+                      "16-byte aligned", (unsigned long long)rows, (unsigned long long)K,
+                      (unsigned long long)row_stride, addr, box_rows);
+  const uint64_t dims[2] = {K, rows};
+  const uint64_t strides[1] = {row_stride * 2}; /* bytes, of dimension 1 */
+  const uint32_t box[2] = {64, box_rows};
+  const uint32_t elem[2] = {1, 1};
+  CUresult rc = enc(map, dtype == MOERT_DTYPE_BF16 ? TMAP_DTYPE_BFLOAT16 : TMAP_DTYPE_FLOAT16, 2,
+                    (void *)(uintptr_t)addr, dims, strides, box, elem, TMAP_INTERLEAVE_NONE,
+                    TMAP_SWIZZLE_128B, TMAP_L2_PROMOTION_256B, TMAP_OOB_FILL_NONE);
+  if (rc != MOERT_CUDA_SUCCESS)
+    return moert_fail(MOERT_ERR_DRIVER, "cuTensorMapEncodeTiled([%llu, %llu] at %p, box 64 x %u) "
+                      "failed with CUDA error %d", (unsigned long long)rows,
+                      (unsigned long long)K, addr, box_rows, rc);
+  return MOERT_OK;
+}
+
+moert_status moert_prefill_encode_weights(moert_tmap_encode_fn enc, moert_dtype dtype,
+                                          const moert_prefill_config *gu,
+                                          const moert_prefill_config *dn, uint32_t E, uint32_t H,
+                                          uint32_t I, const void *const *gate,
+                                          const void *const *up, const void *const *down,
+                                          void *maps_host) {
+  unsigned char *m = maps_host;
+  moert_status st = MOERT_OK;
+  for (uint32_t e = 0; e < E && st == MOERT_OK; e++) {
+    st = moert_prefill_encode_map(enc, dtype, gate[e], I, H, H, (uint32_t)gu->bn,
+                                  m + (size_t)e * MOERT_TMAP_BYTES);
+    if (st == MOERT_OK)
+      st = moert_prefill_encode_map(enc, dtype, up[e], I, H, H, (uint32_t)gu->bn,
+                                    m + ((size_t)E + e) * MOERT_TMAP_BYTES);
+    if (st == MOERT_OK)
+      st = moert_prefill_encode_map(enc, dtype, down[e], H, I, I, (uint32_t)dn->bn,
+                                    m + (2 * (size_t)E + e) * MOERT_TMAP_BYTES);
+  }
+  return st;
+}
+
+/* ---- modules and launches ---- */
+
+static moert_status function(const moert_cuda_driver *cu, CUmodule m, const char *name,
+                             CUfunction *f) {
+  CUresult rc = cu->cuModuleGetFunction(f, m, name);
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "cuModuleGetFunction(%s)", name);
+  return moert_cuda_fail(cu, rc, what);
+}
+
+moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *cu,
+                                const moert_prefill_config *gu, const moert_prefill_config *dn,
+                                moert_prefill_kernels *out) {
+  if (gu->bm != dn->bm || gu->sm != dn->sm)
+    return moert_fail(MOERT_ERR_INTERNAL, "prefill: both GEMMs must share the row tile");
+  memset(out, 0, sizeof *out);
+  out->gate_up = *gu;
+  out->down = *dn;
+  moert_status st;
+  if (gu->sm == 90 && (st = moert_prefill_tmap_encoder(cu, &out->encode)) != MOERT_OK) return st;
+  moert_prefill_request q;
+  CUmodule m;
+  moert_prefill_make_request(gu, &q);
+  if ((st = moert_jit_module(jit, &q.req, &m)) != MOERT_OK ||
+      (st = function(cu, m, "moert_prefill_tiles", &out->fn_tiles)) != MOERT_OK ||
+      (st = function(cu, m, "moert_prefill_gemm", &out->fn_gate_up)) != MOERT_OK)
+    return st;
+  moert_prefill_make_request(dn, &q);
+  if ((st = moert_jit_module(jit, &q.req, &m)) != MOERT_OK ||
+      (st = function(cu, m, "moert_prefill_gemm", &out->fn_down)) != MOERT_OK)
+    return st;
+  out->smem_gate_up = moert_prefill_smem(gu);
+  out->smem_down = moert_prefill_smem(dn);
+  CUresult rc = cu->cuFuncSetAttribute(out->fn_gate_up,
+                                       MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                       (int)out->smem_gate_up);
+  if (rc == MOERT_CUDA_SUCCESS)
+    rc = cu->cuFuncSetAttribute(out->fn_down, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                (int)out->smem_down);
+  if (rc != MOERT_CUDA_SUCCESS)
+    return moert_cuda_fail(cu, rc, "cuFuncSetAttribute (prefill shared memory)");
+  return MOERT_OK;
+}
+
+static moert_status launch(const moert_cuda_driver *cu, CUfunction f, unsigned gx, unsigned gy,
+                           unsigned threads, unsigned smem, CUstream stream, void **params,
+                           const char *name) {
+  CUresult rc = cu->cuLaunchKernel(f, gx, gy, 1, threads, 1, 1, smem, stream, params, NULL);
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "cuLaunchKernel(%s)", name);
+  return moert_cuda_fail(cu, rc, what);
+}
+
+moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
+                                  const moert_prefill_args *a, CUstream stream) {
+  const moert_prefill_config *gu = &k->gate_up, *dn = &k->down;
+  if (a->pairs == 0) return MOERT_OK;
+  if (a->pairs > 0x7fffffffull || a->num_experts == 0)
+    return moert_fail(MOERT_ERR_UNSUPPORTED, "prefill: %llu rows over %u experts",
+                      (unsigned long long)a->pairs, a->num_experts);
+  const moert_dtype dtype = gu->act == 1 ? MOERT_DTYPE_BF16 : MOERT_DTYPE_F16;
+  int E = (int)a->num_experts, bm = gu->bm, H = (int)a->hidden, I = (int)a->intermediate;
+  CUdeviceptr count = a->tiles, tiles = a->tiles + 16, null = 0;
+  moert_status st;
+  void *pt[] = {(void *)&a->offsets, &E, &bm, &tiles, &count};
+  if ((st = launch(cu, k->fn_tiles, 1, 1, 1024, 0, stream, pt, "moert_prefill_tiles")) != MOERT_OK)
+    return st;
+
+  /* the kernels' A tensor map: unused (zeros) except for sm90's down GEMM, where it covers
+   * h [pairs, I] */
+  _Alignas(64) unsigned char amap[MOERT_TMAP_BYTES];
+  memset(amap, 0, sizeof amap);
+  unsigned gx, gy;
+  /* gate/up: A = x gathered by packed_token, B = gate and up (maps [0, 2E) or wtab [0, 2E)) */
+  {
+    CUdeviceptr maps = a->maps, wtab = a->wtab, x = a->x, gather = a->gather, h = a->h;
+    long long xs = a->x_stride, hs = a->h_stride;
+    int up_offset = E;
+    void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
+                 &h, &hs};
+    moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, &gx, &gy);
+    if ((st = launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
+                     stream, p, "moert_prefill_gemm (gate/up)")) != MOERT_OK)
+      return st;
+  }
+  /* down: A = h in sorted-row order, B = down (maps [2E, 3E) or wtab [2E, 3E)) */
+  {
+    if (dn->sm == 90 && dn->a_tma &&
+        (st = moert_prefill_encode_map(k->encode, dtype, (const void *)(uintptr_t)a->h, a->pairs,
+                                       (uint64_t)I, (uint64_t)a->h_stride, (uint32_t)dn->bm,
+                                       amap)) != MOERT_OK)
+      return st;
+    CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
+    CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
+    long long hs = a->h_stride, os = a->out_stride;
+    int up_offset = 0;
+    void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
+                 &out, &os};
+    moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, &gx, &gy);
+    st = launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
+                "moert_prefill_gemm (down)");
+  }
+  return st;
+}

@@ -1,0 +1,129 @@
+/* prefill.h — the host side of the prefill expert GEMMs (ptx/prefill_sm90.cu on sm_90a,
+ * ptx/prefill_sm80.cu on sm_80/86/89 and newer): the tile choice, the NVRTC requests, the
+ * tensor maps of the weights (cuTensorMapEncodeTiled, resolved from the dlopen'd driver),
+ * and the three launches of one layer's routed experts:
+ *
+ *   moert_prefill_tiles   row tiles of BM rows cut from the plan's offsets (1 CTA)
+ *   moert_prefill_gemm    gate/up: h = silu(x Wg^T) * (x Wu^T), x rows gathered by packed_token
+ *   moert_prefill_gemm    down:    out = h Wd^T (f32, one row per sorted pair)
+ *
+ * h and out are laid out like the decode path's (runtime/cuda/backend.c: c->h [pairs, I],
+ * c->ypair [pairs, H] f32, by sorted row), so the combine kernel of ptx/expert.cu follows
+ * unchanged.  Private to the library; not yet called by backend.c (docs/prefill.md says how
+ * to integrate it).  Untested on a GPU so far: see docs/prefill.md. */
+#ifndef MOERT_CUDA_PREFILL_H
+#define MOERT_CUDA_PREFILL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_api.h"
+#include "jit.h"
+
+/* The compile-time shape of one prefill GEMM module. */
+typedef struct moert_prefill_config {
+  int sm;     /* 90: prefill_sm90.cu (needs sm_90a); 80: prefill_sm80.cu (sm_80 and newer) */
+  int act;    /* MOERT_ACT: 1 bf16, 2 f16 */
+  int gated;  /* 1 gate/up (SiLU * up epilogue, act-dtype output), 0 down (f32 output) */
+  int bm, bn; /* rows and columns (per weight matrix) of a CTA's tile */
+  int bk;     /* K step (always 64 on sm90) */
+  int stages; /* pipeline depth */
+  int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
+} moert_prefill_config;
+
+/* Rows of a tile for a plan with the given rows per expert: 128 when the experts have about
+ * a tile's worth or more, else 64 (less padding at small T).  counts (E values) may be NULL
+ * when only the total is known (device routing): the average is used then. */
+int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t pairs);
+
+/* The configurations of both GEMMs for a GPU of compute capability major.minor, dtype
+ * (bf16 or f16) and tile rows bm (64 or 128).  MOERT_ERR_UNSUPPORTED for another dtype or a
+ * GPU older than sm_80. */
+moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
+                                   moert_prefill_config *gate_up, moert_prefill_config *down);
+
+/* -D storage of one request (moert_jit_request holds pointers into it). */
+typedef struct moert_prefill_request {
+  moert_jit_request req;
+  char text[8][40];
+} moert_prefill_request;
+void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out);
+
+unsigned int moert_prefill_threads(const moert_prefill_config *c);
+/* dynamic shared memory of a CTA (sm90: 1 KB of alignment slack included) */
+unsigned int moert_prefill_smem(const moert_prefill_config *c);
+/* The most row tiles a plan of `pairs` rows over E experts can have: ceil(pairs/bm) + E. */
+uint64_t moert_prefill_max_tiles(uint64_t pairs, uint32_t num_experts, int bm);
+/* Bytes of device scratch for the tile list and its count (16-byte entries + 16). */
+size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t num_experts, int bm);
+/* Grid of a GEMM: x = row tiles (upper bound), y = ceil(N / bn). */
+void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t num_experts,
+                        uint32_t N, unsigned int *gx, unsigned int *gy);
+
+/* ---- tensor maps (sm_90a) ---- */
+
+#define MOERT_TMAP_BYTES 128
+/* cuTensorMapEncodeTiled, as cuda.h declares it (enums as int, cuuint64_t as uint64_t) */
+typedef CUresult (*moert_tmap_encode_fn)(void *map, int dtype, uint32_t rank, void *addr,
+                                         const uint64_t *dims, const uint64_t *strides,
+                                         const uint32_t *box, const uint32_t *elem_strides,
+                                         int interleave, int swizzle, int l2_promotion,
+                                         int oob_fill);
+/* The driver's cuTensorMapEncodeTiled (CUDA 12.0+), or MOERT_ERR_BACKEND_UNAVAILABLE. */
+moert_status moert_prefill_tmap_encoder(const moert_cuda_driver *cu, moert_tmap_encode_fn *out);
+
+/* Encodes the map of a row-major [rows, K] matrix with the given row stride (elements):
+ * box 64 (K) x box_rows, 128-byte swizzle, zeros out of bounds.  K a multiple of 8, the
+ * stride a multiple of 8, addr 16-byte aligned, box_rows <= 256. */
+moert_status moert_prefill_encode_map(moert_tmap_encode_fn enc, moert_dtype dtype,
+                                      const void *addr, uint64_t rows, uint64_t K,
+                                      uint64_t row_stride, uint32_t box_rows, void *map);
+
+/* Encodes the 3E weight maps of a layer into maps_host (3E x 128 bytes, 64-byte aligned):
+ * gate maps [0, E), up maps [E, 2E) (box rows gate_up->bn), down maps [2E, 3E)
+ * (down->bn).  gate, up: [I, H]; down: [H, I]. */
+moert_status moert_prefill_encode_weights(moert_tmap_encode_fn enc, moert_dtype dtype,
+                                          const moert_prefill_config *gate_up,
+                                          const moert_prefill_config *down, uint32_t E,
+                                          uint32_t H, uint32_t I, const void *const *gate,
+                                          const void *const *up, const void *const *down_w,
+                                          void *maps_host);
+
+/* ---- modules and launches ---- */
+
+typedef struct moert_prefill_kernels {
+  moert_prefill_config gate_up, down;
+  CUfunction fn_tiles, fn_gate_up, fn_down;
+  unsigned int smem_gate_up, smem_down;
+  moert_tmap_encode_fn encode; /* sm90 only */
+} moert_prefill_kernels;
+
+/* Compiles or loads both modules through the runtime's JIT cache and sets the kernels'
+ * shared-memory limits.  The context must be current. */
+moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *cu,
+                                const moert_prefill_config *gate_up,
+                                const moert_prefill_config *down, moert_prefill_kernels *out);
+
+typedef struct moert_prefill_args {
+  uint32_t num_experts, hidden, intermediate;
+  uint64_t pairs;        /* T * k: rows of the plan (an upper bound is fine) */
+  CUdeviceptr offsets;   /* [E+1] int32: expert e owns sorted rows offsets[e]..offsets[e+1]-1 */
+  CUdeviceptr gather;    /* [pairs] int32: token of each sorted row (packed_token) */
+  CUdeviceptr x;         /* [T, H] activations */
+  long long x_stride;    /* elements between rows of x */
+  CUdeviceptr wtab;      /* [3E] device addresses: gate E, up E, down E (sm80) */
+  CUdeviceptr maps;      /* [3E] tensor maps in device memory (sm90), as encoded above */
+  CUdeviceptr tiles;     /* scratch of moert_prefill_tiles_bytes() */
+  CUdeviceptr h;         /* [pairs, I] activation dtype */
+  long long h_stride;
+  CUdeviceptr out;       /* [pairs, H] f32 */
+  long long out_stride;
+} moert_prefill_args;
+
+/* The three launches on stream: tiles, gate/up, down.  No allocation, no synchronisation:
+ * capturable in a CUDA graph.  The context must be current. */
+moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
+                                  const moert_prefill_args *a, CUstream stream);
+
+#endif

@@ -1,0 +1,235 @@
+/* test_nvrtc_prefill.c — the prefill GEMMs (issue 5) compile with NVRTC, with no GPU:
+ *  - ptx/prefill_sm90.cu for sm_90a (wgmma, TMA, mbarriers, setmaxnreg) in bf16 and f16,
+ *    gate/up and down, 64- and 128-row tiles, A gathered and A by TMA: a CUBIN holding
+ *    both kernels;
+ *  - the same source for plain sm_90 is refused with a sentence naming sm_90a;
+ *  - ptx/prefill_sm80.cu for sm_80, sm_86 and sm_89 in bf16 and f16, both GEMMs, both tile
+ *    heights, with the stages runtime/cuda/prefill.c picks for each;
+ *  - the host helpers of runtime/cuda/prefill.c: tile choice, configurations within each
+ *    architecture's shared memory, tile bounds and grids, the -D requests.
+ * NVRTC must be present (like test_nvrtc_compile).  Links moert_static for the hooks.
+ * MOERT_PREFILL_DUMP_DIR=dir writes every CUBIN there (<source>-<arch>-g<gated>-bm<bm>-
+ * a<a_tma>-act<act>.cubin), for cuobjdump -sass / -res-usage (docs/prefill.md). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_api.h"
+#include "cuda/jit.h"
+#include "cuda/prefill.h"
+#include "internal.h"
+
+static const moert_nvrtc *nvrtc_or_fail(void) {
+  const moert_nvrtc *nv = NULL;
+  char why[512] = "";
+  moert_status st = moert_nvrtc_get(&nv, why, sizeof why);
+  ck_assert_msg(st == MOERT_OK, "NVRTC must be present for this test: %s", why);
+  return nv;
+}
+
+static bool has_bytes(const void *hay, size_t n, const char *needle) {
+  const size_t m = strlen(needle);
+  const unsigned char *h = hay;
+  for (size_t i = 0; i + m <= n; i++)
+    if (memcmp(h + i, needle, m) == 0) return true;
+  return false;
+}
+
+static void compile_cubin(const moert_nvrtc *nv, const moert_prefill_config *c, const char *arch) {
+  moert_prefill_request q;
+  moert_prefill_make_request(c, &q);
+  void *image = NULL;
+  size_t size = 0;
+  moert_status st = moert_jit_compile(nv, &q.req, arch, &image, &size);
+  ck_assert_msg(st == MOERT_OK, "%s (gated %d, bm %d, bn %d, stages %d) for %s: %s", q.req.source,
+                c->gated, c->bm, c->bn, c->stages, arch, moert_last_error());
+  ck_assert_ptr_nonnull(image);
+  ck_assert_msg(size > 1024 && memcmp(image, "\177ELF", 4) == 0, "%s for %s is not a CUBIN",
+                q.req.source, arch);
+  ck_assert_msg(has_bytes(image, size, "moert_prefill_gemm") &&
+                    has_bytes(image, size, "moert_prefill_tiles"),
+                "%s for %s lacks a kernel", q.req.source, arch);
+  const char *dir = getenv("MOERT_PREFILL_DUMP_DIR");
+  if (dir && *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%.12s-%s-g%d-bm%d-a%d-act%d.cubin", dir, q.req.source, arch,
+             c->gated, c->bm, c->a_tma, c->act);
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(image, 1, size, f), size);
+    ck_assert_int_eq(fclose(f), 0);
+  }
+  free(image);
+}
+
+/* sm_90a: act x gated x bm x A path = 16 compiles, split over 4 loop iterations */
+START_TEST(test_sm90a_compiles) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  const moert_dtype dt = _i & 1 ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
+  const int bm = _i & 2 ? 64 : 128;
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, dt, bm, &gu, &dn), MOERT_OK);
+  ck_assert_int_eq(gu.sm, 90);
+  ck_assert_int_eq(dn.a_tma, 1);
+  compile_cubin(nv, &gu, "sm_90a");
+  compile_cubin(nv, &dn, "sm_90a");
+  gu.a_tma = 1; /* x already gathered into sorted order */
+  dn.a_tma = 0; /* h read by cp.async */
+  compile_cubin(nv, &gu, "sm_90a");
+  compile_cubin(nv, &dn, "sm_90a");
+}
+END_TEST
+
+START_TEST(test_sm90_without_a_is_refused) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  moert_prefill_request q;
+  moert_prefill_make_request(&gu, &q);
+  void *image = NULL;
+  size_t size = 0;
+  ck_assert_int_eq(moert_jit_compile(nv, &q.req, "sm_90", &image, &size), MOERT_ERR_COMPILE);
+  ck_assert_ptr_null(image);
+  ck_assert_msg(strstr(moert_last_error(), "sm_90a") != NULL, "the log should name sm_90a: %s",
+                moert_last_error());
+}
+END_TEST
+
+/* sm_80, sm_86, sm_89 x bf16/f16: both GEMMs, both tile heights */
+static const int cc80[][2] = {{8, 0}, {8, 6}, {8, 9}};
+START_TEST(test_sm80_compiles) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  const int *cc = cc80[_i / 2];
+  const moert_dtype dt = _i & 1 ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
+  char arch[16];
+  snprintf(arch, sizeof arch, "sm_%d%d", cc[0], cc[1]);
+  for (int bm = 64; bm <= 128; bm *= 2) {
+    moert_prefill_config gu, dn;
+    ck_assert_int_eq(moert_prefill_configs(cc[0], cc[1], dt, bm, &gu, &dn), MOERT_OK);
+    ck_assert_int_eq(gu.sm, 80);
+    compile_cubin(nv, &gu, arch);
+    compile_cubin(nv, &dn, arch);
+  }
+}
+END_TEST
+
+START_TEST(test_bad_defines_are_refused) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(8, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  gu.act = 3; /* f32 has no prefill kernel */
+  moert_prefill_request q;
+  moert_prefill_make_request(&gu, &q);
+  void *image = NULL;
+  size_t size = 0;
+  ck_assert_int_eq(moert_jit_compile(nv, &q.req, "sm_80", &image, &size), MOERT_ERR_COMPILE);
+  ck_assert_ptr_nonnull(strstr(moert_last_error(), "bf16"));
+  gu.act = 1;
+  gu.bm = 96;
+  moert_prefill_make_request(&gu, &q);
+  ck_assert_int_eq(moert_jit_compile(nv, &q.req, "sm_80", &image, &size), MOERT_ERR_COMPILE);
+  ck_assert_ptr_nonnull(strstr(moert_last_error(), "MOERT_BM must be 64 or 128"));
+}
+END_TEST
+
+/* ---- host helpers, no NVRTC needed ---- */
+
+START_TEST(test_configs_fit_shared_memory) {
+  /* opt-in shared memory per block: sm_80 163 KB, sm_86/sm_89 99 KB, sm_90 227 KB */
+  static const struct {
+    int major, minor;
+    unsigned limit;
+  } cards[] = {{8, 0, 166912}, {8, 6, 101376}, {8, 9, 101376}, {9, 0, 232448}};
+  for (size_t c = 0; c < sizeof cards / sizeof cards[0]; c++)
+    for (int bm = 64; bm <= 128; bm *= 2)
+      for (int d = 0; d < 2; d++) {
+        moert_prefill_config gu, dn;
+        ck_assert_int_eq(moert_prefill_configs(cards[c].major, cards[c].minor,
+                                               d ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16, bm, &gu, &dn),
+                         MOERT_OK);
+        ck_assert_msg(moert_prefill_smem(&gu) <= cards[c].limit && moert_prefill_smem(&dn) <= cards[c].limit,
+                      "sm_%d%d bm %d: %u / %u bytes of shared memory", cards[c].major,
+                      cards[c].minor, bm, moert_prefill_smem(&gu), moert_prefill_smem(&dn));
+        ck_assert_int_eq(gu.bm, dn.bm);
+        ck_assert_uint_eq(moert_prefill_threads(&gu), cards[c].major == 9 ? 384 : 256);
+      }
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  ck_assert_uint_eq(moert_prefill_smem(&gu), 4u * (128 + 2 * 128) * 128 + 1024);
+  ck_assert_uint_eq(moert_prefill_smem(&dn), 4u * (128 + 256) * 128 + 1024);
+  ck_assert_int_eq(moert_prefill_configs(7, 5, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_ERR_UNSUPPORTED);
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_F32, 128, &gu, &dn), MOERT_ERR_UNSUPPORTED);
+  /* a GPU newer than Hopper takes the mma.sync kernel (wgmma is sm_90a only) */
+  ck_assert_int_eq(moert_prefill_configs(10, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  ck_assert_int_eq(gu.sm, 80);
+}
+END_TEST
+
+START_TEST(test_tiles_and_grid) {
+  /* Qwen3-30B-A3B at T = 8192: 65536 pairs over 128 experts */
+  const uint64_t pairs = 8192ull * 8;
+  ck_assert_uint_eq(moert_prefill_max_tiles(pairs, 128, 128), 512 + 128);
+  ck_assert_uint_eq(moert_prefill_max_tiles(5, 128, 128), 1 + 5); /* no more than one per row */
+  ck_assert_uint_eq(moert_prefill_tiles_bytes(pairs, 128, 64), 16 + 16 * (1024 + 128));
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  unsigned gx, gy;
+  moert_prefill_grid(&gu, pairs, 128, 768, &gx, &gy);
+  ck_assert_uint_eq(gx, 640);
+  ck_assert_uint_eq(gy, 6);
+  moert_prefill_grid(&dn, pairs, 128, 2048, &gx, &gy);
+  ck_assert_uint_eq(gy, 8);
+  /* T = 262144: 2^21 rows, 2^32 elements of h; the grid still fits */
+  moert_prefill_grid(&gu, 262144ull * 8, 128, 768, &gx, &gy);
+  ck_assert_uint_eq(gx, 16384 + 128);
+  /* the tile height: about 64 rows per expert -> 64; 512 -> 128 */
+  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 1024 * 8), 64);
+  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 8192 * 8), 128);
+  int32_t offs[5] = {0, 40, 100, 130, 200}; /* 40, 60, 30, 70 rows */
+  ck_assert_int_eq(moert_prefill_pick_bm(offs, 4, 200), 64); /* 320 vs 512 padded rows */
+  int32_t near[5] = {0, 100, 230, 300, 520}; /* 704 vs 768: not an eighth less */
+  ck_assert_int_eq(moert_prefill_pick_bm(near, 4, 520), 128);
+  int32_t even[3] = {0, 256, 512};
+  ck_assert_int_eq(moert_prefill_pick_bm(even, 2, 512), 128);
+}
+END_TEST
+
+START_TEST(test_requests) {
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_F16, 64, &gu, &dn), MOERT_OK);
+  moert_prefill_request q;
+  moert_prefill_make_request(&dn, &q);
+  ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
+  ck_assert_uint_eq(q.req.num_defines, 6);
+  const char *want[] = {"MOERT_ACT=2", "MOERT_GATED=0", "MOERT_BM=64", "MOERT_BN=256",
+                        "MOERT_STAGES=4", "MOERT_A_TMA=1"};
+  for (int i = 0; i < 6; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+  ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  moert_prefill_make_request(&gu, &q);
+  ck_assert_str_eq(q.req.source, "prefill_sm80.cu");
+  ck_assert_str_eq(q.req.defines[4], "MOERT_STAGES=3");
+  ck_assert_str_eq(q.req.defines[5], "MOERT_BK=32");
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("nvrtc_prefill");
+  TCase *tc = tcase_create("compile");
+  tcase_set_timeout(tc, 600);
+  tcase_add_loop_test(tc, test_sm90a_compiles, 0, 4);
+  tcase_add_test(tc, test_sm90_without_a_is_refused);
+  tcase_add_loop_test(tc, test_sm80_compiles, 0, 6);
+  tcase_add_test(tc, test_bad_defines_are_refused);
+  suite_add_tcase(s, tc);
+  TCase *th = tcase_create("host");
+  tcase_add_test(th, test_configs_fit_shared_memory);
+  tcase_add_test(th, test_tiles_and_grid);
+  tcase_add_test(th, test_requests);
+  suite_add_tcase(s, th);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
