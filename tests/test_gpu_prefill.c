@@ -1,0 +1,334 @@
+/* test_gpu_prefill.c — the prefill GEMMs (runtime/cuda/prefill.c, ptx/prefill_sm90.cu on
+ * sm_90a, ptx/prefill_sm80.cu elsewhere) run directly through the private hooks, on random
+ * data over a random plan, against a float64 CPU reference:
+ *  - Qwen3-30B-A3B dims (E 128, k 8, H 2048, I 768), T in {1024, 8192}, bf16 (and f16 at
+ *    T = 1024), both tile heights, uneven expert loads (a hot expert, idle experts);
+ *  - weights behind per-expert pointers in a shuffled order (one tensor map per expert);
+ *  - h and out poisoned first: every row must be written (finite), and a sample of rows
+ *    must match the reference: h = silu(x Wg^T) * (x Wu^T) (relative L2 per row < 1e-2,
+ *    the bf16 rounding of h), out = h_gpu Wd^T (relative L2 per row < 2e-3: f32 sums of
+ *    exactly the GPU's h);
+ *  - on sm_90a also the down GEMM with h read by cp.async instead of TMA.
+ * MOERT_PREFILL_TIMING=1 also times the three launches (tiles, gate/up, down) and prints
+ * TFLOP/s (6 T k H I flops); MOERT_PREFILL_T=n runs only T = n.
+ * With no GPU it prints why and exits 0 (skip).  Links moert_static for the private hooks. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda/cuda_api.h"
+#include "cuda/jit.h"
+#include "cuda/prefill.h"
+#include "internal.h"
+
+static const moert_cuda_driver *cu;
+static const moert_nvrtc *nv;
+static CUcontext ctx;
+static int cc_major, cc_minor;
+static moert_jit_cache jit;
+
+#define CU(call)                                                                           \
+  do {                                                                                     \
+    CUresult rc_ = (call);                                                                 \
+    ck_assert_msg(rc_ == 0, "%s failed with CUDA error %d", #call, rc_);                   \
+  } while (0)
+#define OK(call)                                                                           \
+  do {                                                                                     \
+    moert_status st_ = (call);                                                             \
+    ck_assert_msg(st_ == MOERT_OK, "%s: %s (%s)", #call, moert_status_string(st_),        \
+                  moert_last_error());                                                     \
+  } while (0)
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static uint64_t rng_state = 0x5eed5eed12345678ull;
+static uint64_t rnd(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static float uniform(float a) { return ((float)(rnd() >> 40) / 16777216.0f * 2.0f - 1.0f) * a; }
+
+static uint16_t to_act(moert_dtype dt, float f) {
+  return dt == MOERT_DTYPE_BF16 ? moert_f32_to_bf16(f) : moert_f32_to_f16(f);
+}
+static double act_at(moert_dtype dt, const uint16_t *p, size_t i) {
+  return (double)moert_load_f32(p, dt, i);
+}
+
+/* big arrays: windows of a pool of random values at random offsets */
+#define POOL (1u << 24)
+#define WINDOW (1u << 20)
+static void fill(moert_dtype dt, uint16_t *p, size_t n, float a) {
+  uint16_t *pool = malloc((size_t)POOL * 2);
+  ck_assert_ptr_nonnull(pool);
+  for (size_t i = 0; i < POOL; i++) pool[i] = to_act(dt, uniform(a));
+  for (size_t i = 0; i < n; i += WINDOW) {
+    const size_t len = n - i < WINDOW ? n - i : WINDOW;
+    memcpy(p + i, pool + rnd() % (POOL - WINDOW), len * 2);
+  }
+  free(pool);
+}
+
+typedef struct qcase {
+  uint32_t T;
+  moert_dtype dt;
+  int bm;       /* 0: moert_prefill_pick_bm */
+  int down_cp;  /* sm_90a: h by cp.async in the down GEMM */
+} qcase;
+
+static const qcase cases[] = {
+    {1024, MOERT_DTYPE_BF16, 0, 0},  {1024, MOERT_DTYPE_BF16, 128, 0},
+    {1024, MOERT_DTYPE_BF16, 64, 1}, {1024, MOERT_DTYPE_F16, 0, 0},
+    {8192, MOERT_DTYPE_BF16, 0, 0},  {8192, MOERT_DTYPE_BF16, 64, 0},
+};
+
+enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
+
+START_TEST(test_prefill_vs_cpu) {
+  const qcase *c = &cases[_i];
+  const char *only = getenv("MOERT_PREFILL_T");
+  if (only && *only && (uint32_t)atoi(only) != c->T) return;
+  const uint32_t T = c->T;
+  const size_t pairs = (size_t)T * K_TOP, mat = (size_t)I * H;
+  const moert_dtype dt = c->dt;
+
+  /* routing: k distinct experts per token; expert 3 is hot (a third of the tokens), experts
+   * 100..109 idle */
+  int32_t *ids = malloc(pairs * 4), *offsets = calloc(E + 1, 4), *packed = malloc(pairs * 4);
+  int32_t *expert_of = malloc(pairs * 4), *fillc = calloc(E, 4);
+  ck_assert(ids && offsets && packed && expert_of && fillc);
+  for (uint32_t t = 0; t < T; t++)
+    for (int j = 0; j < K_TOP; j++) {
+      int e;
+      bool dup;
+      do {
+        e = (j == 0 && rnd() % 3 == 0) ? 3 : (int)(rnd() % E);
+        dup = e >= 100 && e < 110;
+        for (int q = 0; q < j; q++) dup = dup || ids[(size_t)t * K_TOP + q] == e;
+      } while (dup);
+      ids[(size_t)t * K_TOP + j] = e;
+      offsets[e + 1]++;
+    }
+  for (int e = 0; e < E; e++) offsets[e + 1] += offsets[e];
+  for (size_t p = 0; p < pairs; p++) { /* stable counting sort, like the plan */
+    const int e = ids[p];
+    const size_t r = (size_t)offsets[e] + (size_t)fillc[e]++;
+    packed[r] = (int32_t)(p / K_TOP);
+    expert_of[r] = e;
+  }
+  ck_assert_int_eq(offsets[E], (int32_t)pairs);
+
+  /* data: x [T, H]; weights [E][I, H] gate, up and [E][H, I] down, expert e stored at slot
+   * perm[e] so the kernels must follow the pointers */
+  uint16_t *x = malloc((size_t)T * H * 2), *wg = malloc(E * mat * 2), *wu = malloc(E * mat * 2),
+           *wd = malloc(E * mat * 2);
+  ck_assert(x && wg && wu && wd);
+  fill(dt, x, (size_t)T * H, 1.0f);
+  fill(dt, wg, E * mat, 1.0f / sqrtf((float)H));
+  fill(dt, wu, E * mat, 1.0f / sqrtf((float)H));
+  fill(dt, wd, E * mat, 1.0f / sqrtf((float)I));
+  int perm[E];
+  for (int e = 0; e < E; e++) perm[e] = e;
+  for (int e = E - 1; e > 0; e--) {
+    const int j = (int)(rnd() % (uint64_t)(e + 1)), t = perm[e];
+    perm[e] = perm[j], perm[j] = t;
+  }
+  CUdeviceptr dx, dg, du, dd, doff, dpacked, dtab, dmaps = 0, dtiles, dh, dout;
+  const int bm = c->bm ? c->bm : moert_prefill_pick_bm(offsets, E, pairs);
+  CU(cu->cuMemAlloc(&dx, (size_t)T * H * 2));
+  CU(cu->cuMemAlloc(&dg, E * mat * 2));
+  CU(cu->cuMemAlloc(&du, E * mat * 2));
+  CU(cu->cuMemAlloc(&dd, E * mat * 2));
+  CU(cu->cuMemAlloc(&doff, (E + 1) * 4));
+  CU(cu->cuMemAlloc(&dpacked, pairs * 4));
+  CU(cu->cuMemAlloc(&dtab, 3 * E * 8));
+  CU(cu->cuMemAlloc(&dtiles, moert_prefill_tiles_bytes(pairs, E, bm)));
+  CU(cu->cuMemAlloc(&dh, pairs * I * 2));
+  CU(cu->cuMemAlloc(&dout, pairs * H * 4));
+  CU(cu->cuMemcpyHtoD(dx, x, (size_t)T * H * 2));
+  const void *pg[E], *pu[E], *pd[E];
+  unsigned long long tab[3 * E];
+  for (int e = 0; e < E; e++) {
+    const size_t off = (size_t)perm[e] * mat;
+    CU(cu->cuMemcpyHtoD(dg + off * 2, wg + (size_t)e * mat, mat * 2));
+    CU(cu->cuMemcpyHtoD(du + off * 2, wu + (size_t)e * mat, mat * 2));
+    CU(cu->cuMemcpyHtoD(dd + off * 2, wd + (size_t)e * mat, mat * 2));
+    pg[e] = (const void *)(uintptr_t)(dg + off * 2);
+    pu[e] = (const void *)(uintptr_t)(du + off * 2);
+    pd[e] = (const void *)(uintptr_t)(dd + off * 2);
+    tab[e] = (uintptr_t)pg[e], tab[E + e] = (uintptr_t)pu[e], tab[2 * E + e] = (uintptr_t)pd[e];
+  }
+  CU(cu->cuMemcpyHtoD(doff, offsets, (E + 1) * 4));
+  CU(cu->cuMemcpyHtoD(dpacked, packed, pairs * 4));
+  CU(cu->cuMemcpyHtoD(dtab, tab, sizeof tab));
+
+  moert_prefill_config gu, dn;
+  OK(moert_prefill_configs(cc_major, cc_minor, dt, bm, &gu, &dn));
+  if (c->down_cp && dn.sm == 90) dn.a_tma = 0;
+  moert_prefill_kernels k;
+  OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
+  if (gu.sm == 90) {
+    void *maps = aligned_alloc(64, 3 * E * MOERT_TMAP_BYTES);
+    ck_assert_ptr_nonnull(maps);
+    OK(moert_prefill_encode_weights(k.encode, dt, &gu, &dn, E, H, I, pg, pu, pd, maps));
+    CU(cu->cuMemAlloc(&dmaps, 3 * E * MOERT_TMAP_BYTES));
+    CU(cu->cuMemcpyHtoD(dmaps, maps, 3 * E * MOERT_TMAP_BYTES));
+    free(maps);
+  }
+  printf("prefill T=%u %s: sm%d kernel, %d-row tiles, gate/up %dx%d, down %dx%d (A by %s), "
+         "%d stages\n", T, moert_dtype_name(dt), gu.sm, bm, gu.bm, gu.bn, dn.bm, dn.bn,
+         dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async", gu.stages);
+
+  moert_prefill_args a = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
+                          .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,
+                          .wtab = dtab, .maps = dmaps, .tiles = dtiles, .h = dh,
+                          .h_stride = I, .out = dout, .out_stride = H};
+  CU(cu->cuMemsetD32Async(dh, 0xffffffffu, pairs * I / 2, NULL)); /* NaN in bf16 and f16 */
+  CU(cu->cuMemsetD32Async(dout, 0xffffffffu, pairs * H, NULL));
+  OK(moert_prefill_launch(cu, &k, &a, NULL));
+  CU(cu->cuStreamSynchronize(NULL));
+  uint16_t *h = malloc(pairs * I * 2);
+  float *out = malloc(pairs * H * 4);
+  ck_assert(h && out);
+  CU(cu->cuMemcpyDtoH(h, dh, pairs * I * 2));
+  CU(cu->cuMemcpyDtoH(out, dout, pairs * H * 4));
+  int32_t ntiles = 0;
+  CU(cu->cuMemcpyDtoH(&ntiles, dtiles, 4));
+  int64_t want_tiles = 0;
+  for (int e = 0; e < E; e++) want_tiles += (offsets[e + 1] - offsets[e] + bm - 1) / bm;
+  ck_assert_int_eq(ntiles, want_tiles);
+
+  /* every row written */
+  for (size_t i = 0; i < pairs * I; i++)
+    ck_assert_msg(isfinite(act_at(dt, h, i)), "h[%zu][%zu] not written (expert %d)", i / I,
+                  i % I, expert_of[i / I]);
+  for (size_t i = 0; i < pairs * H; i++)
+    ck_assert_msg(isfinite(out[i]), "out[%zu][%zu] not written (expert %d)", i / H, i % H,
+                  expert_of[i / H]);
+
+  /* a sample of rows: the first and last of the hot expert and of a few others, the rest
+   * random */
+  size_t sample[96];
+  int ns = 0;
+  sample[ns++] = (size_t)offsets[3], sample[ns++] = (size_t)offsets[4] - 1;
+  sample[ns++] = 0, sample[ns++] = pairs - 1;
+  for (int e = 0; e < 8; e++)
+    if (offsets[e + 1] > offsets[e]) sample[ns++] = (size_t)offsets[e + 1] - 1;
+  while (ns < 96) sample[ns++] = rnd() % pairs;
+  double worst_h = 0, worst_o = 0;
+  double *g = malloc(I * sizeof *g);
+  for (int s = 0; s < ns; s++) {
+    const size_t r = sample[s];
+    const int e = expert_of[r];
+    const uint16_t *xr = x + (size_t)packed[r] * H;
+    double num = 0, den = 0;
+    for (int n = 0; n < I; n++) {
+      const uint16_t *gr = wg + (size_t)e * mat + (size_t)n * H, *ur = wu + (size_t)e * mat + (size_t)n * H;
+      double sg = 0, su = 0;
+      for (int q = 0; q < H; q++) {
+        const double xv = act_at(dt, xr, q);
+        sg += xv * act_at(dt, gr, q);
+        su += xv * act_at(dt, ur, q);
+      }
+      g[n] = sg / (1.0 + exp(-sg)) * su;
+      const double d = act_at(dt, h, r * I + n) - g[n];
+      num += d * d, den += g[n] * g[n];
+    }
+    const double eh = sqrt(num / (den > 0 ? den : 1));
+    ck_assert_msg(eh < 1e-2, "T=%u row %zu (expert %d, token %d): h relative L2 error %.3g", T,
+                  r, e, packed[r], eh);
+    num = den = 0;
+    for (int n = 0; n < H; n++) {
+      const uint16_t *dr = wd + (size_t)e * mat + (size_t)n * I;
+      double o = 0;
+      for (int q = 0; q < I; q++) o += act_at(dt, h, r * I + q) * act_at(dt, dr, q);
+      const double d = out[r * H + n] - o;
+      num += d * d, den += o * o;
+    }
+    const double eo = sqrt(num / (den > 0 ? den : 1));
+    ck_assert_msg(eo < 2e-3, "T=%u row %zu (expert %d): out relative L2 error %.3g", T, r, e, eo);
+    if (eh > worst_h) worst_h = eh;
+    if (eo > worst_o) worst_o = eo;
+  }
+  printf("  %d rows checked: worst relative L2 error h %.2e, out %.2e; %d tiles\n", ns, worst_h,
+         worst_o, ntiles);
+  free(g);
+
+  const char *timing = getenv("MOERT_PREFILL_TIMING");
+  if (timing && *timing && strcmp(timing, "0") != 0) {
+    for (int w = 0; w < 3; w++) OK(moert_prefill_launch(cu, &k, &a, NULL));
+    CU(cu->cuStreamSynchronize(NULL));
+    const int iters = T >= 8192 ? 20 : 50;
+    const double t0 = now_ms();
+    for (int it = 0; it < iters; it++) OK(moert_prefill_launch(cu, &k, &a, NULL));
+    CU(cu->cuStreamSynchronize(NULL));
+    const double ms = (now_ms() - t0) / iters;
+    const double flops = 6.0 * T * K_TOP * (double)H * I;
+    printf("  timing: T=%u %s %d-row tiles: %.3f ms per layer (tiles + gate/up + down), "
+           "%.1f TFLOP/s (%.1f GFLOP)\n", T, moert_dtype_name(dt), bm, ms, flops / ms / 1e9,
+           flops / 1e9);
+  }
+
+  CUdeviceptr all[] = {dx, dg, du, dd, doff, dpacked, dtab, dmaps, dtiles, dh, dout};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (all[i]) cu->cuMemFree(all[i]);
+  free(ids), free(offsets), free(packed), free(expert_of), free(fillc);
+  free(x), free(wg), free(wu), free(wd), free(h), free(out);
+}
+END_TEST
+
+int main(void) {
+  char why[512] = "";
+  if (moert_cuda_driver_get(&cu, why, sizeof why) != MOERT_OK) {
+    printf("test_gpu_prefill: skipped, no GPU: %s\n", why);
+    return 0;
+  }
+  CUdevice dev;
+  if (cu->cuDeviceGet(&dev, 0) != 0 || cu->cuDevicePrimaryCtxRetain(&ctx, dev) != 0 ||
+      cu->cuCtxSetCurrent(ctx) != 0) {
+    printf("test_gpu_prefill: skipped, CUDA device 0 cannot be used\n");
+    return 0;
+  }
+  cu->cuDeviceGetAttribute(&cc_major, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+  cu->cuDeviceGetAttribute(&cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+  if (cc_major < 8) {
+    printf("test_gpu_prefill: skipped, the GPU is sm_%d%d (sm_80 or newer needed)\n", cc_major,
+           cc_minor);
+    return 0;
+  }
+  if (moert_nvrtc_get(&nv, why, sizeof why) != MOERT_OK) {
+    printf("test_gpu_prefill: FAILED, a GPU but no NVRTC: %s\n", why);
+    return 1;
+  }
+  char arch[32];
+  if (moert_jit_pick_arch(nv, cc_major, cc_minor, arch, sizeof arch) != MOERT_OK ||
+      moert_jit_cache_init(&jit, cu, nv, ctx, arch, getenv("MOERT_CACHE_DIR")) != MOERT_OK) {
+    printf("test_gpu_prefill: FAILED to set up the JIT: %s\n", moert_last_error());
+    return 1;
+  }
+  char name[128] = "";
+  cu->cuDeviceGetName(name, (int)sizeof name, dev);
+  printf("test_gpu_prefill: %s, sm_%d%d, %s, NVRTC %d.%d\n", name, cc_major, cc_minor, arch,
+         nv->major, nv->minor);
+  Suite *s = suite_create("gpu_prefill");
+  TCase *tc = tcase_create("prefill");
+  tcase_set_timeout(tc, 900);
+  tcase_add_loop_test(tc, test_prefill_vs_cpu, 0, (int)(sizeof cases / sizeof cases[0]));
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK); /* CUDA does not survive fork(); one process */
+  srunner_run_all(sr, CK_VERBOSE);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  moert_jit_cache_fini(&jit);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
