@@ -363,6 +363,7 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
   __shared__ float s_warp[COMBINE_THREADS / 32];
   __shared__ float s_gate;
   const int t = blockIdx.x, tid = threadIdx.x;
+  moert_pdl_wait(); /* launched early behind the decode down kernel: wait for its ypair */
   if (tid < K) {
     s_row[tid] = pair_of[(size_t)t * K + tid];
     s_w[tid] = weights[(size_t)t * K + tid];
@@ -407,3 +408,309 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
     store2(yr + col, a0, a1);
   }
 }
+
+#if MOERT_ACT != 3
+/* ---- the decode path: few rows per expert ----
+ *
+ * When an expert has a handful of rows, the padded 16-row tile wastes most of its MMA rows
+ * and, worse, gives too few CTAs to keep every SM streaming weights.  Here the roles are
+ * swapped: h^T = W . x^T, with 16 rows of a weight matrix as the MMA's A operand and 8 rows
+ * of the expert (tokens) as B (mma m16n8k16).  A CTA takes one (touched expert, slab of
+ * weight rows) work item; its 4 warps split K, each streams its part of the slab once with
+ * 16-byte loads (several in flight per thread, no L1 allocation), and loops over the
+ * expert's rows in chunks of 8 against every weight fragment it holds, so the slab is read
+ * once for up to 8*NCH rows.  An expert with more rows than that takes another pass (the
+ * slab is then warm in L2).  The warps' partial sums are added in warp order through shared
+ * memory, so the result does not depend on timing.
+ *
+ * The fragments come straight from global memory: a thread loads 8 consecutive k of a row
+ * (16 bytes) and uses them as the k of two MMAs.  Any permutation of k gives the same dot
+ * product as long as A and B use the same one: logical k 2c+i <-> physical 8c+i and
+ * 2c+8+i <-> 8c+2+i for the first MMA (the second takes physical 8c+4..7), where c is the
+ * thread's index in its quad, the same in the A and the B fragment.
+ *
+ * Work items: grid.y = min(T*k, E) (host-known, so a captured graph serves any routing),
+ * item j takes the j-th expert with rows, found by a scan of the plan's offsets; items past
+ * the number of touched experts return at once. */
+#define DEC_WARPS 4
+#define DEC_THREADS (32 * DEC_WARPS)
+/* k-steps of 32 per cp.async batch; the ring is DEC_THREADS * DEC_STAGES * (4 + NCH) *
+ * DEC_U(NCH) * 16 bytes of dynamic shared memory (runtime/cuda/backend.c: dec_smem) */
+#define DEC_U(nch) ((nch) <= 4 ? 2 : 1)
+
+static __device__ __forceinline__ uint4 ld_weights(const act_t *p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+static __device__ __forceinline__ uint4 ld_rows(const act_t *p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+/* The j-th expert (in expert order) with at least one row, or -1: one pass over the
+ * offsets per DEC_THREADS experts, a ballot and a prefix over the warps. */
+static __device__ int dec_expert(const int *offsets, int E, int j) {
+  __shared__ int s_cnt[DEC_WARPS];
+  __shared__ int s_e;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) s_e = -1;
+  int seen = 0;
+  for (int base = 0; base < E; base += DEC_THREADS) {
+    const int e = base + tid;
+    const bool nz = e < E && offsets[e + 1] > offsets[e];
+    const unsigned int m = __ballot_sync(MOERT_FULL_MASK, nz);
+    if (lane == 0) s_cnt[warp] = __popc(m);
+    __syncthreads();
+    int before = seen, total = 0;
+#pragma unroll
+    for (int w = 0; w < DEC_WARPS; w++) {
+      before += w < warp ? s_cnt[w] : 0;
+      total += s_cnt[w];
+    }
+    if (nz && before + __popc(m & ((1u << lane) - 1u)) == j) s_e = e;
+    __syncthreads();
+    seen += total;
+    if (seen > j) break; /* uniform: every thread has the same seen */
+  }
+  return s_e;
+}
+
+/* acc[m][ch] += W_m[16 rows] . X[ch: 8 rows]^T over this warp's batches of k (K a multiple
+ * of 32).
+ * w[m] points at row g of matrix m's 16-row tile (row g + 8 is 8*K further), xp[ch] at the
+ * row of token g of chunk ch (nullptr: a missing row, read as zeros).
+ *
+ * The bytes go through a per-thread ring in shared memory with cp.async, DEC_STAGES batches
+ * of U k-steps, DEC_STAGES - 1 in flight while one is multiplied: loads into registers were
+ * sunk by ptxas next to their use, leaving too few bytes in flight to stream at full
+ * bandwidth.  Each thread reads back only what it copied, so no barrier is needed: the
+ * thread's own cp.async.wait_group orders it.  Weights skip L1 (.cg), rows use it (.ca):
+ * the CTAs of one expert share them. */
+#define DEC_STAGES 3
+static __device__ __forceinline__ void cp_async16_ca(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(src_bytes));
+}
+/* weights: L2 fetches 256 bytes around each miss (the rest of the run is read next) */
+static __device__ __forceinline__ void cp_async16_l2(void *dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(src_bytes));
+}
+template <int NM, int NCH, int U>
+static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int K,
+                                               const act_t *const (&xp)[NCH],
+                                               unsigned char *ring, float (&acc)[NM][NCH][4]) {
+  constexpr int CH = (NM * 2 + NCH) * U; /* 16-byte copies per thread per batch */
+  const int tid = threadIdx.x, c = tid & 3, warp = tid >> 5;
+  /* K is split over the warps batch by batch (warp w takes batches w, w + 4, ...), so that
+   * at any time the CTA reads 4 x 32U consecutive k of each row: long runs in DRAM.  The
+   * first try gave each warp a contiguous quarter of K, and each row was read 64U bytes at
+   * a time from 4 places: 1.9 TB/s. */
+  const int nbatch = (K + 32 * U - 1) / (32 * U);
+  const int nst = warp < nbatch ? (nbatch - warp + DEC_WARPS - 1) / DEC_WARPS : 0;
+  const int kend = K;
+  auto slot = [&](int stage, int i) -> unsigned char * {
+    return ring + ((size_t)(stage * CH + i) * DEC_THREADS + tid) * 16;
+  };
+  auto issue = [&](int st) {
+    const int s = st % DEC_STAGES, kb = (st * DEC_WARPS + warp) * 32 * U + 8 * c;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kk = kb + 32 * u;
+      const bool ok = kk < kend;
+#pragma unroll
+      for (int m = 0; m < NM; m++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++)
+          cp_async16_l2(slot(s, (m * 2 + hh) * U + u), ok ? w[m] + (size_t)hh * 8 * K + kk : w[0],
+                        ok ? 16 : 0);
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++) {
+        const bool okx = ok && xp[ch] != nullptr;
+        cp_async16_ca(slot(s, NM * 2 * U + ch * U + u), okx ? xp[ch] + kk : w[0], okx ? 16 : 0);
+      }
+    }
+  };
+#pragma unroll
+  for (int st = 0; st < DEC_STAGES - 1; st++) {
+    if (st < nst) issue(st);
+    cp_async_commit();
+  }
+  for (int st = 0; st < nst; st++) {
+    cp_async_wait<DEC_STAGES - 2>();
+    {
+      const int next = st + DEC_STAGES - 1; /* refills the slot this thread emptied last */
+      if (next < nst) issue(next);
+      cp_async_commit();
+    }
+    const int s = st % DEC_STAGES;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      uint4 xa[NCH];
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++) xa[ch] = *(const uint4 *)slot(s, NM * 2 * U + ch * U + u);
+#pragma unroll
+      for (int m = 0; m < NM; m++) {
+        const uint4 lo = *(const uint4 *)slot(s, (m * 2) * U + u);
+        const uint4 hi = *(const uint4 *)slot(s, (m * 2 + 1) * U + u);
+        const unsigned int a0[4] = {lo.x, hi.x, lo.y, hi.y};
+        const unsigned int a1[4] = {lo.z, hi.z, lo.w, hi.w};
+#pragma unroll
+        for (int ch = 0; ch < NCH; ch++) {
+          const unsigned int b0[2] = {xa[ch].x, xa[ch].y};
+          const unsigned int b1[2] = {xa[ch].z, xa[ch].w};
+          mma16816(acc[m][ch], a0, b0);
+          mma16816(acc[m][ch], a1, b1);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+}
+
+/* h = silu(x Wg^T) * (x Wu^T): work item (slab of 16 rows of I, touched expert). */
+template <int NCH>
+static __device__ __forceinline__ void dec_gate_up(const unsigned long long *wtab, int up_offset,
+                                                   const act_t *x, long long x_stride, int K,
+                                                   int N, int E, const int *offsets,
+                                                   const int *packed_token, act_t *h,
+                                                   long long h_stride) {
+  constexpr int U = DEC_U(NCH);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float4 s_red[DEC_WARPS][2][NCH][32];
+  moert_pdl_wait();
+  moert_pdl_trigger();
+  const int e = dec_expert(offsets, E, blockIdx.y);
+  if (e < 0) return;
+  const int row0 = offsets[e], rows = offsets[e + 1] - row0;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2;
+  const int n0 = blockIdx.x * 16;
+  const act_t *const w[2] = {(const act_t *)wtab[e] + (size_t)(n0 + g) * K,
+                             (const act_t *)wtab[up_offset + e] + (size_t)(n0 + g) * K};
+  for (int r0 = 0; r0 < rows; r0 += 8 * NCH) {
+    const act_t *xp[NCH];
+#pragma unroll
+    for (int ch = 0; ch < NCH; ch++) {
+      const int r = r0 + ch * 8 + g;
+      xp[ch] = r < rows ? x + (size_t)packed_token[row0 + r] * (size_t)x_stride : nullptr;
+    }
+    float acc[2][NCH][4];
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
+    dec_mma<2, NCH, U>(w, K, xp, smem_raw, acc);
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++)
+        s_red[warp][m][ch][lane] = make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
+    __syncthreads();
+    for (int i = tid; i < NCH * 32 * 4; i += DEC_THREADS) {
+      const int ch = i >> 7, l = (i >> 2) & 31, q = i & 3;
+      float gs = 0.0f, us = 0.0f;
+#pragma unroll
+      for (int ww = 0; ww < DEC_WARPS; ww++) { /* warp order: deterministic */
+        gs += ((const float *)&s_red[ww][0][ch][l])[q];
+        us += ((const float *)&s_red[ww][1][ch][l])[q];
+      }
+      const int r = r0 + ch * 8 + 2 * (l & 3) + (q & 1);
+      const int col = n0 + (l >> 2) + 8 * (q >> 1);
+      if (r < rows) {
+        const float v = silu(gs) * us;
+        h[(size_t)(row0 + r) * (size_t)h_stride + col] = moert_f32_act(v);
+      }
+    }
+    __syncthreads(); /* s_red is rewritten by the next pass */
+  }
+}
+
+/* ypair = h Wd^T (f32): work item (slab of 32 rows of H, touched expert).  The weights do
+ * not depend on the previous kernel (only on the plan, which finished before it), so the
+ * CTA asks L2 for its slab before it waits for h. */
+template <int NCH>
+static __device__ __forceinline__ void dec_down(const unsigned long long *wtab, const act_t *h,
+                                                long long h_stride, int K, int N, int E,
+                                                const int *offsets, float *out) {
+  constexpr int U = DEC_U(NCH);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float4 s_red[DEC_WARPS][2][NCH][32];
+  const int e = dec_expert(offsets, E, blockIdx.y);
+  if (e < 0) {
+    moert_pdl_trigger();
+    return;
+  }
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2;
+  const int n0 = blockIdx.x * 32;
+  const act_t *wd = (const act_t *)wtab[e];
+  {
+    const char *slab = (const char *)(wd + (size_t)n0 * K);
+    const size_t bytes = (size_t)32 * K * sizeof(act_t);
+    for (size_t off = (size_t)tid * 128; off < bytes; off += (size_t)DEC_THREADS * 128)
+      asm volatile("prefetch.global.L2::evict_last [%0];\n" ::"l"(slab + off));
+  }
+  moert_pdl_wait();
+  moert_pdl_trigger();
+  const int row0 = offsets[e], rows = offsets[e + 1] - row0;
+  const act_t *const w[2] = {wd + (size_t)(n0 + g) * K, wd + (size_t)(n0 + 16 + g) * K};
+  for (int r0 = 0; r0 < rows; r0 += 8 * NCH) {
+    const act_t *xp[NCH];
+#pragma unroll
+    for (int ch = 0; ch < NCH; ch++) {
+      const int r = r0 + ch * 8 + g;
+      xp[ch] = r < rows ? h + (size_t)(row0 + r) * (size_t)h_stride : nullptr;
+    }
+    float acc[2][NCH][4];
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
+    dec_mma<2, NCH, U>(w, K, xp, smem_raw, acc);
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++)
+        s_red[warp][m][ch][lane] = make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
+    __syncthreads();
+    for (int i = tid; i < 2 * NCH * 32 * 4; i += DEC_THREADS) {
+      const int m = i / (NCH * 128), rem = i % (NCH * 128);
+      const int ch = rem >> 7, l = (rem >> 2) & 31, q = rem & 3;
+      float s = 0.0f;
+#pragma unroll
+      for (int ww = 0; ww < DEC_WARPS; ww++) s += ((const float *)&s_red[ww][m][ch][l])[q];
+      const int r = r0 + ch * 8 + 2 * (l & 3) + (q & 1);
+      const int col = n0 + 16 * m + (l >> 2) + 8 * (q >> 1);
+      if (r < rows) out[(size_t)(row0 + r) * (size_t)N + col] = s;
+    }
+    __syncthreads();
+  }
+}
+
+#define MOERT_DEC_KERNELS(NCH)                                                             \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS) moert_dec_gate_up_##NCH(       \
+      const unsigned long long *wtab, int up_offset, const act_t *x, long long x_stride,   \
+      int K, int N, int E, const int *offsets, const int *packed_token, act_t *h,          \
+      long long h_stride) {                                                                \
+    dec_gate_up<NCH>(wtab, up_offset, x, x_stride, K, N, E, offsets, packed_token, h,      \
+                     h_stride);                                                            \
+  }                                                                                        \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS) moert_dec_down_##NCH(          \
+      const unsigned long long *wtab, const act_t *h, long long h_stride, int K, int N,    \
+      int E, const int *offsets, float *out) {                                             \
+    dec_down<NCH>(wtab, h, h_stride, K, N, E, offsets, out);                               \
+  }
+MOERT_DEC_KERNELS(1)
+MOERT_DEC_KERNELS(2)
+MOERT_DEC_KERNELS(4)
+MOERT_DEC_KERNELS(8)
+#endif

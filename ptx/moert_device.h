@@ -7,6 +7,23 @@
 #define MOERT_FULL_MASK 0xffffffffu
 #define MOERT_INT_MAX 0x7fffffff
 
+/* Programmatic dependent launch.  On sm_90 the backend launches plan, the decode kernels
+ * and the combine with programmatic stream serialisation: a kernel may start while the one
+ * before it on the stream drains.  moert_pdl_wait() blocks until that kernel has finished
+ * and its writes are visible (so it comes before the first read of anything it wrote);
+ * moert_pdl_trigger() lets the next kernel start early.  Both are no-ops when the launch
+ * did not ask for it, and on older GPUs. */
+static __device__ __forceinline__ void moert_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void moert_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 typedef unsigned short moert_half_bits; /* a bf16 or f16 value, as its bits */
 
 static __device__ __forceinline__ float moert_bf16_f32(unsigned short h) {

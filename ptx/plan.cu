@@ -20,6 +20,8 @@ moert_plan(const int *ids, int T, int K, int E, int block_rows, int *offsets,
   __shared__ int s_start, s_pstart;
   const int e = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int n = T * K, nwarps = blockDim.x >> 5;
+  moert_pdl_wait();    /* launched behind the router: its ids */
+  moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the offsets */
   for (int i = tid; i < E; i += blockDim.x) hist[i] = 0;
   __syncthreads();
   for (int p = tid; p < n; p += blockDim.x) atomicAdd(&hist[ids[p]], 1);

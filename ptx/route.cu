@@ -68,12 +68,12 @@ static __device__ __forceinline__ float load_logit(const void *row, int dtype, i
   return dtype == 2 ? moert_bf16_f32(h) : moert_f16_f32(h);
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-moert_route(const void *logits, int dtype, long long stride, int T, const float *bias,
-            float scale, int *ids, float *weights, int *meta) {
+/* Routes token t with the calling warp; s_ids (optional) gets a copy of the ids. */
+static __device__ __forceinline__ void route_token(const void *logits, int dtype,
+                                                   long long stride, int t, const float *bias,
+                                                   float scale, int *ids, float *weights,
+                                                   int *meta, int *s_ids) {
   const int lane = threadIdx.x & 31;
-  const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (t >= T) return; /* whole warps leave together */
   const float pinf = moert_bits_to_float(0x7f800000u), ninf = moert_bits_to_float(0xff800000u);
   const int esize = dtype == 1 ? 4 : 2;
   const char *row = (const char *)logits + (size_t)t * (size_t)stride * esize;
@@ -225,6 +225,93 @@ moert_route(const void *logits, int dtype, long long stride, int T, const float 
     if (lane == j) {
       ids[(size_t)t * K + j] = si[j];
       weights[(size_t)t * K + j] = w[j];
+      if (s_ids) s_ids[t * K + j] = si[j];
     }
   }
 }
+
+extern "C" __global__ void __launch_bounds__(256)
+moert_route(const void *logits, int dtype, long long stride, int T, const float *bias,
+            float scale, int *ids, float *weights, int *meta) {
+  const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  moert_pdl_trigger(); /* the plan may launch now: it waits for the ids */
+  if (t >= T) return;  /* whole warps leave together */
+  route_token(logits, dtype, stride, t, bias, scale, ids, weights, meta, nullptr);
+}
+
+/* Route and plan in one CTA, for a decoding step (T k <= RP_MAX_PAIRS, E <= RP_MAX_E): one
+ * launch instead of two, and no E-block plan.  The 32 warps route the tokens (the ids go
+ * to shared memory too); then the stable counting sort of plan.cu, in shared memory: a
+ * histogram, a prefix over the experts (warp 0), and each pair's rank among the earlier
+ * pairs of its expert from __match_any_sync in its warp plus the counts of the earlier
+ * warps.  The outputs are those of moert_route + moert_plan, bit for bit. */
+#define RP_THREADS 1024
+#define RP_MAX_PAIRS 1024
+#define RP_MAX_E 256
+#if MOERT_E <= RP_MAX_E
+extern "C" __global__ void __launch_bounds__(RP_THREADS)
+moert_route_plan(const void *logits, int dtype, long long stride, int T, const float *bias,
+                 float scale, int *ids, float *weights, int *meta, int block_rows, int *offsets,
+                 int *packed_token, int *pair_of, int *sorted_pair, int *padded_offsets,
+                 int *block_expert) {
+  __shared__ int s_ids[RP_MAX_PAIRS];
+  __shared__ int s_hist[MOERT_E], s_start[MOERT_E], s_pstart[MOERT_E];
+  __shared__ int s_wcount[RP_THREADS / 32][MOERT_E];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n = T * K;
+  moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the plan */
+  for (int i = tid; i < MOERT_E; i += RP_THREADS) s_hist[i] = 0;
+  for (int i = tid; i < (RP_THREADS / 32) * MOERT_E; i += RP_THREADS) (&s_wcount[0][0])[i] = 0;
+  for (int t = warp; t < T; t += RP_THREADS / 32)
+    route_token(logits, dtype, stride, t, bias, scale, ids, weights, meta, s_ids);
+  __syncthreads();
+  const int e = tid < n ? s_ids[tid] : -1;
+  /* pairs of the same expert in this warp, and this pair's rank among them */
+  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
+  const int rank = __popc(peers & ((1u << lane) - 1u));
+  if (e >= 0) {
+    if (rank == 0) s_wcount[warp][e] = __popc(peers);
+    atomicAdd(&s_hist[e], 1);
+  }
+  __syncthreads();
+  if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
+    int c = 0, pc = 0;
+    for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
+      c += s_hist[i];
+      pc += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
+    }
+    int ic = c, ipc = pc;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int a = __shfl_up_sync(MOERT_FULL_MASK, ic, o), b = __shfl_up_sync(MOERT_FULL_MASK, ipc, o);
+      if (lane >= o) ic += a, ipc += b;
+    }
+    int s0 = ic - c, p0 = ipc - pc;
+    for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
+      s_start[i] = s0;
+      s_pstart[i] = p0;
+      offsets[i] = s0;
+      padded_offsets[i] = p0;
+      s0 += s_hist[i];
+      p0 += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
+    }
+    if (lane == 31) {
+      offsets[MOERT_E] = s0;
+      padded_offsets[MOERT_E] = p0;
+      meta[0] = p0 / block_rows; /* number of blocks */
+    }
+  }
+  __syncthreads();
+  if (e >= 0) {
+    int before = 0;
+    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
+    const int pos = s_start[e] + before + rank;
+    pair_of[tid] = pos;
+    sorted_pair[pos] = tid;
+    packed_token[pos] = tid / K;
+  }
+  for (int i = tid; i < MOERT_E; i += RP_THREADS) {
+    const int nb = (s_hist[i] + block_rows - 1) / block_rows, b0 = s_pstart[i] / block_rows;
+    for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
+  }
+}
+#endif

@@ -21,7 +21,8 @@ typedef struct cuda_runtime {
   CUcontext ctx;
   CUdevice device;
   bool primary; /* ctx is the device's retained primary context */
-  int cc_major, cc_minor, sm_count;
+  int cc_major, cc_minor, sm_count, smem_optin;
+  bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -51,6 +52,13 @@ typedef struct cuda_scratch {
   bool plan_on_host;  /* the current plan was built on the host: its block count is known */
   CUstream last_stream;
   CUfunction fn_route, fn_plan, fn_gate_up, fn_down, fn_combine;
+  CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
+  /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
+  CUfunction fn_dec_gate_up[4], fn_dec_down[4];
+  unsigned int smem_dec[4];
+  bool dec_ok[4];
+  int decode_mode; /* MOERT_CUDA_DECODE: -1 auto (from T), 0 never, 1 always */
+  int decode_nch;  /* MOERT_CUDA_DECODE_NCH: rows per pass forced (1, 2, 4, 8), 0 auto */
   unsigned int smem_gate_up, smem_down;
   expert_tile tile;
   char forward_why[200];
@@ -61,7 +69,36 @@ typedef struct cuda_experts {
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
+#define DEC_THREADS 128 /* ptx/expert.cu: DEC_WARPS * 32 */
+#define DEC_STAGES 3
+
+/* ptx/expert.cu's decode ring: DEC_THREADS x DEC_STAGES x (4 + NCH) x DEC_U(NCH) copies of
+ * 16 bytes; and its static shared memory (the split-K partial sums) */
+static unsigned int dec_smem(int nch) {
+  const int u = nch <= 4 ? 2 : 1;
+  return (unsigned int)(DEC_THREADS * DEC_STAGES * (4 + nch) * u * 16);
+}
+static unsigned int dec_static_smem(int nch) { return (unsigned int)(4 * 2 * nch * 32 * 16 + 64); }
+
+/* The decode path and its rows per pass, from T alone (the host knows it; the routing is on
+ * the device): expected rows per touched expert rpe = ceil(T k / E); passes of 8 NCH rows,
+ * NCH 1 for rpe <= 1, 2 up to 8, 4 up to 16, 8 up to 32 (an expert with more rows takes
+ * another pass, its slab then warm in L2); beyond, the tiled kernels.  Chosen from the
+ * H100 runs of docs/bench/decode-log.md (each NCH forced at T = 32..512).  Returns the
+ * index of NCH (0..3), or -1 for the tiled path. */
+static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
+  if (c->decode_mode == 0) return -1;
+  const uint64_t rpe = ((uint64_t)T * k + E - 1) / E;
+  if (c->decode_mode < 0 && rpe > 32) return -1;
+  int i = rpe <= 1 ? 0 : rpe <= 8 ? 1 : rpe <= 16 ? 2 : 3;
+  if (c->decode_nch) i = c->decode_nch == 1 ? 0 : c->decode_nch == 2 ? 1 : c->decode_nch == 4 ? 2 : 3;
+  while (i >= 0 && !c->dec_ok[i]) i--; /* a GPU with less shared memory: fewer rows a pass */
+  return i;
+}
 #define PLAN_THREADS 1024
+/* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
+#define ROUTE_PLAN_MAX_E 256
+#define ROUTE_PLAN_MAX_PAIRS 1024
 
 static cuda_runtime *rt_of(const moert_scratch *s) {
   return (cuda_runtime *)s->runtime->backend_state;
@@ -160,6 +197,12 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
   cu->cuDeviceGetAttribute(&r->cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
                            r->device);
   cu->cuDeviceGetAttribute(&r->sm_count, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, r->device);
+  cu->cuDeviceGetAttribute(&r->smem_optin, MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                           r->device);
+  {
+    const char *pdl = getenv("MOERT_CUDA_PDL");
+    r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
+  }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
   if (st == MOERT_OK)
@@ -234,6 +277,14 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
                        (d->router == MOERT_ROUTER_SOFTMAX_TOPK || d->n_group <= 64);
   /* The tensor-core kernels take both operands in one type and K a multiple of 32. */
   c->forward_ok = false;
+  {
+    const char *dm = getenv("MOERT_CUDA_DECODE"); /* a test and benchmark hook */
+    c->decode_mode = dm && !strcmp(dm, "0") ? 0 : dm && !strcmp(dm, "1") ? 1 : -1;
+    const char *dn = getenv("MOERT_CUDA_DECODE_NCH"); /* a benchmark hook: rows per pass */
+    c->decode_nch = dn ? atoi(dn) : 0;
+    if (c->decode_nch != 1 && c->decode_nch != 2 && c->decode_nch != 4 && c->decode_nch != 8)
+      c->decode_nch = 0;
+  }
   if (!is_float(d->act_dtype) || d->weight_dtype != d->act_dtype)
     snprintf(c->forward_why, sizeof c->forward_why,
              "the CUDA backend runs experts whose weights have the activations' dtype "
@@ -323,6 +374,10 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     define(&q, "MOERT_TOPK_GROUP", groups ? d->topk_group : 1);
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_route", &c->fn_route)) != MOERT_OK) return st;
+    const char *fused = getenv("MOERT_CUDA_ROUTE_PLAN"); /* a benchmark hook: 0 = two launches */
+    if (d->num_experts <= ROUTE_PLAN_MAX_E && !(fused && !strcmp(fused, "0")) &&
+        (st = get_function(r, m, "moert_route_plan", &c->fn_route_plan)) != MOERT_OK)
+      return st;
     moert_jit_request p = {.source = "plan.cu", .fmad = true};
     if ((st = moert_jit_module(&r->jit, &p, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_plan", &c->fn_plan)) != MOERT_OK) return st;
@@ -349,6 +404,25 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       rc = r->cu->cuFuncSetAttribute(c->fn_down, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                      (int)c->smem_down);
     if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
+    for (int i = 0; i < 4 && es != 4; i++) {
+      char name[64];
+      const int nch = 1 << i;
+      c->smem_dec[i] = dec_smem(nch);
+      if (c->smem_dec[i] + dec_static_smem(nch) > (unsigned int)r->smem_optin) continue;
+      snprintf(name, sizeof name, "moert_dec_gate_up_%d", nch);
+      if ((st = get_function(r, m, name, &c->fn_dec_gate_up[i])) != MOERT_OK) return st;
+      snprintf(name, sizeof name, "moert_dec_down_%d", nch);
+      if ((st = get_function(r, m, name, &c->fn_dec_down[i])) != MOERT_OK) return st;
+      rc = r->cu->cuFuncSetAttribute(c->fn_dec_gate_up[i],
+                                     MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     (int)c->smem_dec[i]);
+      if (rc == MOERT_CUDA_SUCCESS)
+        rc = r->cu->cuFuncSetAttribute(c->fn_dec_down[i],
+                                       MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                       (int)c->smem_dec[i]);
+      if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
+      c->dec_ok[i] = true;
+    }
   }
   c->prepared = true;
   return MOERT_OK;
@@ -536,6 +610,25 @@ static moert_status launch(cuda_runtime *r, CUfunction f, unsigned gx, unsigned 
   return moert_cuda_fail(r->cu, rc, what);
 }
 
+/* A launch that may overlap the tail of the kernel before it on the stream (programmatic
+ * dependent launch, sm_90): the kernel must start with griddepcontrol.wait before it reads
+ * what that kernel wrote.  Elsewhere a plain launch. */
+static moert_status launch_pdl(cuda_runtime *r, CUfunction f, unsigned gx, unsigned gy,
+                               unsigned threads, unsigned smem, CUstream stream, void **params,
+                               const char *name) {
+  if (!r->pdl) return launch(r, f, gx, gy, threads, smem, stream, params, name);
+  moert_cu_launch_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.id = MOERT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attr.value.programmatic_stream_serialization_allowed = 1;
+  moert_cu_launch_config cfg = {gx, gy, 1, threads, 1, 1, smem, stream, &attr, 1};
+  CUresult rc = r->cu->cuLaunchKernelEx(&cfg, f, params, NULL);
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "cuLaunchKernelEx(%s)", name);
+  return moert_cuda_fail(r->cu, rc, what);
+}
+
 static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void *stream_) {
   cuda_runtime *r = rt_of(s);
   cuda_scratch *c = s->backend_state;
@@ -559,6 +652,15 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
     float scale = s->router.scale;
     CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
+    if (T > 0 && c->fn_route_plan && (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
+      /* a decoding step: route and plan in one launch */
+      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
+                        &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
+                        &c->sorted_pair, &c->padded_offsets, &c->block_expert};
+      st = launch(r, c->fn_route_plan, 1, 1, 1024, 0, stream, params, "moert_route_plan");
+      c->last_stream = stream;
+      goto done;
+    }
     if (T > 0) {
       void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights, &c->meta};
       st = launch(r, c->fn_route, (unsigned)((T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK),
@@ -567,7 +669,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     }
     void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &c->offsets, &c->packed_token, &c->pair_of,
                        &c->sorted_pair, &c->padded_offsets, &c->block_expert, &c->meta};
-    st = launch(r, c->fn_plan, E, 1, PLAN_THREADS, 0, stream, pparams, "moert_plan");
+    st = launch_pdl(r, c->fn_plan, E, 1, PLAN_THREADS, 0, stream, pparams, "moert_plan");
     c->last_stream = stream;
   }
 done:
@@ -652,7 +754,21 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   int Ti = (int)T, Hi = (int)H, Ii = (int)I, Isi = (int)Is, Ki = (int)k, one = 1, zero = 0;
   int up_offset = (int)E, accumulate = (int)a->accumulate;
   long long hstride = I, hsstride = Is;
-  if (blocks > 0) {
+  const int dec = blocks > 0 ? pick_decode(c, T, k, E) : -1;
+  if (dec >= 0) {
+    /* decode: a work item per (slab, touched expert); at most min(T k, E) experts touched */
+    const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
+    int Ei = (int)E;
+    void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &Hi, &Ii, &Ei, &c->offsets,
+                  &c->packed_token, &c->h, &hstride};
+    if ((st = launch_pdl(r, c->fn_dec_gate_up[dec], I / 16, jmax, DEC_THREADS, c->smem_dec[dec],
+                         stream, p1, "moert_dec_gate_up")) != MOERT_OK)
+      goto done;
+    void *p2[] = {&tab_down, &c->h, &hstride, &Ii, &Hi, &Ei, &c->offsets, &c->ypair};
+    if ((st = launch_pdl(r, c->fn_dec_down[dec], H / 32, jmax, DEC_THREADS, c->smem_dec[dec],
+                         stream, p2, "moert_dec_down")) != MOERT_OK)
+      goto done;
+  } else if (blocks > 0) {
     void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &one, &Ti, &Hi, &Ii, &c->offsets,
                   &c->padded_offsets, &c->block_expert, &c->packed_token, &c->meta, &c->h, &hstride};
     if ((st = launch(r, c->fn_gate_up, blocks, (I + c->tile.bn - 1) / c->tile.bn, 128, c->smem_gate_up,
@@ -686,7 +802,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     long long ystride = ys;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};
-    st = launch(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
+    /* behind the decode kernels (no shared expert) it may start early: it waits first */
+    if (dec >= 0 && !Is)
+      st = launch_pdl(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
+    else
+      st = launch(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
   }
 done:
   pop_ctx(r);

@@ -24,6 +24,25 @@ typedef struct CUgraphExec_st *CUgraphExec;
 typedef struct _nvrtcProgram *nvrtcProgram;
 typedef int nvrtcResult;
 
+/* cuLaunchKernelEx's configuration, as cuda.h (12.0+) lays it out: used for programmatic
+ * dependent launch (the next kernel starts while the previous one drains). */
+typedef union moert_cu_launch_attr_value {
+  char pad[64];
+  unsigned int programmatic_stream_serialization_allowed;
+} moert_cu_launch_attr_value;
+typedef struct moert_cu_launch_attr {
+  int id;
+  char pad[4];
+  moert_cu_launch_attr_value value;
+} moert_cu_launch_attr;
+typedef struct moert_cu_launch_config {
+  unsigned int grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes;
+  CUstream stream;
+  moert_cu_launch_attr *attrs;
+  unsigned int num_attrs;
+} moert_cu_launch_config;
+#define MOERT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6
+
 enum {
   MOERT_CUDA_SUCCESS = 0,
   MOERT_CUDA_ERROR_STUB_LIBRARY = 34,
@@ -85,7 +104,8 @@ enum {
   X(CUresult, cuStreamIsCapturing, "cuStreamIsCapturing", (CUstream stream, int *status))
 
 /* Optional entry points (NULL when missing): graph capture, used by the tests and by
- * engines that capture a step; moert itself never needs them. */
+ * engines that capture a step; cuLaunchKernelEx (CUDA 12.0+) for programmatic dependent
+ * launch on sm_90, which falls back to cuLaunchKernel where it is missing. */
 #define MOERT_CUDA_DRIVER_OPTIONAL_LIST(X)                                                 \
   X(CUresult, cuStreamBeginCapture, "cuStreamBeginCapture_v2", (CUstream stream, int mode)) \
   X(CUresult, cuStreamEndCapture, "cuStreamEndCapture", (CUstream stream, CUgraph * graph)) \
@@ -93,7 +113,9 @@ enum {
     (CUgraphExec * exec, CUgraph graph, unsigned long long flags))                         \
   X(CUresult, cuGraphLaunch, "cuGraphLaunch", (CUgraphExec exec, CUstream stream))         \
   X(CUresult, cuGraphExecDestroy, "cuGraphExecDestroy", (CUgraphExec exec))                \
-  X(CUresult, cuGraphDestroy, "cuGraphDestroy", (CUgraph graph))
+  X(CUresult, cuGraphDestroy, "cuGraphDestroy", (CUgraph graph))                         \
+  X(CUresult, cuLaunchKernelEx, "cuLaunchKernelEx",                                        \
+    (const moert_cu_launch_config *config, CUfunction f, void **params, void **extra))
 
 #define MOERT_NVRTC_LIST(X)                                                                \
   X(const char *, nvrtcGetErrorString, "nvrtcGetErrorString", (nvrtcResult result))        \
