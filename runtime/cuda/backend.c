@@ -82,14 +82,15 @@ static unsigned int dec_static_smem(int nch) { return (unsigned int)(4 * 2 * nch
 
 /* The decode path and its rows per pass, from T alone (the host knows it; the routing is on
  * the device): expected rows per touched expert rpe = ceil(T k / E); passes of 8 NCH rows,
- * NCH 1 for rpe <= 1, 2 up to 8, 4 up to 16, 8 up to 32 (an expert with more rows takes
- * another pass, its slab then warm in L2); beyond, the tiled kernels.  Chosen from the
- * H100 runs of docs/bench/decode-log.md (each NCH forced at T = 32..512).  Returns the
- * index of NCH (0..3), or -1 for the tiled path. */
+ * NCH 1 for rpe <= 1, 2 up to 8, 4 up to 16, 8 beyond (an expert with more rows takes
+ * another pass, its slab then warm in L2); past 128 expected rows the tiled kernels.
+ * Chosen from the H100 runs of docs/bench/decode-log.md (each NCH forced at T = 1..512):
+ * NCH 8 beat the 16-row tiled kernels up to rpe 128 (Mixtral T=512: 3984 against 5946 us).
+ * Returns the index of NCH (0..3), or -1 for the tiled path. */
 static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
   if (c->decode_mode == 0) return -1;
   const uint64_t rpe = ((uint64_t)T * k + E - 1) / E;
-  if (c->decode_mode < 0 && rpe > 32) return -1;
+  if (c->decode_mode < 0 && rpe > 128) return -1;
   int i = rpe <= 1 ? 0 : rpe <= 8 ? 1 : rpe <= 16 ? 2 : 3;
   if (c->decode_nch) i = c->decode_nch == 1 ? 0 : c->decode_nch == 2 ? 1 : c->decode_nch == 4 ? 2 : 3;
   while (i >= 0 && !c->dec_ok[i]) i--; /* a GPU with less shared memory: fewer rows a pass */
