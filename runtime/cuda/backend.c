@@ -93,7 +93,12 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
   if (c->decode_mode < 0 && rpe > 128) return -1;
   int i = rpe <= 1 ? 0 : rpe <= 8 ? 1 : rpe <= 16 ? 2 : 3;
   if (c->decode_nch) i = c->decode_nch == 1 ? 0 : c->decode_nch == 2 ? 1 : c->decode_nch == 4 ? 2 : 3;
-  while (i >= 0 && !c->dec_ok[i]) i--; /* a GPU with less shared memory: fewer rows a pass */
+  if (c->dec_ok[i]) return i;
+  /* a GPU with less shared memory (sm_86/89: 99 KB a CTA) lacks the rings of NCH 4 and 8:
+   * many short passes would re-read the activations, so the tiled kernels take those T
+   * (unless the decode path is forced, for the tests: then the most rows it can) */
+  if (c->decode_mode < 0) return -1;
+  while (i >= 0 && !c->dec_ok[i]) i--;
   return i;
 }
 #define PLAN_THREADS 1024
