@@ -692,7 +692,9 @@ static moert_status cuda_fetch_routing(moert_scratch *s) {
   const uint32_t T = s->num_tokens, k = s->desc.top_k, E = s->desc.num_experts;
   const size_t pairs = (size_t)T * k;
   const CUstream q = c->last_stream;
-  int32_t meta[4];
+  /* only meta[0] (blocks) and meta[1] (NaN token) are written by device routing: copy
+   * just those (compute-sanitizer initcheck flagged the two unwritten words) */
+  int32_t meta[2];
   CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(meta, c->meta, sizeof meta, q), "cuMemcpyDtoHAsync");
   CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.offsets, c->offsets, (E + 1) * 4, q), "cuMemcpyDtoHAsync");
   CU_CHECK(r, r->cu->cuMemcpyDtoHAsync(s->plan.padded_offsets, c->padded_offsets, (E + 1) * 4, q),
