@@ -23,10 +23,6 @@ static moert_status cpu_forward(moert_scratch *s, const moert_forward_args *a, v
 }
 const moert_backend_ops moert_cpu_backend = {.name = "cpu", .forward = cpu_forward};
 
-/* Defined by runtime/cuda when it is built in. */
-__attribute__((weak)) moert_status moert_cuda_backend_open(moert_runtime *rt,
-                                                           const moert_runtime_options *o);
-
 /* ---- runtime ---- */
 
 MOERT_API moert_status moert_runtime_options_init(moert_runtime_options *o) {
@@ -77,12 +73,7 @@ MOERT_API moert_status moert_runtime_create(const moert_runtime_options *opts,
   rt->ops = &moert_cpu_backend;
   moert_status st = MOERT_OK;
   if (opts->backend != MOERT_BACKEND_CPU) {
-    if (moert_cuda_backend_open) {
-      st = moert_cuda_backend_open(rt, opts);
-    } else {
-      snprintf(rt->note, sizeof rt->note, "this build of moert has no CUDA backend");
-      st = moert_fail(MOERT_ERR_BACKEND_UNAVAILABLE, "%s: %s", fn, rt->note);
-    }
+    st = moert_cuda_backend_open(rt, opts);
     if (st == MOERT_OK) {
       rt->backend = MOERT_BACKEND_CUDA;
     } else if (opts->backend == MOERT_BACKEND_CUDA) {

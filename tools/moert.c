@@ -135,8 +135,6 @@ static void die(const char *msg) {
 typedef struct layer_weights {
   uint16_t *gate, *up, *down;   /* host [E,I,H], [E,I,H], [E,H,I] bf16 */
   uint16_t *sg, *su, *sd, *sgg; /* shared expert, host */
-  float *router;                /* [E, H] f32 router weight */
-  float *bias;                  /* [E] correction bias (sigmoid router) */
   void *dgate, *dup, *ddown, *dsg, *dsu, *dsd, *dsgg; /* device copies */
   moert_experts *experts;
 } layer_weights;
@@ -150,16 +148,11 @@ static void make_weights(const model *m, uint64_t seed, layer_weights *w) {
   w->gate = malloc(n * 2);
   w->up = malloc(n * 2);
   w->down = malloc(n * 2);
-  w->router = malloc((size_t)m->E * m->H * sizeof(float));
-  w->bias = malloc(m->E * sizeof(float));
-  if (!w->gate || !w->up || !w->down || !w->router || !w->bias)
+  if (!w->gate || !w->up || !w->down)
     die("out of host memory for the weights (try --weight-sets 1 or a smaller --model)");
   fill_bf16(w->gate, n, seed * 8 + 1, sH * 1.7f);
   fill_bf16(w->up, n, seed * 8 + 2, sH * 1.7f);
   fill_bf16(w->down, n, seed * 8 + 3, sI * 1.7f);
-  uint64_t s = seed * 8 + 4;
-  for (size_t i = 0; i < (size_t)m->E * m->H; i++) w->router[i] = unif(&s) * sH * 4.0f;
-  for (uint32_t e = 0; e < m->E; e++) w->bias[e] = unif(&s) * 0.05f;
   if (m->Is) {
     size_t ns = (size_t)m->Is * m->H;
     w->sg = malloc(ns * 2);
@@ -216,8 +209,6 @@ static void free_host_weights(layer_weights *w) {
   free(w->gate);
   free(w->up);
   free(w->down);
-  free(w->router);
-  free(w->bias);
   free(w->sg);
   free(w->su);
   free(w->sd);
