@@ -23,6 +23,11 @@ static moert_status cpu_forward(moert_scratch *s, const moert_forward_args *a, v
 }
 const moert_backend_ops moert_cpu_backend = {.name = "cpu", .forward = cpu_forward};
 
+/* Defined by runtime/cuda.  Weak, so a build of the host sources alone (the fuzz targets
+ * of tools/fuzz.sh link exactly those) still links and reports that CUDA is absent. */
+__attribute__((weak)) moert_status moert_cuda_backend_open(moert_runtime *rt,
+                                                           const moert_runtime_options *o);
+
 /* ---- runtime ---- */
 
 MOERT_API moert_status moert_runtime_options_init(moert_runtime_options *o) {
@@ -73,7 +78,12 @@ MOERT_API moert_status moert_runtime_create(const moert_runtime_options *opts,
   rt->ops = &moert_cpu_backend;
   moert_status st = MOERT_OK;
   if (opts->backend != MOERT_BACKEND_CPU) {
-    st = moert_cuda_backend_open(rt, opts);
+    if (moert_cuda_backend_open) {
+      st = moert_cuda_backend_open(rt, opts);
+    } else {
+      snprintf(rt->note, sizeof rt->note, "this build of moert has no CUDA backend");
+      st = moert_fail(MOERT_ERR_BACKEND_UNAVAILABLE, "%s: %s", fn, rt->note);
+    }
     if (st == MOERT_OK) {
       rt->backend = MOERT_BACKEND_CUDA;
     } else if (opts->backend == MOERT_BACKEND_CUDA) {
