@@ -1,8 +1,8 @@
 /* test_gpu_prefill.c — the prefill GEMMs (runtime/cuda/prefill.c, ptx/prefill_sm90.cu on
  * sm_90a, ptx/prefill_sm80.cu elsewhere) run directly through the private hooks, on random
  * data over a random plan, against a float64 CPU reference:
- *  - Qwen3-30B-A3B dims (E 128, k 8, H 2048, I 768), T in {1024, 8192}, bf16 (and f16 at
- *    T = 1024), both tile heights, uneven expert loads (a hot expert, idle experts);
+ *  - Qwen3-30B-A3B dims (E 128, k 8, H 2048, I 768), T in {256, 1024, 8192}, bf16 (and f16 at
+ *    T = 256 and 1024), both tile heights, uneven expert loads (a hot expert, idle experts);
  *  - weights behind per-expert pointers in a shuffled order (one tensor map per expert);
  *  - h and out poisoned first: every row must be written (finite), and a sample of rows
  *    must match the reference: h = silu(x Wg^T) * (x Wu^T) (relative L2 per row < 1e-2,
@@ -89,6 +89,8 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 0, 0},  {1024, MOERT_DTYPE_BF16, 128, 0},
     {1024, MOERT_DTYPE_BF16, 64, 1}, {1024, MOERT_DTYPE_F16, 0, 0},
     {8192, MOERT_DTYPE_BF16, 0, 0},  {8192, MOERT_DTYPE_BF16, 64, 0},
+    /* few rows per expert: mostly partial tiles (and quick under compute-sanitizer) */
+    {256, MOERT_DTYPE_BF16, 64, 0},  {256, MOERT_DTYPE_F16, 128, 1},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
