@@ -118,6 +118,142 @@ static int32_t topk_row(const float *row, uint32_t E, uint32_t k, float *vals, i
 #define topk_row topk_row_scan
 #endif
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MOERT_ROUTER_AVX2 1
+#include <immintrin.h>
+/* compact_lanes[m]: the lanes set in the 8-bit mask m, in increasing order, then zeros */
+static const uint8_t compact_lanes[256][8] = {
+    {0,0,0,0,0,0,0,0}, {0,0,0,0,0,0,0,0}, {1,0,0,0,0,0,0,0}, {0,1,0,0,0,0,0,0}, {2,0,0,0,0,0,0,0}, {0,2,0,0,0,0,0,0}, {1,2,0,0,0,0,0,0}, {0,1,2,0,0,0,0,0},
+    {3,0,0,0,0,0,0,0}, {0,3,0,0,0,0,0,0}, {1,3,0,0,0,0,0,0}, {0,1,3,0,0,0,0,0}, {2,3,0,0,0,0,0,0}, {0,2,3,0,0,0,0,0}, {1,2,3,0,0,0,0,0}, {0,1,2,3,0,0,0,0},
+    {4,0,0,0,0,0,0,0}, {0,4,0,0,0,0,0,0}, {1,4,0,0,0,0,0,0}, {0,1,4,0,0,0,0,0}, {2,4,0,0,0,0,0,0}, {0,2,4,0,0,0,0,0}, {1,2,4,0,0,0,0,0}, {0,1,2,4,0,0,0,0},
+    {3,4,0,0,0,0,0,0}, {0,3,4,0,0,0,0,0}, {1,3,4,0,0,0,0,0}, {0,1,3,4,0,0,0,0}, {2,3,4,0,0,0,0,0}, {0,2,3,4,0,0,0,0}, {1,2,3,4,0,0,0,0}, {0,1,2,3,4,0,0,0},
+    {5,0,0,0,0,0,0,0}, {0,5,0,0,0,0,0,0}, {1,5,0,0,0,0,0,0}, {0,1,5,0,0,0,0,0}, {2,5,0,0,0,0,0,0}, {0,2,5,0,0,0,0,0}, {1,2,5,0,0,0,0,0}, {0,1,2,5,0,0,0,0},
+    {3,5,0,0,0,0,0,0}, {0,3,5,0,0,0,0,0}, {1,3,5,0,0,0,0,0}, {0,1,3,5,0,0,0,0}, {2,3,5,0,0,0,0,0}, {0,2,3,5,0,0,0,0}, {1,2,3,5,0,0,0,0}, {0,1,2,3,5,0,0,0},
+    {4,5,0,0,0,0,0,0}, {0,4,5,0,0,0,0,0}, {1,4,5,0,0,0,0,0}, {0,1,4,5,0,0,0,0}, {2,4,5,0,0,0,0,0}, {0,2,4,5,0,0,0,0}, {1,2,4,5,0,0,0,0}, {0,1,2,4,5,0,0,0},
+    {3,4,5,0,0,0,0,0}, {0,3,4,5,0,0,0,0}, {1,3,4,5,0,0,0,0}, {0,1,3,4,5,0,0,0}, {2,3,4,5,0,0,0,0}, {0,2,3,4,5,0,0,0}, {1,2,3,4,5,0,0,0}, {0,1,2,3,4,5,0,0},
+    {6,0,0,0,0,0,0,0}, {0,6,0,0,0,0,0,0}, {1,6,0,0,0,0,0,0}, {0,1,6,0,0,0,0,0}, {2,6,0,0,0,0,0,0}, {0,2,6,0,0,0,0,0}, {1,2,6,0,0,0,0,0}, {0,1,2,6,0,0,0,0},
+    {3,6,0,0,0,0,0,0}, {0,3,6,0,0,0,0,0}, {1,3,6,0,0,0,0,0}, {0,1,3,6,0,0,0,0}, {2,3,6,0,0,0,0,0}, {0,2,3,6,0,0,0,0}, {1,2,3,6,0,0,0,0}, {0,1,2,3,6,0,0,0},
+    {4,6,0,0,0,0,0,0}, {0,4,6,0,0,0,0,0}, {1,4,6,0,0,0,0,0}, {0,1,4,6,0,0,0,0}, {2,4,6,0,0,0,0,0}, {0,2,4,6,0,0,0,0}, {1,2,4,6,0,0,0,0}, {0,1,2,4,6,0,0,0},
+    {3,4,6,0,0,0,0,0}, {0,3,4,6,0,0,0,0}, {1,3,4,6,0,0,0,0}, {0,1,3,4,6,0,0,0}, {2,3,4,6,0,0,0,0}, {0,2,3,4,6,0,0,0}, {1,2,3,4,6,0,0,0}, {0,1,2,3,4,6,0,0},
+    {5,6,0,0,0,0,0,0}, {0,5,6,0,0,0,0,0}, {1,5,6,0,0,0,0,0}, {0,1,5,6,0,0,0,0}, {2,5,6,0,0,0,0,0}, {0,2,5,6,0,0,0,0}, {1,2,5,6,0,0,0,0}, {0,1,2,5,6,0,0,0},
+    {3,5,6,0,0,0,0,0}, {0,3,5,6,0,0,0,0}, {1,3,5,6,0,0,0,0}, {0,1,3,5,6,0,0,0}, {2,3,5,6,0,0,0,0}, {0,2,3,5,6,0,0,0}, {1,2,3,5,6,0,0,0}, {0,1,2,3,5,6,0,0},
+    {4,5,6,0,0,0,0,0}, {0,4,5,6,0,0,0,0}, {1,4,5,6,0,0,0,0}, {0,1,4,5,6,0,0,0}, {2,4,5,6,0,0,0,0}, {0,2,4,5,6,0,0,0}, {1,2,4,5,6,0,0,0}, {0,1,2,4,5,6,0,0},
+    {3,4,5,6,0,0,0,0}, {0,3,4,5,6,0,0,0}, {1,3,4,5,6,0,0,0}, {0,1,3,4,5,6,0,0}, {2,3,4,5,6,0,0,0}, {0,2,3,4,5,6,0,0}, {1,2,3,4,5,6,0,0}, {0,1,2,3,4,5,6,0},
+    {7,0,0,0,0,0,0,0}, {0,7,0,0,0,0,0,0}, {1,7,0,0,0,0,0,0}, {0,1,7,0,0,0,0,0}, {2,7,0,0,0,0,0,0}, {0,2,7,0,0,0,0,0}, {1,2,7,0,0,0,0,0}, {0,1,2,7,0,0,0,0},
+    {3,7,0,0,0,0,0,0}, {0,3,7,0,0,0,0,0}, {1,3,7,0,0,0,0,0}, {0,1,3,7,0,0,0,0}, {2,3,7,0,0,0,0,0}, {0,2,3,7,0,0,0,0}, {1,2,3,7,0,0,0,0}, {0,1,2,3,7,0,0,0},
+    {4,7,0,0,0,0,0,0}, {0,4,7,0,0,0,0,0}, {1,4,7,0,0,0,0,0}, {0,1,4,7,0,0,0,0}, {2,4,7,0,0,0,0,0}, {0,2,4,7,0,0,0,0}, {1,2,4,7,0,0,0,0}, {0,1,2,4,7,0,0,0},
+    {3,4,7,0,0,0,0,0}, {0,3,4,7,0,0,0,0}, {1,3,4,7,0,0,0,0}, {0,1,3,4,7,0,0,0}, {2,3,4,7,0,0,0,0}, {0,2,3,4,7,0,0,0}, {1,2,3,4,7,0,0,0}, {0,1,2,3,4,7,0,0},
+    {5,7,0,0,0,0,0,0}, {0,5,7,0,0,0,0,0}, {1,5,7,0,0,0,0,0}, {0,1,5,7,0,0,0,0}, {2,5,7,0,0,0,0,0}, {0,2,5,7,0,0,0,0}, {1,2,5,7,0,0,0,0}, {0,1,2,5,7,0,0,0},
+    {3,5,7,0,0,0,0,0}, {0,3,5,7,0,0,0,0}, {1,3,5,7,0,0,0,0}, {0,1,3,5,7,0,0,0}, {2,3,5,7,0,0,0,0}, {0,2,3,5,7,0,0,0}, {1,2,3,5,7,0,0,0}, {0,1,2,3,5,7,0,0},
+    {4,5,7,0,0,0,0,0}, {0,4,5,7,0,0,0,0}, {1,4,5,7,0,0,0,0}, {0,1,4,5,7,0,0,0}, {2,4,5,7,0,0,0,0}, {0,2,4,5,7,0,0,0}, {1,2,4,5,7,0,0,0}, {0,1,2,4,5,7,0,0},
+    {3,4,5,7,0,0,0,0}, {0,3,4,5,7,0,0,0}, {1,3,4,5,7,0,0,0}, {0,1,3,4,5,7,0,0}, {2,3,4,5,7,0,0,0}, {0,2,3,4,5,7,0,0}, {1,2,3,4,5,7,0,0}, {0,1,2,3,4,5,7,0},
+    {6,7,0,0,0,0,0,0}, {0,6,7,0,0,0,0,0}, {1,6,7,0,0,0,0,0}, {0,1,6,7,0,0,0,0}, {2,6,7,0,0,0,0,0}, {0,2,6,7,0,0,0,0}, {1,2,6,7,0,0,0,0}, {0,1,2,6,7,0,0,0},
+    {3,6,7,0,0,0,0,0}, {0,3,6,7,0,0,0,0}, {1,3,6,7,0,0,0,0}, {0,1,3,6,7,0,0,0}, {2,3,6,7,0,0,0,0}, {0,2,3,6,7,0,0,0}, {1,2,3,6,7,0,0,0}, {0,1,2,3,6,7,0,0},
+    {4,6,7,0,0,0,0,0}, {0,4,6,7,0,0,0,0}, {1,4,6,7,0,0,0,0}, {0,1,4,6,7,0,0,0}, {2,4,6,7,0,0,0,0}, {0,2,4,6,7,0,0,0}, {1,2,4,6,7,0,0,0}, {0,1,2,4,6,7,0,0},
+    {3,4,6,7,0,0,0,0}, {0,3,4,6,7,0,0,0}, {1,3,4,6,7,0,0,0}, {0,1,3,4,6,7,0,0}, {2,3,4,6,7,0,0,0}, {0,2,3,4,6,7,0,0}, {1,2,3,4,6,7,0,0}, {0,1,2,3,4,6,7,0},
+    {5,6,7,0,0,0,0,0}, {0,5,6,7,0,0,0,0}, {1,5,6,7,0,0,0,0}, {0,1,5,6,7,0,0,0}, {2,5,6,7,0,0,0,0}, {0,2,5,6,7,0,0,0}, {1,2,5,6,7,0,0,0}, {0,1,2,5,6,7,0,0},
+    {3,5,6,7,0,0,0,0}, {0,3,5,6,7,0,0,0}, {1,3,5,6,7,0,0,0}, {0,1,3,5,6,7,0,0}, {2,3,5,6,7,0,0,0}, {0,2,3,5,6,7,0,0}, {1,2,3,5,6,7,0,0}, {0,1,2,3,5,6,7,0},
+    {4,5,6,7,0,0,0,0}, {0,4,5,6,7,0,0,0}, {1,4,5,6,7,0,0,0}, {0,1,4,5,6,7,0,0}, {2,4,5,6,7,0,0,0}, {0,2,4,5,6,7,0,0}, {1,2,4,5,6,7,0,0}, {0,1,2,4,5,6,7,0},
+    {3,4,5,6,7,0,0,0}, {0,3,4,5,6,7,0,0}, {1,3,4,5,6,7,0,0}, {0,1,3,4,5,6,7,0}, {2,3,4,5,6,7,0,0}, {0,2,3,4,5,6,7,0}, {1,2,3,4,5,6,7,0}, {0,1,2,3,4,5,6,7},
+};
+
+/* Top-k for k <= 8 with AVX2, for rows of whole 8-float vectors; the same result as
+ * topk_row (which it calls when this path cannot decide).  No branch depends on the data
+ * in the common case, so fresh logits cost what repeated ones do:
+ *  1. the 2 largest values of each of 8 cells (lane l holds experts l, l+8, ...): 16
+ *     tracked elements;
+ *  2. theta = the k-th largest of the 16 (by counting): at least k elements are >= theta,
+ *     so every element of the top k is; on random logits about 8.7 elements are;
+ *  3. those candidates, compacted in index order (a permutation per 8-lane mask);
+ *  4. each candidate's rank = the number of candidates strictly greater; when no two
+ *     candidates are equal the ranks are distinct (their sum tells) and the first k ranks
+ *     are the answer.  Ties, NaN, or more than 16 candidates go to topk_row. */
+__attribute__((target("avx2"))) static int32_t topk_row_avx2(const float *row, uint32_t E,
+                                                             uint32_t k, float *vals,
+                                                             int32_t *idx) {
+  const uint32_t nv = E / 8;
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  __m256 A = ninf, B = ninf;
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m256 x = _mm256_loadu_ps(row + 8 * v);
+    B = _mm256_max_ps(B, _mm256_min_ps(A, x));
+    A = _mm256_max_ps(A, x);
+  }
+  float tr[16] __attribute__((aligned(32)));
+  _mm256_store_ps(tr, A);
+  _mm256_store_ps(tr + 8, B);
+  __m256i cA = _mm256_setzero_si256(), cB = cA; /* how many tracked values are >= each */
+  for (int i = 0; i < 16; i++) {
+    const __m256 t = _mm256_broadcast_ss(tr + i);
+    cA = _mm256_sub_epi32(cA, _mm256_castps_si256(_mm256_cmp_ps(t, A, _CMP_GE_OQ)));
+    cB = _mm256_sub_epi32(cB, _mm256_castps_si256(_mm256_cmp_ps(t, B, _CMP_GE_OQ)));
+  }
+  const __m256i km1 = _mm256_set1_epi32((int)k - 1);
+  __m256 th = _mm256_max_ps(
+      _mm256_blendv_ps(ninf, A, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cA, km1))),
+      _mm256_blendv_ps(ninf, B, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cB, km1))));
+  th = _mm256_max_ps(th, _mm256_permute2f128_ps(th, th, 1));
+  th = _mm256_max_ps(th, _mm256_shuffle_ps(th, th, _MM_SHUFFLE(1, 0, 3, 2)));
+  th = _mm256_max_ps(th, _mm256_shuffle_ps(th, th, _MM_SHUFFLE(2, 3, 0, 1)));
+  /* candidates: not less than theta (so a NaN is one, and a NaN theta takes all) */
+  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  uint32_t C = 0;
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m256 x = _mm256_loadu_ps(row + 8 * v);
+    const int m = _mm256_movemask_ps(_mm256_cmp_ps(x, th, _CMP_NLT_UQ));
+    const __m256i p = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_lanes[m]));
+    _mm256_storeu_ps(cv + C, _mm256_permutevar8x32_ps(x, p));
+    _mm256_storeu_si256((__m256i *)(ci + C), _mm256_add_epi32(p, _mm256_set1_epi32((int)(8 * v))));
+    C += (uint32_t)__builtin_popcount((unsigned)m);
+  }
+  if (C > 16) return topk_row(row, E, k, vals, idx);
+  _mm256_storeu_ps(cv + C, ninf);
+  _mm256_storeu_ps(cv + C + 8, ninf);
+  const __m256 V0 = _mm256_load_ps(cv), V1 = _mm256_load_ps(cv + 8);
+  if (_mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(V0, V0, _CMP_UNORD_Q),
+                                      _mm256_cmp_ps(V1, V1, _CMP_UNORD_Q))))
+    return topk_row(row, E, k, vals, idx); /* it reports the first NaN */
+  __m256i r0 = _mm256_setzero_si256(), r1 = r0;
+  for (int i = 0; i < 16; i++) {
+    const __m256 t = _mm256_broadcast_ss(cv + i);
+    r0 = _mm256_sub_epi32(r0, _mm256_castps_si256(_mm256_cmp_ps(t, V0, _CMP_GT_OQ)));
+    r1 = _mm256_sub_epi32(r1, _mm256_castps_si256(_mm256_cmp_ps(t, V1, _CMP_GT_OQ)));
+  }
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i cC = _mm256_set1_epi32((int)C), kk = _mm256_set1_epi32((int)k);
+  const __m256i m0 = _mm256_cmpgt_epi32(cC, iota);
+  const __m256i m1 = _mm256_cmpgt_epi32(cC, _mm256_add_epi32(iota, _mm256_set1_epi32(8)));
+  const __m256i s8 = _mm256_add_epi32(_mm256_and_si256(r0, m0), _mm256_and_si256(r1, m1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  if ((uint32_t)_mm_cvtsi128_si32(s) != C * (C - 1) / 2) return topk_row(row, E, k, vals, idx);
+  /* rank -> slot; ranks >= k and the padding go to the spare slot k */
+  int32_t rk[16] __attribute__((aligned(32)));
+  _mm256_store_si256((__m256i *)rk, _mm256_blendv_epi8(kk, _mm256_min_epi32(r0, kk), m0));
+  _mm256_store_si256((__m256i *)(rk + 8), _mm256_blendv_epi8(kk, _mm256_min_epi32(r1, kk), m1));
+  float ov[MOERT_MAX_TOP_K + 1];
+  int32_t oi[MOERT_MAX_TOP_K + 1];
+  for (int j = 0; j < 16; j++) {
+    ov[rk[j]] = cv[j];
+    oi[rk[j]] = ci[j];
+  }
+  memcpy(vals, ov, k * sizeof *vals);
+  memcpy(idx, oi, k * sizeof *idx);
+  return -1;
+}
+#endif
+
+/* The fastest top-k this CPU runs; all give the same result. */
+static int32_t topk_best(const float *row, uint32_t E, uint32_t k, float *vals, int32_t *idx) {
+#ifdef MOERT_ROUTER_AVX2
+  if (k <= 8 && E % 8 == 0 && E >= 16 && __builtin_cpu_supports("avx2"))
+    return topk_row_avx2(row, E, k, vals, idx);
+#endif
+  return topk_row(row, E, k, vals, idx);
+}
+
 /* The sum of v[0..n-1] in the order a 32-lane warp reduces it: lane l adds v[l], v[l+32],
  * ... in turn, then a butterfly (xor 16, 8, 4, 2, 1).  The device router sums this way. */
 static float warp_order_sum(const float *v, uint32_t n) {
@@ -251,16 +387,16 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
       float two[2];
       int32_t ti[2];
       uint32_t take = gs < 2 ? gs : 2;
-      (void)topk_row(choice + g * gs, gs, take, two, ti);
+      (void)topk_best(choice + g * gs, gs, take, two, ti);
       gscore[g] = take == 2 ? MOERT_FADD(two[0], two[1]) : two[0];
     }
-    (void)topk_row(gscore, groups, cfg->topk_group, gv, gi);
+    (void)topk_best(gscore, groups, cfg->topk_group, gv, gi);
     bool keep[MOERT_MAX_EXPERTS] = {false};
     for (uint32_t j = 0; j < cfg->topk_group; j++) keep[gi[j]] = true;
     for (uint32_t e = 0; e < E; e++)
       if (!keep[e / gs]) choice[e] = ninf;
   }
-  (void)topk_row(choice, E, k, vals, idx);
+  (void)topk_best(choice, E, k, vals, idx);
   float sum = 0.0f;
   for (uint32_t j = 0; j < k; j++) {
     w[j] = score[idx[j]];
@@ -294,7 +430,7 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
     int32_t *id = ids + (size_t)t * k;
     float *w = weights + (size_t)t * k;
     if (cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK) {
-      int32_t bad = topk_row(r, E, k, vals, id);
+      int32_t bad = topk_best(r, E, k, vals, id);
       if (bad >= 0)
         return moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: logit of token %u, expert %d is NaN",
                           t, bad);

@@ -185,6 +185,48 @@ static void random_case(mt_rng *rng, const moert_layer_desc *d, moert_dtype dt, 
   moert_runtime_destroy(rt);
 }
 
+/* ---- every selection path of the host router (an AVX2 path for k <= 8 and E a multiple
+ * of 8, SSE2 otherwise, a general path for ties, NaN and many candidates) on logits that
+ * steer it each way: continuous, a few levels (ties everywhere), many levels (some ties),
+ * -inf sprinkled, and rows with one huge value.  Loop index = distribution. ---- */
+START_TEST(selection_paths) {
+  static const uint32_t Es[] = {16, 24, 40, 64, 128, 256, 512};
+  static const uint32_t ks[] = {1, 2, 3, 5, 8, 9, 16};
+  MT_RNG(rng);
+  for (size_t ei = 0; ei < sizeof Es / sizeof *Es; ei++)
+    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+      const uint32_t E = Es[ei], k = ks[ki], T = 150;
+      if (k > E) continue;
+      moert_layer_desc d = mkdesc(E, k, MOERT_ROUTER_SOFTMAX_TOPK, ki % 2, 0, 0, 1.0f);
+      moert_runtime *rt = mt_cpu_runtime(1);
+      moert_scratch *s = NULL;
+      MT_OK(moert_scratch_create(rt, &d, T, &s));
+      logits_buf b;
+      lb_init(&b, MOERT_DTYPE_F32, T, E, E);
+      for (uint32_t t = 0; t < T; t++)
+        for (uint32_t e = 0; e < E; e++) {
+          double v = 2.0 * mt_normal(&rng);
+          switch (_i) {
+          case 1: v = floor(mt_uniform(&rng, 0, 4)); break;            /* 4 levels */
+          case 2: v = floor(mt_uniform(&rng, 0, E / 2.0)) / 8; break;  /* E/2 levels */
+          case 3: if (mt_uniform(&rng, 0, 1) < 0.3) v = -INFINITY; break;
+          case 4: if (e == (t * 7) % E) v = 1e30; break;
+          default: break;
+          }
+          lb_set(&b, t, e, v);
+        }
+      moert_route_args a = route_args(&b, T, NULL);
+      MT_OK(moert_route(s, &a, NULL));
+      char msg[160];
+      snprintf(msg, sizeof msg, "selection paths, distribution %d, E %u, k %u", _i, E, k);
+      check_routing(s, &d, &b, NULL, msg);
+      lb_free(&b);
+      moert_scratch_destroy(s);
+      moert_runtime_destroy(rt);
+    }
+}
+END_TEST
+
 /* ---- random logits, every kind, every dtype (loop index = dtype) ---- */
 
 START_TEST(softmax_renorm_random) {
@@ -695,6 +737,7 @@ int main(void) {
   Suite *su = suite_create("router");
   TCase *tc = tcase_create("router");
   tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, selection_paths, 0, 5);
   tcase_add_loop_test(tc, softmax_renorm_random, 0, 3);
   tcase_add_loop_test(tc, softmax_norenorm_random, 0, 3);
   tcase_add_loop_test(tc, sigmoid_group_random, 0, 3);

@@ -2,7 +2,9 @@
  *   moert run    a stack of MoE layers of a model's shape with synthetic random weights on
  *                the best backend present: per-layer time, tokens/s and an output checksum
  *   moert bench  times the route stage (host route + plan) and the forward stage against
- *                the memory-bandwidth floor measured in the same run
+ *                the memory-bandwidth floor measured in the same run, and the prefill stage
+ *                (the whole layer at T = 1024 .. 32768) in TFLOP/s against the larger of the
+ *                bandwidth and compute floors
  * It uses only the public ABI (abi/moert.h); device buffers come from tools/gpu.c. */
 #include <math.h>
 #include <pthread.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpu.h"
 #include "moert.h"
@@ -72,7 +75,8 @@ static float from_bf16(uint16_t h) {
   return f;
 }
 
-/* Random bf16 values in [-scale, scale), filled by two threads (weights are gigabytes). */
+/* Random bf16 values in [-scale, scale), filled by up to 16 threads (weights are gigabytes:
+ * 22 GB a layer for DeepSeek-V3). */
 typedef struct fill_job {
   uint16_t *dst;
   size_t n;
@@ -85,13 +89,24 @@ static void *fill_part(void *p) {
   for (size_t i = 0; i < j->n; i++) j->dst[i] = to_bf16(unif(&s) * j->scale);
   return NULL;
 }
+#define FILL_THREADS 16
 static void fill_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale) {
-  fill_job a = {dst, n / 2, seed * 2 + 1, scale}, b = {dst + n / 2, n - n / 2, seed * 2 + 2, scale};
-  pthread_t t;
-  int threaded = pthread_create(&t, NULL, fill_part, &b) == 0;
-  fill_part(&a);
-  if (threaded) pthread_join(t, NULL);
-  else fill_part(&b);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = cpus < 2 ? 2 : cpus > FILL_THREADS ? FILL_THREADS : (int)cpus;
+  if (n < ((size_t)1 << 20)) nt = 1;
+  fill_job job[FILL_THREADS];
+  pthread_t t[FILL_THREADS];
+  int started[FILL_THREADS] = {0};
+  for (int i = 0; i < nt; i++) {
+    const size_t a = n * (size_t)i / (size_t)nt, b = n * (size_t)(i + 1) / (size_t)nt;
+    job[i] = (fill_job){dst + a, b - a, seed * FILL_THREADS + (uint64_t)i + 1, scale};
+    if (i > 0) started[i] = pthread_create(&t[i], NULL, fill_part, &job[i]) == 0;
+  }
+  fill_part(&job[0]);
+  for (int i = 1; i < nt; i++) {
+    if (started[i]) pthread_join(t[i], NULL);
+    else fill_part(&job[i]);
+  }
 }
 
 static const model *find_model(const char *name) {
@@ -226,14 +241,16 @@ typedef struct options {
   uint32_t tlist[32];
   int ntlist;
   uint64_t seed;
+  double dense_tflops; /* --dense-tflops: a dense GEMM's rate on this card (the peers') */
 } options;
 
 static void usage(void) {
   fprintf(stderr,
           "usage: moert run   [--model M] [--tokens T] [--layers L] [--backend auto|cpu|cuda]\n"
           "                   [--weight-sets N] [--seed S]\n"
-          "       moert bench [--model M] [--backend auto|cpu|cuda] [--stage route|forward|all]\n"
-          "                   [--tokens T1,T2,...] [--iters N] [--json]\n"
+          "       moert bench [--model M] [--backend auto|cpu|cuda]\n"
+          "                   [--stage route|forward|prefill|all] [--tokens T1,T2,...]\n"
+          "                   [--iters N] [--dense-tflops X] [--json]\n"
           "models:");
   for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) fprintf(stderr, " %s", MODELS[i].name);
   fprintf(stderr, "\n");
@@ -278,6 +295,8 @@ static void parse(int argc, char **argv, options *o) {
       o->seed = strtoull(v, NULL, 10);
     } else if (!strcmp(a, "--stage")) {
       o->stage = v;
+    } else if (!strcmp(a, "--dense-tflops")) {
+      o->dense_tflops = strtod(v, NULL);
     } else if (!strcmp(a, "--backend")) {
       if (!strcmp(v, "auto")) o->backend = MOERT_BACKEND_AUTO;
       else if (!strcmp(v, "cpu")) o->backend = MOERT_BACKEND_CPU;
@@ -498,7 +517,10 @@ static void emit(const options *o, const char *text_fmt, const char *json) {
   fflush(stdout);
 }
 
-/* Host route + plan, one core: the work an engine does per layer with host routing. */
+/* Host route + plan, one core: the work an engine does per layer with host routing.
+ * Every timed call sees logits it has never seen (new random values written just before,
+ * untimed, as the engine's router GEMM would): timing one set of logits over and over lets
+ * the branch predictor learn it, which flatters the router by about 2x. */
 static void bench_route(const options *o) {
   const model *m = o->m;
   tool_gpu *g;
@@ -513,35 +535,40 @@ static void bench_route(const options *o) {
   CHECK(moert_scratch_create(rt, &d, maxT, &sc));
   float *logits = malloc((size_t)maxT * m->E * 4), *bias = malloc(m->E * 4);
   if (!logits || !bias) die("out of memory");
-  fill_logits(logits, (size_t)maxT * m->E, o->seed);
   uint64_t s = o->seed + 9;
   for (uint32_t e = 0; e < m->E; e++) bias[e] = unif(&s) * 0.05f;
-  if (!o->json) printf("route + plan on the host, one thread, %s (E=%u k=%u)\n", m->name, m->E, m->k);
+  if (!o->json)
+    printf("route + plan on the host, one thread, %s (E=%u k=%u), fresh logits every call\n",
+           m->name, m->E, m->k);
   for (int i = 0; i < nt; i++) {
     const uint32_t T = ts[i];
+    const size_t n = (size_t)T * m->E;
     moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, MOERT_MEMORY_HOST, logits, 0,
                            m->router == MOERT_ROUTER_SIGMOID_GROUP_TOPK ? bias : NULL,
                            MOERT_ROUTING_HOST};
-    /* calls per batch so that a batch takes about 200 us */
+    /* calls: about 0.3 s of routing, at least 101, at most 4001 */
+    fill_logits(logits, n, o->seed);
     double a = now_us();
     CHECK(moert_route(sc, &ra, NULL));
     double one = now_us() - a;
-    int per = one > 200 ? 1 : (int)(200 / (one > 0.05 ? one : 0.05));
-    enum { BATCHES = 41 };
-    double v[BATCHES];
-    for (int w = 0; w < 3 * per; w++) CHECK(moert_route(sc, &ra, NULL));
-    for (int b = 0; b < BATCHES; b++) {
+    int calls = one > 0 ? (int)(3e5 / one) : 4001;
+    calls = calls < 101 ? 101 : calls > 4001 ? 4001 : calls;
+    double *v = malloc((size_t)calls * sizeof *v);
+    if (!v) die("out of memory");
+    for (int c = 0; c < calls; c++) {
+      fill_logits(logits, n, o->seed + 1 + (uint64_t)c); /* new streams, not shifts of one */
       a = now_us();
-      for (int r = 0; r < per; r++) moert_route(sc, &ra, NULL);
-      v[b] = (now_us() - a) / per;
+      CHECK(moert_route(sc, &ra, NULL));
+      v[c] = now_us() - a;
     }
-    double us = median(v, BATCHES);
+    double us = median(v, calls);
+    free(v);
     char text[256], json[512];
     snprintf(text, sizeof text, "  T=%-5u %9.2f us per layer  (%.1f ns per token)\n", T, us,
              us * 1e3 / T);
     snprintf(json, sizeof json,
              "{\"stage\":\"route\",\"model\":\"%s\",\"backend\":\"cpu\",\"threads\":1,\"T\":%u,"
-             "\"us\":%.3f,\"ns_per_token\":%.1f}", m->name, T, us, us * 1e3 / T);
+             "\"us\":%.3f,\"ns_per_token\":%.1f,\"calls\":%d}", m->name, T, us, us * 1e3 / T, calls);
     emit(o, text, json);
   }
   moert_scratch_destroy(sc);
@@ -750,9 +777,128 @@ static void bench_forward(const options *o) {
   free(lw); free(x); free(y); free(logits);
 }
 
+/* The prefill stage (CUDA only): the whole layer, route (device) + plan + the experts'
+ * GEMMs + combine (+ the shared expert), for T = 1024 .. 32768 tokens.
+ *
+ * `us` is the median of `iters` CUDA-event-timed runs of moert_moe on the stream (no graph:
+ * a run is milliseconds), rotating over weight sets (each set is at least 1.2 GB, far more
+ * than the 50 MB L2, so every run reads its experts from HBM).  `tflops` = 6 T k H I / us
+ * (the routed experts' flops; a shared expert's are in `shared_flops`, not counted).  The
+ * floor is the larger of: the bandwidth floor, the touched experts' bytes (+ shared expert,
+ * x and y) over the device-to-device copy bandwidth of 1 GiB measured in the same run (read
+ * + write counted, as the forward stage); and the compute floor, all flops (shared ones
+ * too) over --dense-tflops (a dense 8192^3 bf16 GEMM measured on the same card by the
+ * peers script, tools/bench-prefill.sh), 0 when not given. */
+static const uint32_t DEFAULT_PREFILL_T[] = {1024, 2048, 4096, 8192, 16384, 32768};
+
+static void bench_prefill(const options *o) {
+  const model *m = o->m;
+  tool_gpu *g;
+  moert_runtime *rt = open_runtime(o->backend, 0, &g);
+  if (!g) {
+    fprintf(stderr, "moert bench --stage prefill needs the CUDA backend (%s)\n",
+            moert_runtime_backend_note(rt));
+    moert_runtime_destroy(rt);
+    return;
+  }
+  const uint32_t *ts = o->ntlist ? o->tlist : DEFAULT_PREFILL_T;
+  const int nt = o->ntlist ? o->ntlist : (int)(sizeof DEFAULT_PREFILL_T / sizeof *DEFAULT_PREFILL_T);
+  uint32_t maxT = 1;
+  for (int i = 0; i < nt; i++) maxT = ts[i] > maxT ? ts[i] : maxT;
+  moert_layer_desc d;
+  layer_desc(m, &d);
+  const double set_bytes = 3.0 * (double)expert_elems(m) * 2;
+  /* two weight sets rotated where they fit in 10 GB, else one (DeepSeek-V3: 22 GB a set) */
+  const uint32_t sets = o->weight_sets ? o->weight_sets : set_bytes * 2 <= 10e9 ? 2 : 1;
+  layer_weights host, *lw = calloc(sets, sizeof *lw);
+  if (!lw) die("out of memory");
+  const double t_w = now_us();
+  make_weights(m, o->seed, &host);
+  for (uint32_t i = 0; i < sets; i++) bind_experts(rt, m, &d, g, &host, &lw[i]);
+  free_host_weights(&host);
+  const double weights_s = (now_us() - t_w) * 1e-6;
+  moert_scratch *sc;
+  CHECK(moert_scratch_create(rt, &d, maxT, &sc));
+  const double t_p = now_us();
+  CHECK(moert_scratch_prepare(sc));
+  const double prepare_s = (now_us() - t_p) * 1e-6;
+  const size_t nx = (size_t)maxT * m->H;
+  uint16_t *x = malloc(nx * 2);
+  float *logits = malloc((size_t)maxT * m->E * 4);
+  if (!x || !logits) die("out of memory");
+  uint64_t s = o->seed + 3;
+  for (size_t i = 0; i < nx; i++) x[i] = to_bf16(unif(&s));
+  fill_logits(logits, (size_t)maxT * m->E, o->seed + 4);
+  void *dx = upload(g, x, nx * 2), *dy = tool_gpu_alloc(g, nx * 2);
+  void *dl = upload(g, logits, (size_t)maxT * m->E * 4);
+  if (!dy) die("device allocation failed");
+  const double bw = copy_gbps(g, (size_t)1 << 30);
+  if (!o->json)
+    printf("prefill, %s on %s (E=%u k=%u H=%u I=%u bf16), device routing, CUDA events, %u weight "
+           "set(s) of %.2f GB rotated; floor = max(bytes / %.0f GB/s (1 GiB D2D copy), flops / "
+           "%.0f TFLOP/s (dense GEMM, --dense-tflops)); weights made in %.1f s, kernels in %.1f s\n",
+           m->name, moert_runtime_backend_note(rt), m->E, m->k, m->H, m->I, sets, set_bytes / 1e9,
+           bw, o->dense_tflops, weights_s, prepare_s);
+  for (int i = 0; i < nt; i++) {
+    const uint32_t T = ts[i];
+    moert_route_args ra = {sizeof ra, T, MOERT_DTYPE_F32, MOERT_MEMORY_DEVICE, dl, 0, NULL,
+                           MOERT_ROUTING_DEVICE};
+    CHECK(moert_route(sc, &ra, tool_gpu_stream(g)));
+    const uint32_t touched = touched_experts(sc);
+    const double bytes = touched * 3.0 * m->H * m->I * 2 + 3.0 * m->H * m->Is * 2 +
+                         2.0 * T * m->H * 2;
+    const double flops = 6.0 * T * m->k * (double)m->H * m->I;
+    const double shared_flops = 6.0 * T * (double)m->H * m->Is;
+    const int iters = o->iters ? (int)o->iters : T <= 4096 ? 40 : T <= 16384 ? 20 : 10;
+    double *v = calloc((size_t)iters, sizeof *v);
+    if (!v) die("out of memory");
+    for (int it = -2; it < iters; it++) {
+      moert_forward_args fa = {sizeof fa, lw[(uint32_t)(it + 2) % sets].experts,
+                               MOERT_MEMORY_DEVICE, dx, 0, dy, 0, 0};
+      tool_gpu_mark(g, 0);
+      CHECK(moert_moe(sc, &ra, &fa, tool_gpu_stream(g)));
+      tool_gpu_mark(g, 1);
+      const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
+      if (it >= 0) v[it] = us;
+    }
+    const double us = median(v, iters);
+    double lo = v[0];
+    for (int j = 1; j < iters; j++) lo = v[j] < lo ? v[j] : lo;
+    free(v);
+    const double floor_bw = bytes / (bw * 1e9) * 1e6;
+    const double floor_c = o->dense_tflops > 0 ? (flops + shared_flops) / (o->dense_tflops * 1e6) : 0;
+    const double floor_us = floor_bw > floor_c ? floor_bw : floor_c;
+    const double tflops = flops / us * 1e-6;
+    char text[512], json[1024];
+    snprintf(text, sizeof text,
+             "  T=%-6u %9.1f us  %6.1f TFLOP/s  floor %8.1f us (bandwidth %8.1f, compute %8.1f)  "
+             "ratio %5.2f  %u experts\n", T, us, tflops, floor_us, floor_bw, floor_c,
+             us / floor_us, touched);
+    snprintf(json, sizeof json,
+             "{\"stage\":\"prefill\",\"model\":\"%s\",\"backend\":\"cuda\",\"T\":%u,"
+             "\"us\":%.2f,\"min_us\":%.2f,\"tflops\":%.1f,\"floor_us\":%.2f,"
+             "\"floor_bw_us\":%.2f,\"floor_compute_us\":%.2f,\"ratio\":%.3f,"
+             "\"copy_gbps\":%.1f,\"dense_tflops\":%.1f,\"flops\":%.0f,\"shared_flops\":%.0f,"
+             "\"bytes\":%.0f,\"touched\":%u,\"iters\":%d,\"weight_sets\":%u,"
+             "\"timing\":\"cuda events around moert_moe (device routing), median\","
+             "\"prefill_env\":\"%s\",\"device\":\"%s\"}",
+             m->name, T, us, lo, tflops, floor_us, floor_bw, floor_c, us / floor_us, bw,
+             o->dense_tflops, flops, shared_flops, bytes, touched, iters, sets,
+             getenv("MOERT_CUDA_PREFILL") ? getenv("MOERT_CUDA_PREFILL") : "auto",
+             tool_gpu_name(g));
+    emit(o, text, json);
+  }
+  for (uint32_t i = 0; i < sets; i++) moert_experts_destroy(lw[i].experts);
+  moert_scratch_destroy(sc);
+  moert_runtime_destroy(rt);
+  tool_gpu_close(g);
+  free(lw); free(x); free(logits);
+}
+
 static int cmd_bench(const options *o) {
   if (!strcmp(o->stage, "route") || !strcmp(o->stage, "all")) bench_route(o);
   if (!strcmp(o->stage, "forward") || !strcmp(o->stage, "all")) bench_forward(o);
+  if (!strcmp(o->stage, "prefill")) bench_prefill(o);
   return 0;
 }
 
