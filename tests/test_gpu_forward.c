@@ -7,7 +7,11 @@
  *    tokens (routing is per token, so rows of a T-token run equal a run on those rows) with
  *    relative L2 error < 1e-2;
  *  - the shared expert with its sigmoid gate, and accumulate (y += moe(x));
- *  - a CUDA graph capturing route + forward, replayed on new inputs;
+ *  - a CUDA graph capturing route + forward, replayed on new inputs (the decode path, and
+ *    the prefill GEMMs forced with MOERT_CUDA_PREFILL=1);
+ *  - the expert path each forward took: the prefill GEMMs (runtime/cuda/prefill.c) for bf16
+ *    and f16 where rows per expert > 128 (Qwen3 T=4096, Mixtral T=1000), or at every T when
+ *    forced (the quick case "prefill", small shapes with partial tiles);
  *  - the disk cache: a second process loads every kernel without compiling; cold and warm
  *    time to first forward are printed.
  * With no GPU it prints why and exits 0 (skip).  Links moert_static for the private hooks. */
@@ -23,6 +27,7 @@
 
 #include "cuda/cuda_api.h"
 #include "cuda/jit.h"
+#include "cuda/prefill.h"
 #include "internal.h"
 
 moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runtime_options *) =
@@ -500,6 +505,19 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
     double t0 = now_ms();
     gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_DEVICE, y0, yinit);
     double t1 = now_ms();
+    /* the expert path: the prefill GEMMs wherever they are due */
+    {
+      const int path = moert_cuda_forward_path(gs);
+      const char *pm = getenv("MOERT_CUDA_PREFILL");
+      const bool half = dt != MOERT_DTYPE_F32;
+      const bool forced = pm && !strcmp(pm, "1"), off = pm && !strcmp(pm, "0");
+      const uint64_t rpe = ((uint64_t)T * m->k + m->E - 1) / m->E;
+      const bool due = half && !off && (forced || rpe > 128);
+      strncat(what, path == MOERT_CUDA_PATH_PREFILL ? " [prefill]" : path == MOERT_CUDA_PATH_DECODE
+                    ? " [decode]" : " [tiled]", sizeof what - strlen(what) - 1);
+      ck_assert_msg(due == (path == MOERT_CUDA_PATH_PREFILL), "%s: expert path %d, the prefill "
+                    "GEMMs were %sexpected", what, path, due ? "" : "not ");
+    }
     check_no_nan(L, y0, (size_t)T * H, what);
     /* device routing = host routing, bit for bit */
     compare_routes(gs, T, E, dl, MOERT_DTYPE_F32, 0, use_bias ? db : 0, what, NULL, NULL);
@@ -593,6 +611,8 @@ START_TEST(test_graph_replay) {
     printf("graph test skipped: the driver has no graph capture entry points\n");
     return;
   }
+  /* _i = 1: the prefill GEMMs forced (read when the scratch is made) */
+  if (_i == 1) setenv("MOERT_CUDA_PREFILL", "1", 1);
   const model *m = &qwen3;
   const moert_dtype dt = MOERT_DTYPE_BF16;
   const uint32_t T = 32, E = m->E, H = m->H;
@@ -602,6 +622,7 @@ START_TEST(test_graph_replay) {
   moert_scratch *gs = NULL, *cs = NULL;
   OK(moert_scratch_create(gpu_rt, &d, T, &gs));
   OK(moert_scratch_prepare(gs));
+  unsetenv("MOERT_CUDA_PREFILL");
   OK(moert_scratch_create(cpu_rt, &d, T, &cs));
   CUstream st;
   CU(cu->cuStreamCreate(&st, MOERT_CU_STREAM_NON_BLOCKING));
@@ -629,6 +650,8 @@ START_TEST(test_graph_replay) {
     CU(cu->cuStreamSynchronize(st));
     CU(cu->cuMemcpyDtoH(yg, dy, (size_t)T * H * 2));
     check_no_nan(&L, yg, (size_t)T * H, "graph replay");
+    ck_assert_int_eq(moert_cuda_forward_path(gs),
+                     _i == 1 ? MOERT_CUDA_PATH_PREFILL : MOERT_CUDA_PATH_DECODE);
     poison(dy, (size_t)T * H * 2);
     OK(moert_moe(gs, &r, &f, st));
     CU(cu->cuStreamSynchronize(st));
@@ -637,7 +660,8 @@ START_TEST(test_graph_replay) {
                   "call differ", round);
     cpu_run(cs, &L, 0, T, logits, NULL, x, yc, NULL);
     double e = rel_l2(&L, yg, yc, 0, T);
-    printf("graph replay round %d: rel L2 against the CPU %.2e\n", round, e);
+    printf("graph replay%s round %d: rel L2 against the CPU %.2e\n",
+           _i == 1 ? " (prefill GEMMs forced)" : "", round, e);
     ck_assert_msg(e < 1e-2, "graph replay round %d: relative L2 error %.3e", round, e);
   }
   cu->cuGraphExecDestroy(exec);
@@ -680,6 +704,33 @@ START_TEST(test_quick_block_sizes) {
   forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 3, false, &L);
   layer_free(&L);
   g_block_rows = 0;
+}
+END_TEST
+
+/* The prefill GEMMs forced at every T (MOERT_CUDA_PREFILL=1), bf16 (_i = 0) and f16: H and I
+ * not multiples of the tiles (partial column tiles and short K steps), T from 1 row to
+ * 64-row tiles (T=129: about 33 rows per expert) and 128-row tiles (T=1000: about 250), a
+ * gated shared expert (on the tiled kernels) and accumulate, both routers. */
+START_TEST(test_quick_prefill) {
+  static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
+  const moert_dtype dt = dts[_i];
+  const model small = {"small E16 k4 H320 I192", 16, 4, 320, 192, 0};
+  model shared = small;
+  shared.name = "small H320 I192 + shared expert Is32";
+  shared.Is = 32;
+  static const uint32_t Ts[] = {1, 7, 129, 1000};
+  setenv("MOERT_CUDA_PREFILL", "1", 1);
+  layer L;
+  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &shared, dt, &d);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 4, false, &L);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 4, true, &L);
+  layer_free(&L);
+  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
+  layer_make(&L, &small, dt, &d);
+  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 4, false, &L);
+  layer_free(&L);
+  unsetenv("MOERT_CUDA_PREFILL");
 }
 END_TEST
 
@@ -943,11 +994,12 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tf, 900);
   tcase_add_loop_test(tf, test_forward_vs_cpu, 0, (int)(sizeof fwd_cases / sizeof fwd_cases[0]));
   tcase_add_loop_test(tf, test_shared_expert, 0, 3);
-  tcase_add_test(tf, test_graph_replay);
+  tcase_add_loop_test(tf, test_graph_replay, 0, 2);
   suite_add_tcase(s, tf);
   TCase *tq = tcase_create("quick");
   tcase_set_timeout(tq, 600);
   tcase_add_loop_test(tq, test_quick_block_sizes, 0, 12);
+  tcase_add_loop_test(tq, test_quick_prefill, 0, 2);
   tcase_add_test(tq, test_caller_context);
   suite_add_tcase(s, tq);
   TCase *tt = tcase_create("timing");

@@ -14,6 +14,7 @@
 
 #include "cuda_api.h"
 #include "jit.h"
+#include "prefill.h"
 
 typedef struct cuda_runtime {
   const moert_cuda_driver *cu;
@@ -61,11 +62,22 @@ typedef struct cuda_scratch {
   int decode_nch;  /* MOERT_CUDA_DECODE_NCH: rows per pass forced (1, 2, 4, 8), 0 auto */
   unsigned int smem_gate_up, smem_down;
   expert_tile tile;
+  /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
+  int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
+  bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
+  moert_prefill_kernels pf[2];
+  CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
+  int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   char forward_why[200];
 } cuda_scratch;
 
 typedef struct cuda_experts {
   CUdeviceptr table; /* [gate E][up E][down E][shared gate, up, down] device addresses */
+  /* sm_90a: the 3E TMA maps of the weights (gate E, up E, down E; 128 bytes each, boxes of
+   * 64 x 128 rows for gate/up and 64 x 256 for down), in the same allocation as the table;
+   * 0 when the GPU is not sm_90 or the maps could not be encoded (the prefill GEMMs are
+   * then not used on sm_90 with these experts) */
+  CUdeviceptr maps;
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
@@ -100,6 +112,15 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
   if (c->decode_mode < 0) return -1;
   while (i >= 0 && !c->dec_ok[i]) i--;
   return i;
+}
+/* The prefill GEMMs (runtime/cuda/prefill.c) take the T the decode path leaves to the
+ * tiled kernels (rpe > 128), for bf16/f16 layers; MOERT_CUDA_PREFILL=1 forces them at any T
+ * (the tests), 0 turns them off. */
+#define PREFILL_MIN_RPE 128
+static bool want_prefill(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
+  if (c->prefill_mode == 0) return false;
+  if (c->prefill_mode == 1) return true;
+  return ((uint64_t)T * k + E - 1) / E > PREFILL_MIN_RPE;
 }
 #define PLAN_THREADS 1024
 /* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
@@ -257,6 +278,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(block_expert, blocks * 4);
   TAKE(meta, 16);
   TAKE(bias, E * 4);
+  if (c->forward_ok && c->prefill_ok) TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
     TAKE(h, pairs * d->intermediate * es);
@@ -290,6 +312,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     c->decode_nch = dn ? atoi(dn) : 0;
     if (c->decode_nch != 1 && c->decode_nch != 2 && c->decode_nch != 4 && c->decode_nch != 8)
       c->decode_nch = 0;
+    const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
+    c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
   }
   if (!is_float(d->act_dtype) || d->weight_dtype != d->act_dtype)
     snprintf(c->forward_why, sizeof c->forward_why,
@@ -303,6 +327,12 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
              d->hidden, d->intermediate, d->shared_intermediate);
   else
     c->forward_ok = true;
+  /* the prefill GEMMs: bf16/f16 on sm_80 and newer, when some T up to max_tokens takes them */
+  c->prefill_ok = c->forward_ok &&
+                  (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
+                  r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
+                  want_prefill(c, s->max_tokens, d->top_k, d->num_experts);
+  c->last_path = MOERT_CUDA_PATH_NONE;
   moert_status st = MOERT_OK;
   if ((st = push_ctx(r)) != MOERT_OK) {
     free(c);
@@ -430,6 +460,20 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       c->dec_ok[i] = true;
     }
   }
+  if (c->prefill_ok) {
+    for (int i = 0; i < 2; i++) {
+      moert_prefill_config gu, dn;
+      if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, i ? 128 : 64, &gu,
+                                      &dn)) != MOERT_OK)
+        return st;
+      st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
+      if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
+        c->prefill_ok = false;
+        break;
+      }
+      if (st != MOERT_OK) return st;
+    }
+  }
   c->prepared = true;
   return MOERT_OK;
 }
@@ -481,14 +525,40 @@ static moert_status cuda_experts_init(moert_experts *x) {
                       i, tab[i]);
       break;
     }
+  /* sm_90a: the weights' tensor maps for the prefill GEMMs, encoded once here (a layer the
+   * prefill GEMMs cannot take, or a map the driver refuses, only means no maps) */
+  void *maps = NULL;
+  const size_t tab_bytes = (n * sizeof *tab + 127) & ~(size_t)127;
+  if (st == MOERT_OK && r->cc_major == 9 && r->cc_minor == 0 &&
+      (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
+      d->weight_dtype == d->act_dtype && d->hidden % 32 == 0 && d->intermediate % 32 == 0) {
+    moert_prefill_config gu, dn;
+    moert_tmap_encode_fn enc;
+    maps = aligned_alloc(64, 3 * (size_t)E * MOERT_TMAP_BYTES);
+    if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
+        moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
+        moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
+                                     (const void *const *)x->gate, (const void *const *)x->up,
+                                     (const void *const *)x->down, maps) != MOERT_OK) {
+      free(maps);
+      maps = NULL;
+    }
+  }
+  const size_t all_bytes = tab_bytes + (maps ? 3 * (size_t)E * MOERT_TMAP_BYTES : 0);
   if (st == MOERT_OK && (st = push_ctx(r)) == MOERT_OK) {
-    CU_CHECK(r, r->cu->cuMemAlloc(&ce->table, n * sizeof *tab), "cuMemAlloc of the expert table");
+    CU_CHECK(r, r->cu->cuMemAlloc(&ce->table, all_bytes), "cuMemAlloc of the expert table");
     CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->table, tab, n * sizeof *tab), "cuMemcpyHtoD of the expert table");
+    if (maps) {
+      ce->maps = ce->table + tab_bytes;
+      CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
+               "cuMemcpyHtoD of the weights' tensor maps");
+    }
   done:
     if (st != MOERT_OK && ce->table) r->cu->cuMemFree(ce->table);
     pop_ctx(r);
   }
   free(tab);
+  free(maps);
   if (st != MOERT_OK) {
     free(ce);
     return st;
@@ -762,8 +832,25 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   int Ti = (int)T, Hi = (int)H, Ii = (int)I, Isi = (int)Is, Ki = (int)k, one = 1, zero = 0;
   int up_offset = (int)E, accumulate = (int)a->accumulate;
   long long hstride = I, hsstride = Is;
-  const int dec = blocks > 0 ? pick_decode(c, T, k, E) : -1;
-  if (dec >= 0) {
+  /* the prefill GEMMs: where the plan has many rows per expert (or forced); on sm_90 they
+   * need the experts' tensor maps */
+  const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(c, T, k, E) &&
+                       (r->cc_major != 9 || r->cc_minor != 0 || ce->maps);
+  const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
+  c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
+                 : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
+  if (prefill) {
+    /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
+     * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
+    const uint64_t pairs = (uint64_t)T * k;
+    const moert_prefill_kernels *pk = &c->pf[moert_prefill_pick_bm(NULL, E, pairs) == 128];
+    moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
+                             .offsets = c->offsets, .gather = c->packed_token, .x = x,
+                             .x_stride = xs, .wtab = tab, .maps = ce->maps,
+                             .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
+                             .out = c->ypair, .out_stride = H};
+    if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
+  } else if (dec >= 0) {
     /* decode: a work item per (slab, touched expert); at most min(T k, E) experts touched */
     const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
     int Ei = (int)E;
@@ -819,6 +906,12 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
 done:
   pop_ctx(r);
   return st;
+}
+
+int moert_cuda_forward_path(const moert_scratch *s) {
+  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
+    return MOERT_CUDA_PATH_NONE;
+  return ((const cuda_scratch *)s->backend_state)->last_path;
 }
 
 const moert_backend_ops moert_cuda_backend = {

@@ -126,4 +126,17 @@ typedef struct moert_prefill_args {
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
                                   const moert_prefill_args *a, CUstream stream);
 
+/* ---- the backend's choice (runtime/cuda/backend.c) ---- */
+
+enum {
+  MOERT_CUDA_PATH_NONE = 0, /* no forward yet, another backend, or no rows */
+  MOERT_CUDA_PATH_DECODE = 1,
+  MOERT_CUDA_PATH_TILED = 2,
+  MOERT_CUDA_PATH_PREFILL = 3
+};
+struct moert_scratch;
+/* The expert path the scratch's last moert_forward launched (a private hook for the tests
+ * and the benchmark tool of the static library). */
+int moert_cuda_forward_path(const struct moert_scratch *s);
+
 #endif
