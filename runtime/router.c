@@ -391,10 +391,12 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
       gscore[g] = take == 2 ? MOERT_FADD(two[0], two[1]) : two[0];
     }
     (void)topk_best(gscore, groups, cfg->topk_group, gv, gi);
-    bool keep[MOERT_MAX_EXPERTS] = {false};
+    bool keep[MOERT_MAX_EXPERTS];
+    for (uint32_t g = 0; g < groups; g++) keep[g] = false;
     for (uint32_t j = 0; j < cfg->topk_group; j++) keep[gi[j]] = true;
-    for (uint32_t e = 0; e < E; e++)
-      if (!keep[e / gs]) choice[e] = ninf;
+    for (uint32_t g = 0; g < groups; g++) /* whole groups: no division per expert */
+      if (!keep[g])
+        for (uint32_t e = g * gs; e < (g + 1) * gs; e++) choice[e] = ninf;
   }
   (void)topk_best(choice, E, k, vals, idx);
   float sum = 0.0f;
