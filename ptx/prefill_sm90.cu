@@ -34,9 +34,16 @@
  * completed.  Grid: x = row tiles (an upper bound; CTAs past *tile_count return), y = column
  * tiles of BN.  All global index arithmetic is 64-bit.
  *
+ * MOERT_PERSISTENT=1: a grid of about one CTA per SM (1-D); CTA b takes the work items
+ * w = b, b + gridDim.x, ... of the tile_count x ceil(N/BN) items (row tile w % tile_count,
+ * column tile w / tile_count: the order of the 2-D grid), with one pipeline over all its
+ * items: the producer loads the next item's first stages while the consumers run the
+ * epilogue of the last one, and the launch and pipeline fill are paid once per SM instead of
+ * once per tile.
+ *
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down), MOERT_STAGES (default 4),
- * MOERT_A_TMA (default 0).  K need only be a multiple of 8 (a short last K step is
+ * MOERT_A_TMA (default 0), MOERT_PERSISTENT (default 0).  K need only be a multiple of 8 (a short last K step is
  * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
 #include "moert_prefill.h"
@@ -66,6 +73,9 @@
 #endif
 #ifndef MOERT_A_TMA
 #define MOERT_A_TMA 0
+#endif
+#ifndef MOERT_PERSISTENT
+#define MOERT_PERSISTENT 0
 #endif
 
 #define BM MOERT_BM
@@ -245,6 +255,11 @@ static __device__ __forceinline__ void wgmma_tile(float (&d)[ACC], unsigned long
 
 static __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
 
+/* a barrier of the producer warpgroup alone (named barrier 1, 128 threads) */
+static __device__ __forceinline__ void producer_sync() {
+  asm volatile("bar.sync 1, 128;\n" ::: "memory");
+}
+
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
                    const unsigned long long *wtab, int up_offset, const act_t *a,
@@ -255,16 +270,23 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
   __shared__ int s_arow[BM];
-  if ((int)blockIdx.x >= *tile_count) return; /* uniform over the CTA */
-  const moert_row_tile tile = tiles[blockIdx.x];
-  const int expert = tile.x, row0 = tile.y, row_end = tile.z;
-  const int n0 = blockIdx.y * BN;
+#if MOERT_PERSISTENT
+  /* work items w = blockIdx.x + i gridDim.x: row tile w % ntile, column tile w / ntile */
+  const int ntile = *tile_count;
+  const int total = ntile * (int)((N + BN - 1) / BN);
+  if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
+  const int w_first = blockIdx.x, w_step = gridDim.x;
+#else
+  /* one work item: row tile blockIdx.x, column tile blockIdx.y */
+  const int ntile = *tile_count;
+  if ((int)blockIdx.x >= ntile) return; /* uniform over the CTA */
+  const int total = ntile * (int)(blockIdx.y + 1);
+  const int w_first = blockIdx.x + ntile * blockIdx.y, w_step = total;
+#endif
   const int tid = threadIdx.x, wg = tid >> 7;
   /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack */
   const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const int ktiles = (K + BK - 1) / BK;
-  const moert_tmap *map0 = b_maps + expert;
-  const moert_tmap *map1 = b_maps + (size_t)E + expert;
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; s++) {
@@ -273,44 +295,60 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  for (int i = tid; i < BM; i += NTHREADS) {
-    const int r = row0 + i;
-    s_arow[i] = r < row_end ? (gather ? gather[r] : r) : -1;
-  }
   __syncthreads();
 
   if (wg == 0) {
     /* ---------------- producer warpgroup ---------------- */
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (tid == 0) {
-      tma_prefetch_map(map0);
-      if (NB == 2) tma_prefetch_map(map1);
-      if (MOERT_A_TMA) tma_prefetch_map(&a_map);
-    }
-    for (int kt = 0; kt < ktiles; kt++) {
-      const int s = kt % STAGES;
-      if (kt >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((kt / STAGES) - 1) & 1);
-      const unsigned int full = smem_u32(&s_full[s]);
-      const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
-      const int k0 = kt * BK;
+    if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
+    int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
+    for (int w = w_first; w < total; w += w_step) {
+      const moert_row_tile tile = tiles[w % ntile];
+      const int expert = tile.x, row0 = tile.y, row_end = tile.z;
+      const int n0 = (w / ntile) * BN;
+      const moert_tmap *map0 = b_maps + expert;
+      const moert_tmap *map1 = b_maps + (size_t)E + expert;
       if (tid == 0) {
-        mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
-        tma_load_2d(sb, map0, k0, n0, full);
-        if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
-        if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
+        tma_prefetch_map(map0);
+        if (NB == 2) tma_prefetch_map(map1);
       }
 #if !MOERT_A_TMA
-      /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments */
-      const int j = tid & 7, kc = k0 + j * 8;
-#pragma unroll 4
-      for (int r = tid >> 3; r < BM; r += 16) {
-        const int src = s_arow[r];
-        const bool ok = src >= 0 && kc < K;
-        const act_t *gp = ok ? a + (long long)src * a_stride + kc : a;
-        cp_async16(sa + r * 128 + ((j ^ (r & 7)) << 4), gp, ok ? 16 : 0);
+      /* the rows of this item (every producer thread is done issuing the last item's
+       * copies, whose source addresses were taken at issue) */
+      producer_sync();
+      for (int i = tid; i < BM; i += 128) {
+        const int r = row0 + i;
+        s_arow[i] = r < row_end ? (gather ? gather[r] : r) : -1;
       }
-      cp_async_arrive_noinc(full);
+      producer_sync();
+#else
+      (void)row_end;
 #endif
+      for (int kt = 0; kt < ktiles; kt++, it++) {
+        const int s = it % STAGES;
+        if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
+        const unsigned int full = smem_u32(&s_full[s]);
+        const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
+        const int k0 = kt * BK;
+        if (tid == 0) {
+          mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
+          tma_load_2d(sb, map0, k0, n0, full);
+          if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+          if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
+        }
+#if !MOERT_A_TMA
+        /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments */
+        const int j = tid & 7, kc = k0 + j * 8;
+#pragma unroll 4
+        for (int r = tid >> 3; r < BM; r += 16) {
+          const int src = s_arow[r];
+          const bool ok = src >= 0 && kc < K;
+          const act_t *gp = ok ? a + (long long)src * a_stride + kc : a;
+          cp_async16(sa + r * 128 + ((j ^ (r & 7)) << 4), gp, ok ? 16 : 0);
+        }
+        cp_async_arrive_noinc(full);
+#endif
+      }
     }
 #if !MOERT_A_TMA
     asm volatile("cp.async.wait_all;\n" ::: "memory"); /* leave no copy in flight at exit */
@@ -320,67 +358,75 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
     const int warp = (tid >> 5) & 3, lane = tid & 31;
-    float acc[NB][ACC];
+    int it = 0;
+    for (int w = w_first; w < total; w += w_step) {
+      const moert_row_tile tile = tiles[w % ntile];
+      const int row0 = tile.y, row_end = tile.z;
+      const int n0 = (w / ntile) * BN;
+      float acc[NB][ACC];
 #pragma unroll
-    for (int b = 0; b < NB; b++)
+      for (int b = 0; b < NB; b++)
 #pragma unroll
-      for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
-    for (int kt = 0; kt < ktiles; kt++) {
-      const int s = kt % STAGES;
-      mbar_wait(smem_u32(&s_full[s]), (kt / STAGES) & 1);
+        for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
+      for (int kt = 0; kt < ktiles; kt++, it++) {
+        const int s = it % STAGES;
+        mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
 #if !MOERT_A_TMA
-      /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
-      const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
-      const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
-      const unsigned long long da = smem_desc(sa);
+        const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
+        const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
+        const unsigned long long da = smem_desc(sa);
 #pragma unroll
-      for (int b = 0; b < NB; b++) fence_regs(acc[b]);
-      wgmma_fence();
+        for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+        wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++) {
-        /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
+        for (int kk = 0; kk < BK / 16; kk++) {
+          /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
 #pragma unroll
-        for (int b = 0; b < NB; b++)
-          wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
+          for (int b = 0; b < NB; b++)
+            wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
+        }
+        wgmma_commit();
+#pragma unroll
+        for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+        /* the batch of step it-1 has completed: its stage can be refilled */
+        wgmma_wait<1>();
+        if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
       }
-      wgmma_commit();
+      wgmma_wait<0>();
 #pragma unroll
       for (int b = 0; b < NB; b++) fence_regs(acc[b]);
-      /* the batch of step kt-1 has completed: its stage can be refilled */
-      wgmma_wait<1>();
-      if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(kt - 1) % STAGES]));
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+      /* the item's last stage is free too (the producer may be filling the next item's) */
+      if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 
-    /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
-     * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */
-    const int rbase = wm * 64 + warp * 16 + (lane >> 2);
-    const int cbase = n0 + wn * WGN + 2 * (lane & 3);
+      /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
+       * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */
+      const int rbase = wm * 64 + warp * 16 + (lane >> 2);
+      const int cbase = n0 + wn * WGN + 2 * (lane & 3);
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-      const int r = row0 + rbase + 8 * half;
-      if (r >= row_end) continue;
+      for (int half = 0; half < 2; half++) {
+        const int r = row0 + rbase + 8 * half;
+        if (r >= row_end) continue;
 #if MOERT_GATED
-      act_t *orow = (act_t *)out + (long long)r * out_stride;
+        act_t *orow = (act_t *)out + (long long)r * out_stride;
 #else
-      float *orow = (float *)out + (long long)r * out_stride;
+        float *orow = (float *)out + (long long)r * out_stride;
 #endif
 #pragma unroll
-      for (int jn = 0; jn < WGN / 8; jn++) {
-        const int col = cbase + 8 * jn;
-        if (col >= N) continue;
-        const int i = 4 * jn + 2 * half;
+        for (int jn = 0; jn < WGN / 8; jn++) {
+          const int col = cbase + 8 * jn;
+          if (col >= N) continue;
+          const int i = 4 * jn + 2 * half;
 #if MOERT_GATED
-        const float h0 = silu(acc[0][i]) * acc[NB - 1][i];
-        const float h1 = silu(acc[0][i + 1]) * acc[NB - 1][i + 1];
-        *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
+          const float h0 = silu(acc[0][i]) * acc[NB - 1][i];
+          const float h1 = silu(acc[0][i + 1]) * acc[NB - 1][i + 1];
+          *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
 #else
-        *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
+          *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
 #endif
+        }
       }
     }
   }

@@ -63,7 +63,9 @@ static void compile_cubin(const moert_nvrtc *nv, const moert_prefill_config *c, 
   free(image);
 }
 
-/* sm_90a: act x gated x bm x A path = 16 compiles, split over 4 loop iterations */
+/* sm_90a: act x gated x bm x A path = 16 compiles, split over 4 loop iterations; the
+ * configured kernels, and the other A path persistent when they are not (and not when they
+ * are) */
 START_TEST(test_sm90a_compiles) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   const moert_dtype dt = _i & 1 ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
@@ -76,6 +78,7 @@ START_TEST(test_sm90a_compiles) {
   compile_cubin(nv, &dn, "sm_90a");
   gu.a_tma = 1; /* x already gathered into sorted order */
   dn.a_tma = 0; /* h read by cp.async */
+  gu.persistent = dn.persistent = !gu.persistent;
   compile_cubin(nv, &gu, "sm_90a");
   compile_cubin(nv, &dn, "sm_90a");
 }
@@ -175,13 +178,27 @@ START_TEST(test_tiles_and_grid) {
   moert_prefill_config gu, dn;
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   unsigned gx, gy;
-  moert_prefill_grid(&gu, pairs, 128, 768, &gx, &gy);
+  /* 128-row tiles: one CTA per tile; 64-row tiles: persistent, one CTA per SM, or one per
+   * work item when fewer */
+  ck_assert_int_eq(gu.persistent, 0);
+  moert_prefill_config g64, d64;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 64, &g64, &d64), MOERT_OK);
+  ck_assert_int_eq(g64.persistent, 1);
+  ck_assert_int_eq(d64.persistent, 1);
+  gu.persistent = 1;
+  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
+  ck_assert_uint_eq(gx, 132);
+  ck_assert_uint_eq(gy, 1);
+  moert_prefill_grid(&gu, 5, 128, 768, 132, &gx, &gy);
+  ck_assert_uint_eq(gx, (1 + 5) * 6);
+  gu.persistent = dn.persistent = 0;
+  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 640);
   ck_assert_uint_eq(gy, 6);
-  moert_prefill_grid(&dn, pairs, 128, 2048, &gx, &gy);
+  moert_prefill_grid(&dn, pairs, 128, 2048, 132, &gx, &gy);
   ck_assert_uint_eq(gy, 8);
   /* T = 262144: 2^21 rows, 2^32 elements of h; the grid still fits */
-  moert_prefill_grid(&gu, 262144ull * 8, 128, 768, &gx, &gy);
+  moert_prefill_grid(&gu, 262144ull * 8, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 16384 + 128);
   /* the tile height: about 64 rows per expert -> 64; 512 -> 128 */
   ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 1024 * 8), 64);
@@ -201,10 +218,10 @@ START_TEST(test_requests) {
   moert_prefill_request q;
   moert_prefill_make_request(&dn, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
-  ck_assert_uint_eq(q.req.num_defines, 6);
+  ck_assert_uint_eq(q.req.num_defines, 7);
   const char *want[] = {"MOERT_ACT=2", "MOERT_GATED=0", "MOERT_BM=64", "MOERT_BN=256",
-                        "MOERT_STAGES=4", "MOERT_A_TMA=1"};
-  for (int i = 0; i < 6; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1"};
+  for (int i = 0; i < 7; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

@@ -1,7 +1,8 @@
 /* prefill.c — the host side of the prefill expert GEMMs (prefill.h): tile choice, NVRTC
- * requests, tensor maps and launches.  Not yet called by backend.c; docs/prefill.md. */
+ * requests, tensor maps and launches.  Called by backend.c's forward; docs/prefill.md. */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "prefill.h"
@@ -59,6 +60,12 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     dn->bn = 256;
     gu->a_tma = 0; /* x rows gathered by packed_token */
     dn->a_tma = 1; /* h is contiguous in sorted-row order */
+    /* persistent grids for 64-row tiles only: on the H100 (docs/bench/prefill-log.md, v2)
+     * Qwen3-30B-A3B T=8192 took 1.727 ms persistent against 1.967 one CTA per tile with
+     * 64-row tiles, but 1.739 against 1.659 with 128-row tiles.  MOERT_PREFILL_PERSISTENT=0|1
+     * (a benchmark hook) forces either. */
+    const char *p = getenv("MOERT_PREFILL_PERSISTENT");
+    gu->persistent = dn->persistent = p && !strcmp(p, "0") ? 0 : p && !strcmp(p, "1") ? 1 : bm == 64;
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -79,9 +86,10 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
   snprintf(out->text[n++], sizeof out->text[0], "MOERT_BM=%d", c->bm);
   snprintf(out->text[n++], sizeof out->text[0], "MOERT_BN=%d", c->bn);
   snprintf(out->text[n++], sizeof out->text[0], "MOERT_STAGES=%d", c->stages);
-  if (c->sm == 90)
+  if (c->sm == 90) {
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_TMA=%d", c->a_tma);
-  else
+    if (c->persistent) snprintf(out->text[n++], sizeof out->text[0], "MOERT_PERSISTENT=1");
+  } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
   out->req.num_defines = (size_t)n;
@@ -108,10 +116,15 @@ size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t E, int bm) {
 }
 
 void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t E, uint32_t N,
-                        unsigned int *gx, unsigned int *gy) {
+                        unsigned int sm_count, unsigned int *gx, unsigned int *gy) {
   const uint64_t t = moert_prefill_max_tiles(pairs, E, c->bm);
   *gx = (unsigned int)(t ? t : 1);
   *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
+  if (c->persistent) {
+    const uint64_t items = (uint64_t)*gx * *gy, ctas = sm_count ? sm_count : 132;
+    *gx = (unsigned int)(items < ctas ? items : ctas);
+    *gy = 1;
+  }
 }
 
 /* ---- tensor maps ---- */
@@ -203,6 +216,13 @@ moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *c
     return st;
   out->smem_gate_up = moert_prefill_smem(gu);
   out->smem_down = moert_prefill_smem(dn);
+  { /* the SMs of the current context's device (persistent grids): one CTA per SM */
+    CUdevice dev;
+    int sms = 0;
+    if (cu->cuCtxGetDevice(&dev) == MOERT_CUDA_SUCCESS)
+      (void)cu->cuDeviceGetAttribute(&sms, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    out->sm_count = sms > 0 ? (unsigned int)sms : 0;
+  }
   CUresult rc = cu->cuFuncSetAttribute(out->fn_gate_up,
                                        MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                        (int)out->smem_gate_up);
@@ -251,7 +271,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int up_offset = E;
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
                  &h, &hs};
-    moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, &gx, &gy);
+    moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, k->sm_count, &gx, &gy);
     if ((st = launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)")) != MOERT_OK)
       return st;
@@ -269,7 +289,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os};
-    moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, &gx, &gy);
+    moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
     st = launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
                 "moert_prefill_gemm (down)");
   }

@@ -9,8 +9,8 @@
  *
  * h and out are laid out like the decode path's (runtime/cuda/backend.c: c->h [pairs, I],
  * c->ypair [pairs, H] f32, by sorted row), so the combine kernel of ptx/expert.cu follows
- * unchanged.  Private to the library; not yet called by backend.c (docs/prefill.md says how
- * to integrate it).  Untested on a GPU so far: see docs/prefill.md. */
+ * unchanged.  Private to the library; called by backend.c's forward for bf16/f16 layers with
+ * many rows per expert (docs/prefill.md, docs/cuda.md). */
 #ifndef MOERT_CUDA_PREFILL_H
 #define MOERT_CUDA_PREFILL_H
 
@@ -30,6 +30,7 @@ typedef struct moert_prefill_config {
   int bk;     /* K step (always 64 on sm90) */
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
+  int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 when the experts have about
@@ -38,7 +39,9 @@ typedef struct moert_prefill_config {
 int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t pairs);
 
 /* The configurations of both GEMMs for a GPU of compute capability major.minor, dtype
- * (bf16 or f16) and tile rows bm (64 or 128).  MOERT_ERR_UNSUPPORTED for another dtype or a
+ * (bf16 or f16) and tile rows bm (64 or 128).  sm_90 kernels with 64-row tiles are
+ * persistent, 128-row ones one CTA per tile (measured; MOERT_PREFILL_PERSISTENT=0|1, a
+ * benchmark hook, forces either).  MOERT_ERR_UNSUPPORTED for another dtype or a
  * GPU older than sm_80. */
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gate_up, moert_prefill_config *down);
@@ -57,9 +60,10 @@ unsigned int moert_prefill_smem(const moert_prefill_config *c);
 uint64_t moert_prefill_max_tiles(uint64_t pairs, uint32_t num_experts, int bm);
 /* Bytes of device scratch for the tile list and its count (16-byte entries + 16). */
 size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t num_experts, int bm);
-/* Grid of a GEMM: x = row tiles (upper bound), y = ceil(N / bn). */
+/* Grid of a GEMM: x = row tiles (upper bound), y = ceil(N / bn); a persistent one
+ * (c->persistent) is 1-D: min(sm_count, x * y) CTAs. */
 void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t num_experts,
-                        uint32_t N, unsigned int *gx, unsigned int *gy);
+                        uint32_t N, unsigned int sm_count, unsigned int *gx, unsigned int *gy);
 
 /* ---- tensor maps (sm_90a) ---- */
 
@@ -97,6 +101,7 @@ typedef struct moert_prefill_kernels {
   CUfunction fn_tiles, fn_gate_up, fn_down;
   unsigned int smem_gate_up, smem_down;
   moert_tmap_encode_fn encode; /* sm90 only */
+  unsigned int sm_count;       /* the grid of a persistent kernel */
 } moert_prefill_kernels;
 
 /* Compiles or loads both modules through the runtime's JIT cache and sets the kernels'
@@ -127,6 +132,10 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
                                   const moert_prefill_args *a, CUstream stream);
 
 /* ---- the backend's choice (runtime/cuda/backend.c) ---- */
+
+/* bf16/f16 layers take the prefill GEMMs when the expected rows per expert
+ * ceil(T k / E) exceed this (unless MOERT_CUDA_PREFILL=0|1 says otherwise) */
+#define MOERT_CUDA_PREFILL_MIN_RPE 8
 
 enum {
   MOERT_CUDA_PATH_NONE = 0, /* no forward yet, another backend, or no rows */
