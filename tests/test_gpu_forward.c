@@ -10,8 +10,7 @@
  *  - a CUDA graph capturing route + forward, replayed on new inputs (the decode path, and
  *    the prefill GEMMs forced with MOERT_CUDA_PREFILL=1);
  *  - the expert path each forward took: the prefill GEMMs (runtime/cuda/prefill.c) for bf16
- *    and f16 where rows per expert > 128 (Qwen3 T=4096, Mixtral T=1000), or at every T when
- *    forced (the quick case "prefill", small shapes with partial tiles);
+ *    and f16 where rows per expert > 8 (T >= 129 here), or at every T when forced (the quick case "prefill", small shapes with partial tiles);
  *  - the disk cache: a second process loads every kernel without compiling; cold and warm
  *    time to first forward are printed.
  * With no GPU it prints why and exits 0 (skip).  Links moert_static for the private hooks. */
@@ -512,7 +511,7 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
       const bool half = dt != MOERT_DTYPE_F32;
       const bool forced = pm && !strcmp(pm, "1"), off = pm && !strcmp(pm, "0");
       const uint64_t rpe = ((uint64_t)T * m->k + m->E - 1) / m->E;
-      const bool due = half && !off && (forced || rpe > 128);
+      const bool due = half && !off && (forced || rpe > MOERT_CUDA_PREFILL_MIN_RPE);
       strncat(what, path == MOERT_CUDA_PATH_PREFILL ? " [prefill]" : path == MOERT_CUDA_PATH_DECODE
                     ? " [decode]" : " [tiled]", sizeof what - strlen(what) - 1);
       ck_assert_msg(due == (path == MOERT_CUDA_PATH_PREFILL), "%s: expert path %d, the prefill "

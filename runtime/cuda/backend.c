@@ -113,14 +113,15 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
   while (i >= 0 && !c->dec_ok[i]) i--;
   return i;
 }
-/* The prefill GEMMs (runtime/cuda/prefill.c) take the T the decode path leaves to the
- * tiled kernels (rpe > 128), for bf16/f16 layers; MOERT_CUDA_PREFILL=1 forces them at any T
- * (the tests), 0 turns them off. */
-#define PREFILL_MIN_RPE 128
+/* The prefill GEMMs (runtime/cuda/prefill.c) take bf16/f16 layers from rpe > 8 on
+ * (MOERT_CUDA_PREFILL_MIN_RPE, prefill.h): on the H100, Qwen3-30B-A3B, the whole layer on a
+ * stream with the decode path against the prefill GEMMs took 488/468 us at T=128 (rpe 8),
+ * 505/463 at T=256, 641/491 at T=512, 1013/565 at T=1024 (docs/bench/prefill-log.md).
+ * MOERT_CUDA_PREFILL=1 forces them at any T (the tests), 0 turns them off. */
 static bool want_prefill(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
   if (c->prefill_mode == 0) return false;
   if (c->prefill_mode == 1) return true;
-  return ((uint64_t)T * k + E - 1) / E > PREFILL_MIN_RPE;
+  return ((uint64_t)T * k + E - 1) / E > MOERT_CUDA_PREFILL_MIN_RPE;
 }
 #define PLAN_THREADS 1024
 /* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
