@@ -388,24 +388,55 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
   __syncthreads();
   const float sg = s_gate;
   act_t *yr = y + (size_t)t * (size_t)y_stride;
-  for (int col = 2 * tid; col < H; col += 2 * COMBINE_THREADS) {
-    float a0 = 0.0f, a1 = 0.0f;
-    for (int j = 0; j < K; j++) {
-      const float2 v = *(const float2 *)(ypair + (size_t)s_row[j] * H + col);
-      a0 = fmaf(s_w[j], v.x, a0);
-      a1 = fmaf(s_w[j], v.y, a1);
+  /* Thread tid owns the column pairs tid, tid + 256, ... (columns 2c, 2c + 1), CB of them at
+   * a time, and loads the rows of CJ pairs for all CB before it adds any: CB * CJ loads in
+   * flight instead of one (a row of 2048 columns took 4 x K dependent L2 round trips).
+   * Each column still sums its pairs in pair order, then the shared expert, then y. */
+  constexpr int CB = 4, CJ = 4;
+  const int npair = H / 2;
+  for (int c0 = tid; c0 < npair; c0 += COMBINE_THREADS * CB) {
+    float a[CB][2];
+#pragma unroll
+    for (int q = 0; q < CB; q++) a[q][0] = a[q][1] = 0.0f;
+    for (int j0 = 0; j0 < K; j0 += CJ) {
+      float2 v[CJ][CB];
+#pragma unroll
+      for (int jj = 0; jj < CJ; jj++)
+#pragma unroll
+        for (int q = 0; q < CB; q++) {
+          const int c = c0 + q * COMBINE_THREADS;
+          v[jj][q] = j0 + jj < K && c < npair
+                         ? *(const float2 *)(ypair + (size_t)s_row[j0 + jj] * H + 2 * c)
+                         : make_float2(0.0f, 0.0f);
+        }
+#pragma unroll
+      for (int jj = 0; jj < CJ; jj++)
+        if (j0 + jj < K) {
+          const float wj = s_w[j0 + jj];
+#pragma unroll
+          for (int q = 0; q < CB; q++) {
+            a[q][0] = fmaf(wj, v[jj][q].x, a[q][0]);
+            a[q][1] = fmaf(wj, v[jj][q].y, a[q][1]);
+          }
+        }
     }
-    if (yshared) {
-      const float2 v = *(const float2 *)(yshared + (size_t)t * H + col);
-      a0 = fmaf(sg, v.x, a0);
-      a1 = fmaf(sg, v.y, a1);
+#pragma unroll
+    for (int q = 0; q < CB; q++) {
+      const int col = 2 * (c0 + q * COMBINE_THREADS);
+      if (col >= H) break;
+      float a0 = a[q][0], a1 = a[q][1];
+      if (yshared) {
+        const float2 v = *(const float2 *)(yshared + (size_t)t * H + col);
+        a0 = fmaf(sg, v.x, a0);
+        a1 = fmaf(sg, v.y, a1);
+      }
+      if (accumulate) {
+        const float2 old = load2(yr + col);
+        a0 += old.x;
+        a1 += old.y;
+      }
+      store2(yr + col, a0, a1);
     }
-    if (accumulate) {
-      const float2 old = load2(yr + col);
-      a0 += old.x;
-      a1 += old.y;
-    }
-    store2(yr + col, a0, a1);
   }
 }
 
