@@ -34,6 +34,7 @@ moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runti
 
 static const moert_cuda_driver *cu;
 static CUcontext ctx;
+static int cc_major, cc_minor; /* the GPU's compute capability (which expert path is due) */
 static moert_runtime *gpu_rt, *cpu_rt;
 
 #define CU(call)                                                                           \
@@ -510,8 +511,9 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
       const char *pm = getenv("MOERT_CUDA_PREFILL");
       const bool half = dt != MOERT_DTYPE_F32;
       const bool forced = pm && !strcmp(pm, "1"), off = pm && !strcmp(pm, "0");
-      const uint64_t rpe = ((uint64_t)T * m->k + m->E - 1) / m->E;
-      const bool due = half && !off && (forced || rpe > MOERT_CUDA_PREFILL_MIN_RPE);
+      const uint64_t eb = 3ull * m->H * m->I * moert_dtype_size(dt);
+      const bool due = half && !off &&
+                       (forced || moert_cuda_prefill_due(cc_major, cc_minor, T, m->k, m->E, eb));
       strncat(what, path == MOERT_CUDA_PATH_PREFILL ? " [prefill]" : path == MOERT_CUDA_PATH_DECODE
                     ? " [decode]" : " [tiled]", sizeof what - strlen(what) - 1);
       ck_assert_msg(due == (path == MOERT_CUDA_PATH_PREFILL), "%s: expert path %d, the prefill "
@@ -610,8 +612,8 @@ START_TEST(test_graph_replay) {
     printf("graph test skipped: the driver has no graph capture entry points\n");
     return;
   }
-  /* _i = 1: the prefill GEMMs forced (read when the scratch is made) */
-  if (_i == 1) setenv("MOERT_CUDA_PREFILL", "1", 1);
+  /* _i = 0: the decode kernels, _i = 1: the prefill GEMMs (read when the scratch is made) */
+  setenv("MOERT_CUDA_PREFILL", _i == 1 ? "1" : "0", 1);
   const model *m = &qwen3;
   const moert_dtype dt = MOERT_DTYPE_BF16;
   const uint32_t T = 32, E = m->E, H = m->H;
@@ -974,6 +976,8 @@ int main(int argc, char **argv) {
     printf("test_gpu_forward: skipped, CUDA device 0 cannot be used\n");
     return 0;
   }
+  cu->cuDeviceGetAttribute(&cc_major, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+  cu->cuDeviceGetAttribute(&cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
   moert_runtime_options o;
   moert_runtime_options_init(&o);
   o.backend = MOERT_BACKEND_CUDA;

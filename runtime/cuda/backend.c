@@ -64,6 +64,8 @@ typedef struct cuda_scratch {
   expert_tile tile;
   /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
   int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
+  int cc_major, cc_minor; /* the GPU's (want_prefill) */
+  uint64_t expert_bytes;  /* one expert's gate, up and down weights */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
   moert_prefill_kernels pf[2];
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
@@ -113,15 +115,23 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
   while (i >= 0 && !c->dec_ok[i]) i--;
   return i;
 }
-/* The prefill GEMMs (runtime/cuda/prefill.c) take bf16/f16 layers from rpe > 8 on
- * (MOERT_CUDA_PREFILL_MIN_RPE, prefill.h): on the H100, Qwen3-30B-A3B, the whole layer on a
- * stream with the decode path against the prefill GEMMs took 488/468 us at T=128 (rpe 8),
- * 505/463 at T=256, 641/491 at T=512, 1013/565 at T=1024 (docs/bench/prefill-log.md).
+/* The prefill GEMMs (runtime/cuda/prefill.c) take bf16/f16 layers (moert_cuda_prefill_due,
+ * prefill.h)
+ *  - on sm_90 (wgmma + TMA), from T k >= E (a row per expert on average) on, and at any T
+ *    where one expert's weights are 16 MiB or more: on the H100 the whole layer took, decode
+ *    path against prefill GEMMs (docs/bench/decode-log.md, v5): Qwen3-30B-A3B (9 MiB experts)
+ *    44.8/49.9 us at T=1, 119.5/119.7 at T=4, 186.8/188.6 at T=8, 290.8/283.2 at T=16,
+ *    398.7/392.3 at T=32, 449.4/431.9 at T=64;
+ *    Qwen3-235B-A22B (36 MiB) 135.5/122.8 at T=1, 1522.6/1449.7 at T=32; Mixtral-8x7B
+ *    (336 MiB) 328.5/266.0 at T=1, 1246.0/937.8 at T=32;
+ *  - elsewhere (the mma.sync version, not measured on hardware yet) from rpe > 8 on
+ *    (MOERT_CUDA_PREFILL_MIN_RPE, prefill.h), as first measured on the H100 for Qwen3-30B-A3B:
+ *    488/468 us at T=128 (rpe 8), 505/463 at T=256 (docs/bench/prefill-log.md).
  * MOERT_CUDA_PREFILL=1 forces them at any T (the tests), 0 turns them off. */
 static bool want_prefill(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
   if (c->prefill_mode == 0) return false;
   if (c->prefill_mode == 1) return true;
-  return ((uint64_t)T * k + E - 1) / E > MOERT_CUDA_PREFILL_MIN_RPE;
+  return moert_cuda_prefill_due(c->cc_major, c->cc_minor, T, k, E, c->expert_bytes);
 }
 #define PLAN_THREADS 1024
 /* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
@@ -329,6 +339,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
   else
     c->forward_ok = true;
   /* the prefill GEMMs: bf16/f16 on sm_80 and newer, when some T up to max_tokens takes them */
+  c->cc_major = r->cc_major, c->cc_minor = r->cc_minor;
+  c->expert_bytes = 3ull * d->hidden * d->intermediate * moert_dtype_size(d->weight_dtype);
   c->prefill_ok = c->forward_ok &&
                   (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
