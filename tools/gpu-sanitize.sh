@@ -9,8 +9,10 @@
 #   fwd-route        test_gpu_forward, case route: device router, 8 router configurations
 #   fwd-quick-N      test_gpu_forward, case quick, dtype N (bf16/f16/f32): a small layer, plan
 #                    blocks of 16..128 rows, T = 1, 7, 129, both routers, shared expert,
-#                    accumulate; decode kernels (the default at these T) ...
+#                    accumulate; on the decode kernels (MOERT_CUDA_PREFILL=0) ...
 #   fwd-tiled-N      ... and the same with MOERT_CUDA_DECODE=0 (the tiled kernels)
+#   fwd-prefill-N    test_gpu_forward's quick prefill case: the prefill GEMMs inside
+#                    moert_forward, forced, T = 1..1000, shared expert, both routers
 #   fwd-context      test_gpu_forward, the caller's-CUcontext case
 #   reliability      test_gpu_reliability with T = 64: device OOM, a Qwen3-30B-A3B layer vs the CPU
 #   prefill          test_gpu_prefill, its T = 256 cases (partial tiles) (sm_90a wgmma/TMA or sm_80 GEMMs)
@@ -35,10 +37,13 @@ add() { jobs_list+=("$1|$2|$3"); } # name|environment|program
 add fwd-route "CK_RUN_CASE=route" test_gpu_forward
 for q in 0 1 2; do
   name=$(echo bf16 f16 f32 | cut -d' ' -f$((q + 1)))
-  add "fwd-quick-$name" "CK_RUN_CASE=quick MOERT_QUICK_MIN=$((4 * q)) MOERT_QUICK_MAX=$((4 * q + 4))" test_gpu_forward
-  add "fwd-tiled-$name" "CK_RUN_CASE=quick MOERT_CUDA_DECODE=0 MOERT_QUICK_MIN=$((4 * q)) MOERT_QUICK_MAX=$((4 * q + 4))" test_gpu_forward
+  add "fwd-quick-$name" "CK_RUN_CASE=quick MOERT_QUICK_PREFILL=0 MOERT_CUDA_PREFILL=0 MOERT_QUICK_MIN=$((4 * q)) MOERT_QUICK_MAX=$((4 * q + 4))" test_gpu_forward
+  add "fwd-tiled-$name" "CK_RUN_CASE=quick MOERT_QUICK_PREFILL=0 MOERT_CUDA_PREFILL=0 MOERT_CUDA_DECODE=0 MOERT_QUICK_MIN=$((4 * q)) MOERT_QUICK_MAX=$((4 * q + 4))" test_gpu_forward
 done
-add fwd-context "CK_RUN_CASE=quick MOERT_QUICK_MAX=0" test_gpu_forward
+# the prefill GEMMs inside moert_forward, forced at T = 1, 7, 129, 1000 (bf16, f16)
+add fwd-prefill-bf16 "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=1" test_gpu_forward
+add fwd-prefill-f16 "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=2" test_gpu_forward
+add fwd-context "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=0" test_gpu_forward
 # (its device_oom case makes cuMemAlloc fail on purpose: API errors are not reported there)
 add reliability "MOERT_RELIABILITY_T=64 MOERT_SANITIZE_FLAGS=--report-api-errors=no" test_gpu_reliability
 add prefill "MOERT_PREFILL_T=256" test_gpu_prefill
