@@ -24,7 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cuda/cuda_api.h"
+#define GPU_TEST_SEED 0x1234567887654321ull
+#include "support/gpu_test.h"
 #include "cuda/jit.h"
 #include "cuda/prefill.h"
 #include "internal.h"
@@ -32,38 +33,10 @@
 moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runtime_options *) =
     moert_cuda_backend_open;
 
-static const moert_cuda_driver *cu;
-static CUcontext ctx;
 static int cc_major, cc_minor; /* the GPU's compute capability (which expert path is due) */
 static moert_runtime *gpu_rt, *cpu_rt;
 
-#define CU(call)                                                                           \
-  do {                                                                                     \
-    CUresult rc_ = (call);                                                                 \
-    ck_assert_msg(rc_ == 0, "%s failed with CUDA error %d", #call, rc_);                   \
-  } while (0)
-#define OK(call)                                                                           \
-  do {                                                                                     \
-    moert_status st_ = (call);                                                             \
-    ck_assert_msg(st_ == MOERT_OK, "%s: %s (%s)", #call, moert_status_string(st_),        \
-                  moert_last_error());                                                     \
-  } while (0)
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* ---- random data ---- */
-static uint64_t rng_state = 0x1234567887654321ull;
-static uint64_t rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static float uniform(float a) { return ((float)(rnd() >> 40) / 16777216.0f * 2.0f - 1.0f) * a; }
 
 static uint16_t to_half(moert_dtype dt, float f) {
   return dt == MOERT_DTYPE_BF16 ? moert_f32_to_bf16(f) : moert_f32_to_f16(f);
@@ -101,12 +74,6 @@ static void fill_weights(moert_dtype dt, void *p, size_t n, float a) {
   }
 }
 
-static CUdeviceptr dalloc(size_t bytes) {
-  CUdeviceptr p = 0;
-  CU(cu->cuMemAlloc(&p, bytes ? bytes : 16));
-  return p;
-}
-static void *dptr(CUdeviceptr p) { return (void *)(uintptr_t)p; }
 static void poison(CUdeviceptr y, size_t bytes) {
   CU(cu->cuMemsetD32Async(y, 0xffffffffu, bytes / 4, NULL)); /* all ones: NaN in every dtype */
   CU(cu->cuStreamSynchronize(NULL));

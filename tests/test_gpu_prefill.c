@@ -19,43 +19,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "cuda/cuda_api.h"
+#define GPU_TEST_SEED 0x5eed5eed12345678ull
+#include "support/gpu_test.h"
 #include "cuda/jit.h"
 #include "cuda/prefill.h"
 #include "internal.h"
 
-static const moert_cuda_driver *cu;
 static const moert_nvrtc *nv;
-static CUcontext ctx;
 static int cc_major, cc_minor;
 static moert_jit_cache jit;
-
-#define CU(call)                                                                           \
-  do {                                                                                     \
-    CUresult rc_ = (call);                                                                 \
-    ck_assert_msg(rc_ == 0, "%s failed with CUDA error %d", #call, rc_);                   \
-  } while (0)
-#define OK(call)                                                                           \
-  do {                                                                                     \
-    moert_status st_ = (call);                                                             \
-    ck_assert_msg(st_ == MOERT_OK, "%s: %s (%s)", #call, moert_status_string(st_),        \
-                  moert_last_error());                                                     \
-  } while (0)
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static uint64_t rng_state = 0x5eed5eed12345678ull;
-static uint64_t rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static float uniform(float a) { return ((float)(rnd() >> 40) / 16777216.0f * 2.0f - 1.0f) * a; }
 
 static uint16_t to_act(moert_dtype dt, float f) {
   return dt == MOERT_DTYPE_BF16 ? moert_f32_to_bf16(f) : moert_f32_to_f16(f);
@@ -70,10 +42,7 @@ static void fill(moert_dtype dt, uint16_t *p, size_t n, float a) {
   uint16_t *pool = malloc((size_t)POOL * 2);
   ck_assert_ptr_nonnull(pool);
   for (size_t i = 0; i < POOL; i++) pool[i] = to_act(dt, uniform(a));
-  for (size_t i = 0; i < n; i += WINDOW) {
-    const size_t len = n - i < WINDOW ? n - i : WINDOW;
-    memcpy(p + i, pool + rnd() % (POOL - WINDOW), len * 2);
-  }
+  copy_windows(p, n, pool, POOL, WINDOW);
   free(pool);
 }
 

@@ -16,27 +16,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "cuda/cuda_api.h"
+#define GPU_TEST_SEED 0x2545f4914f6cdd1dull
+#include "support/gpu_test.h"
 #include "internal.h"
 
 moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runtime_options *) =
     moert_cuda_backend_open;
 
-static const moert_cuda_driver *cu;
-static CUcontext ctx;
 static moert_runtime *gpu_rt, *cpu_rt;
-
-#define CU(call)                                                                           \
-  do {                                                                                     \
-    CUresult rc_ = (call);                                                                 \
-    ck_assert_msg(rc_ == 0, "%s failed with CUDA error %d", #call, rc_);                   \
-  } while (0)
-#define OK(call)                                                                           \
-  do {                                                                                     \
-    moert_status st_ = (call);                                                             \
-    ck_assert_msg(st_ == MOERT_OK, "%s: %s (%s)", #call, moert_status_string(st_),        \
-                  moert_last_error());                                                     \
-  } while (0)
 
 static double now_s(void) {
   struct timespec ts;
@@ -48,15 +35,6 @@ static void phase(const char *what) {
   printf("  [%8.2f s] %s\n", now_s() - g_t0, what);
   fflush(stdout);
 }
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint64_t rnd(void) {
-  uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static float uniform(float a) { return ((float)(rnd() >> 40) / 16777216.0f * 2.0f - 1.0f) * a; }
 
 /* n bf16 values in [-a, a): 1M-element windows of a random pool at random offsets */
 static void fill_bf16(uint16_t *p, size_t n, float a) {
@@ -70,18 +48,9 @@ static void fill_bf16(uint16_t *p, size_t n, float a) {
     for (size_t i = 0; i < POOL; i++) pool[i] = moert_f32_to_bf16(uniform(a));
     pool_a = a;
   }
-  for (size_t i = 0; i < n; i += WIN) {
-    size_t len = n - i < WIN ? n - i : WIN;
-    memcpy(p + i, pool + rnd() % (POOL - WIN), len * sizeof *p);
-  }
+  copy_windows(p, n, pool, POOL, WIN);
 }
 
-static CUdeviceptr dalloc(size_t bytes) {
-  CUdeviceptr p = 0;
-  CU(cu->cuMemAlloc(&p, bytes));
-  return p;
-}
-static void *dptr(CUdeviceptr p) { return (void *)(uintptr_t)p; }
 
 static moert_layer_desc qwen3_desc(uint32_t E, uint32_t H, uint32_t I) {
   moert_layer_desc d;
