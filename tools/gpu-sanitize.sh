@@ -33,7 +33,7 @@ T=$ROOT/$BUILD/tests
 TIMEOUT=${MOERT_SANITIZE_TIMEOUT:-420}
 
 jobs_list=()
-add() { jobs_list+=("$1|$2|$3"); } # name|environment|program
+add() { jobs_list+=("$1|$2|$3|${4:-}"); } # name|environment|program|sanitizer options
 add fwd-route "CK_RUN_CASE=route" test_gpu_forward
 for q in 0 1 2; do
   name=$(echo bf16 f16 f32 | cut -d' ' -f$((q + 1)))
@@ -45,7 +45,7 @@ add fwd-prefill-bf16 "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=1"
 add fwd-prefill-f16 "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=2" test_gpu_forward
 add fwd-context "CK_RUN_CASE=quick MOERT_QUICK_MAX=0 MOERT_QUICK_PREFILL=0" test_gpu_forward
 # (its device_oom case makes cuMemAlloc fail on purpose: API errors are not reported there)
-add reliability "MOERT_RELIABILITY_T=64 MOERT_SANITIZE_FLAGS=--report-api-errors=no" test_gpu_reliability
+add reliability "MOERT_RELIABILITY_T=64" test_gpu_reliability --report-api-errors=no
 add prefill "MOERT_PREFILL_T=256" test_gpu_prefill
 
 # compile every kernel once before the sanitizers run (the cache is then shared)
@@ -53,8 +53,7 @@ env CK_RUN_CASE=quick MOERT_QUICK_MAX=0 "$T/test_gpu_forward" >"$LOGS/warm.log" 
 env MOERT_PREFILL_T=256 "$T/test_gpu_prefill" >"$LOGS/warm-prefill.log" 2>&1
 
 run_one() { # tool name env program
-  local tool=$1 name=$2 envs=$3 prog=$4 start rc flags
-  flags=$(echo "$envs" | sed -n 's/.*MOERT_SANITIZE_FLAGS=\([^ ]*\).*/\1/p')
+  local tool=$1 name=$2 envs=$3 prog=$4 flags=$5 start rc
   start=$(date +%s)
   # shellcheck disable=SC2086
   env $envs timeout "$TIMEOUT" "$SAN" --tool "$tool" --error-exitcode 99 $flags \
@@ -68,11 +67,11 @@ export SAN T TIMEOUT LOGS
 start=$(date +%s)
 for tool in memcheck racecheck initcheck synccheck; do
   for j in "${jobs_list[@]}"; do
-    IFS='|' read -r name envs prog <<<"$j"
+    IFS='|' read -r name envs prog flags <<<"$j"
     [[ "$tool-$name" =~ ${MOERT_SANITIZE_ONLY:-.} ]] || continue
-    printf '%s\0%s\0%s\0%s\0' "$tool" "$name" "$envs" "$prog"
+    printf '%s\0%s\0%s\0%s\0%s\0' "$tool" "$name" "$envs" "$prog" "$flags"
   done
-done | xargs -0 -n 4 -P "${MOERT_SANITIZE_JOBS:-8}" bash -c 'run_one "$@"' _ | sort | tee "$LOGS/summary.txt"
+done | xargs -0 -n 5 -P "${MOERT_SANITIZE_JOBS:-8}" bash -c 'run_one "$@"' _ | sort | tee "$LOGS/summary.txt"
 echo "all jobs: $(( $(date +%s) - start )) s" | tee -a "$LOGS/summary.txt"
 tar -C "$LOGS" -czf "$LOGS/../sanitize-logs.tar.gz" . 2>/dev/null # one file to fetch
 fails=$(grep -c ': exit [1-9]' "$LOGS/summary.txt")
