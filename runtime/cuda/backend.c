@@ -64,8 +64,6 @@ typedef struct cuda_scratch {
   expert_tile tile;
   /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
   int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
-  int cc_major, cc_minor; /* the GPU's (want_prefill) */
-  uint64_t expert_bytes;  /* one expert's gate, up and down weights */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
   moert_prefill_kernels pf[2];
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
@@ -128,10 +126,14 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
  *    (MOERT_CUDA_PREFILL_MIN_RPE, prefill.h), as first measured on the H100 for Qwen3-30B-A3B:
  *    488/468 us at T=128 (rpe 8), 505/463 at T=256 (docs/bench/prefill-log.md).
  * MOERT_CUDA_PREFILL=1 forces them at any T (the tests), 0 turns them off. */
-static bool want_prefill(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E) {
+static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moert_layer_desc *d,
+                         uint32_t T) {
   if (c->prefill_mode == 0) return false;
   if (c->prefill_mode == 1) return true;
-  return moert_cuda_prefill_due(c->cc_major, c->cc_minor, T, k, E, c->expert_bytes);
+  const uint64_t expert_bytes =
+      3ull * d->hidden * d->intermediate * moert_dtype_size(d->weight_dtype);
+  return moert_cuda_prefill_due(r->cc_major, r->cc_minor, T, d->top_k, d->num_experts,
+                                expert_bytes);
 }
 #define PLAN_THREADS 1024
 /* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
@@ -339,12 +341,10 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
   else
     c->forward_ok = true;
   /* the prefill GEMMs: bf16/f16 on sm_80 and newer, when some T up to max_tokens takes them */
-  c->cc_major = r->cc_major, c->cc_minor = r->cc_minor;
-  c->expert_bytes = 3ull * d->hidden * d->intermediate * moert_dtype_size(d->weight_dtype);
   c->prefill_ok = c->forward_ok &&
                   (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
-                  want_prefill(c, s->max_tokens, d->top_k, d->num_experts);
+                  want_prefill(r, c, d, s->max_tokens);
   c->last_path = MOERT_CUDA_PATH_NONE;
   moert_status st = MOERT_OK;
   if ((st = push_ctx(r)) != MOERT_OK) {
@@ -847,7 +847,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   long long hstride = I, hsstride = Is;
   /* the prefill GEMMs: where the plan has many rows per expert (or forced); on sm_90 they
    * need the experts' tensor maps */
-  const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(c, T, k, E) &&
+  const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
                        (r->cc_major != 9 || r->cc_minor != 0 || ce->maps);
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
