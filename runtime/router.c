@@ -243,6 +243,153 @@ __attribute__((target("avx2"))) static int32_t topk_row_avx2(const float *row, u
   memcpy(idx, oi, k * sizeof *idx);
   return -1;
 }
+
+/* exp of 8 lanes: the operations of expf4 (and so of moert_expf) lane by lane. */
+__attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  __m256 n = _mm256_add_ps(
+      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269502162933349609375f)), magic),
+      _mm256_set1_ps(-12582912.0f));
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693145751953125f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(1.428606765330187045e-06f)));
+  __m256 p = _mm256_set1_ps(1.98412698412698413e-4f);
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.38888888888888889e-3f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.33333333333333333e-3f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.16666666666666667e-2f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.66666666666666667e-1f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+  const __m256i ni = _mm256_cvttps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
+  p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+  const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-103.97208404541015625f), _CMP_LT_OQ);
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  p = _mm256_andnot_ps(_mm256_or_ps(big, tiny), p);
+  p = _mm256_or_ps(p, _mm256_and_ps(big, _mm256_set1_ps(__builtin_inff())));
+  return _mm256_or_ps(_mm256_andnot_ps(nan, p), _mm256_and_ps(nan, x));
+}
+
+/* One compare-exchange stage of a sorting network on the 8 lanes of V against the
+ * permutation P of them: the lanes set in `hi` keep the larger value. */
+#define CX8(V, P, hi)                                                                          \
+  do {                                                                                         \
+    const __m256 p_ = (P);                                                                     \
+    (V) = _mm256_blend_ps(_mm256_min_ps((V), p_), _mm256_max_ps((V), p_), (hi));              \
+  } while (0)
+/* Bitonic sort of 8 lanes, descending (lane 0 largest) or ascending: stages (block 2,
+ * distance 1), (4, 2), (4, 1), (8, 4), (8, 2), (8, 1); below the last block size the blocks
+ * alternate direction, so the lanes that keep the larger value are 0,3,4,7 / 0,1,6,7 /
+ * 0,2,5,7, then 0-3 / 0,1,4,5 / 0,2,4,6 (descending; the complements ascending). */
+#define SORT8(V, desc)                                                                         \
+  do {                                                                                         \
+    CX8(V, _mm256_permute_ps(V, 0xB1), (desc) ? 0x99 : 0x66);                                  \
+    CX8(V, _mm256_permute_ps(V, 0x4E), (desc) ? 0xC3 : 0x3C);                                  \
+    CX8(V, _mm256_permute_ps(V, 0xB1), (desc) ? 0xA5 : 0x5A);                                  \
+    CX8(V, _mm256_permute2f128_ps(V, V, 1), (desc) ? 0x0F : 0xF0);                             \
+    CX8(V, _mm256_permute_ps(V, 0x4E), (desc) ? 0x33 : 0xCC);                                  \
+    CX8(V, _mm256_permute_ps(V, 0xB1), (desc) ? 0x55 : 0xAA);                                  \
+  } while (0)
+
+/* The whole softmax router for one row, renormalised, k <= 8, E a multiple of 8 (16..512),
+ * f32: the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
+ * with no data-dependent branch in the common case.  Returns false when it cannot decide
+ * (more than 16 candidates, a tie among them, a NaN, an infinite maximum): the caller then
+ * takes the general path, which also reports a NaN.
+ *  1. the 2 largest values of each of 8 cells (as topk_row_avx2);
+ *  2. theta = the k-th largest of those 16: the two cells' lists sorted (one descending,
+ *     one ascending), their lane-wise maximum is the top 8 as a bitonic sequence, sorted,
+ *     lane k-1;
+ *  3. the candidates (>= theta, ~8.7 on random logits) compacted, ranked by counting;
+ *  4. their exponentials (8 lanes at a time), then for j < k the candidate of rank j,
+ *     summed in rank order, and the divisions. */
+__attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const float *row,
+                                                                         uint32_t E, uint32_t k,
+                                                                         float scale, int32_t *id,
+                                                                         float *w) {
+  const uint32_t nv = E / 8;
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  __m256 A = ninf, B = ninf;
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m256 x = _mm256_loadu_ps(row + 8 * v);
+    B = _mm256_max_ps(B, _mm256_min_ps(A, x));
+    A = _mm256_max_ps(A, x);
+  }
+  __m256 a = A, b = B;
+  SORT8(a, 1);
+  SORT8(b, 0);
+  __m256 top = _mm256_max_ps(a, b); /* the 8 largest of the 16, bitonic */
+  CX8(top, _mm256_permute2f128_ps(top, top, 1), 0x0F);
+  CX8(top, _mm256_permute_ps(top, 0x4E), 0x33);
+  CX8(top, _mm256_permute_ps(top, 0xB1), 0x55);
+  const __m256 th = _mm256_permutevar8x32_ps(top, _mm256_set1_epi32((int)k - 1));
+  /* candidates: not less than theta (so a NaN is one, and a NaN theta takes all) */
+  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  uint32_t C = 0;
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m256 x = _mm256_loadu_ps(row + 8 * v);
+    const int m = _mm256_movemask_ps(_mm256_cmp_ps(x, th, _CMP_NLT_UQ));
+    const __m256i p = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_lanes[m]));
+    _mm256_storeu_ps(cv + C, _mm256_permutevar8x32_ps(x, p));
+    _mm256_storeu_si256((__m256i *)(ci + C), _mm256_add_epi32(p, _mm256_set1_epi32((int)(8 * v))));
+    C += (uint32_t)__builtin_popcount((unsigned)m);
+  }
+  if (C > 16) return false;
+  _mm256_storeu_ps(cv + C, ninf);
+  _mm256_storeu_ps(cv + C + 8, ninf);
+  const __m256 V0 = _mm256_load_ps(cv), V1 = _mm256_load_ps(cv + 8);
+  __m256 mx = _mm256_max_ps(A, _mm256_permute2f128_ps(A, A, 1));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
+  const float rmax = _mm256_cvtss_f32(mx);
+  if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
+  if (_mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(V0, V0, _CMP_UNORD_Q),
+                                      _mm256_cmp_ps(V1, V1, _CMP_UNORD_Q))))
+    return false;
+  __m256i r0 = _mm256_setzero_si256(), r1 = r0;
+  for (int i = 0; i < 16; i++) {
+    const __m256 t = _mm256_broadcast_ss(cv + i);
+    r0 = _mm256_sub_epi32(r0, _mm256_castps_si256(_mm256_cmp_ps(t, V0, _CMP_GT_OQ)));
+    r1 = _mm256_sub_epi32(r1, _mm256_castps_si256(_mm256_cmp_ps(t, V1, _CMP_GT_OQ)));
+  }
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i cC = _mm256_set1_epi32((int)C);
+  const __m256i m0 = _mm256_cmpgt_epi32(cC, iota);
+  const __m256i m1 = _mm256_cmpgt_epi32(cC, _mm256_add_epi32(iota, _mm256_set1_epi32(8)));
+  const __m256i s8 = _mm256_add_epi32(_mm256_and_si256(r0, m0), _mm256_and_si256(r1, m1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  if ((uint32_t)_mm_cvtsi128_si32(s) != C * (C - 1) / 2) return false; /* a tie */
+  /* the weights: exp(v - max) as expf4 computes it (x + (-m) is x - m exactly) */
+  const __m256 negm = _mm256_set1_ps(-rmax);
+  float ex[16] __attribute__((aligned(32)));
+  _mm256_store_ps(ex, expf8(_mm256_add_ps(V0, negm)));
+  _mm256_store_ps(ex + 8, expf8(_mm256_add_ps(V1, negm)));
+  float eo[MOERT_MAX_TOP_K];
+  float sum = 0.0f;
+  __m256i J = _mm256_setzero_si256();
+  for (uint32_t j = 0; j < k; j++) { /* the candidate of rank j (ranks are distinct) */
+    const __m256 e0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(r0, J), m0));
+    const __m256 e1 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(r1, J), m1));
+    const unsigned pos = (unsigned)__builtin_ctz((unsigned)_mm256_movemask_ps(e0) |
+                                                 ((unsigned)_mm256_movemask_ps(e1) << 8));
+    id[j] = ci[pos];
+    eo[j] = ex[pos];
+    sum = MOERT_FADD(sum, eo[j]);
+    J = _mm256_sub_epi32(J, _mm256_set1_epi32(-1));
+  }
+  for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FDIV(eo[j], sum);
+  if (scale != 1.0f)
+    for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FMUL(w[j], scale);
+  return true;
+}
+#undef SORT8
+#undef CX8
 #endif
 
 /* The fastest top-k this CPU runs; all give the same result. */
@@ -421,6 +568,11 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
   float vals[MOERT_MAX_EXPERTS];
   for (uint32_t j = k; j < ((k + 3) & ~3u); j++) vals[j] = 0.0f; /* the vector exp's padding */
   for (uint32_t e = E; e < ((E + 3) & ~3u); e++) row[e] = 0.0f;
+#ifdef MOERT_ROUTER_AVX2
+  /* the fused row router: renormalised softmax, k <= 8, rows of whole 8-float vectors */
+  const bool fused = cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK && cfg->renormalize && k <= 8 &&
+                     E % 8 == 0 && E >= 16 && __builtin_cpu_supports("avx2");
+#endif
   for (uint32_t t = 0; t < num_tokens; t++) {
     const float *r;
     if (dtype == MOERT_DTYPE_F32 && E % 4 == 0) {
@@ -432,6 +584,9 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
     int32_t *id = ids + (size_t)t * k;
     float *w = weights + (size_t)t * k;
     if (cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK) {
+#ifdef MOERT_ROUTER_AVX2
+      if (fused && route_row_softmax_avx2(r, E, k, cfg->scale, id, w)) continue;
+#endif
       int32_t bad = topk_best(r, E, k, vals, id);
       if (bad >= 0)
         return moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: logit of token %u, expert %d is NaN",

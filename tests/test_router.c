@@ -22,8 +22,15 @@
 #include <string.h>
 
 #include "moert_test.h"
+#include "../ptx/moert_math.h" /* the float32 operations the routers use, for the bit check */
 
 #define W_REL 8e-6
+
+static uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
 #define SIG_EPS 1e-6
 
 static moert_layer_desc mkdesc(uint32_t E, uint32_t k, moert_router_kind kind, uint32_t renorm,
@@ -189,6 +196,61 @@ static void random_case(mt_rng *rng, const moert_layer_desc *d, moert_dtype dt, 
  * of 8, SSE2 otherwise, a general path for ties, NaN and many candidates) on logits that
  * steer it each way: continuous, a few levels (ties everywhere), many levels (some ties),
  * -inf sprinkled, and rows with one huge value.  Loop index = distribution. ---- */
+/* The renormalised softmax router's weights, bit for bit: for every row the library's
+ * weights must be exactly what ptx/moert_math.h's float32 operations give in the documented
+ * order (exp(l_j - max) for the chosen j in rank order, summed from slot 0 up, each divided
+ * by the sum, then times the scale), the order the device router follows too.  On x86-64
+ * with AVX2 this is the fused row router; a wrong lane, summation order or rounding step
+ * changes bits.  Ids against the float64 reference (continuous random logits: no ties). */
+START_TEST(softmax_renorm_bits) {
+  static const uint32_t Es[] = {16, 32, 64, 128, 256, 512};
+  MT_RNG(rng);
+  for (size_t ei = 0; ei < sizeof Es / sizeof *Es; ei++)
+    for (uint32_t k = 1; k <= 9; k++) {
+      const uint32_t E = Es[ei], T = 97;
+      const float scale = (k % 3 == 0) ? 2.5f : 1.0f;
+      moert_layer_desc d = mkdesc(E, k, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, scale);
+      moert_runtime *rt = mt_cpu_runtime(1);
+      moert_scratch *s = NULL;
+      MT_OK(moert_scratch_create(rt, &d, T, &s));
+      logits_buf b;
+      lb_init(&b, MOERT_DTYPE_F32, T, E, E);
+      const double spread = _i == 0 ? 2.0 : 12.0; /* _i 1: weights down to exp(-40) */
+      for (uint32_t t = 0; t < T; t++)
+        for (uint32_t e = 0; e < E; e++) lb_set(&b, t, e, spread * mt_normal(&rng));
+      moert_route_args a = route_args(&b, T, NULL);
+      MT_OK(moert_route(s, &a, NULL));
+      char msg[160];
+      snprintf(msg, sizeof msg, "renormalised softmax bits, E %u, k %u, spread %g", E, k, spread);
+      check_routing(s, &d, &b, NULL, msg);
+      moert_routing_view v;
+      get_view(s, &v);
+      for (uint32_t t = 0; t < T; t++) {
+        const int32_t *ids = v.expert_ids + (size_t)t * k;
+        const double *x = b.vals + (size_t)t * E;
+        const float m = (float)x[ids[0]];
+        float ex[16], sum = 0.0f;
+        for (uint32_t j = 0; j < k; j++) {
+          ex[j] = moert_expf(MOERT_FADD((float)x[ids[j]], -m));
+          sum = MOERT_FADD(sum, ex[j]);
+        }
+        for (uint32_t j = 0; j < k; j++) {
+          float want = MOERT_FDIV(ex[j], sum);
+          if (scale != 1.0f) want = MOERT_FMUL(want, scale);
+          const float got = v.expert_weights[(size_t)t * k + j];
+          ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                        "%s: token %u slot %u: weight %.9g (bits %08x), want %.9g (bits %08x)",
+                        msg, t, j, (double)got, f32_bits(got), (double)want,
+                        f32_bits(want));
+        }
+      }
+      lb_free(&b);
+      moert_scratch_destroy(s);
+      moert_runtime_destroy(rt);
+    }
+}
+END_TEST
+
 START_TEST(selection_paths) {
   static const uint32_t Es[] = {16, 24, 40, 64, 128, 256, 512};
   static const uint32_t ks[] = {1, 2, 3, 5, 8, 9, 16};
@@ -738,6 +800,7 @@ int main(void) {
   TCase *tc = tcase_create("router");
   tcase_set_timeout(tc, 300);
   tcase_add_loop_test(tc, selection_paths, 0, 5);
+  tcase_add_loop_test(tc, softmax_renorm_bits, 0, 2);
   tcase_add_loop_test(tc, softmax_renorm_random, 0, 3);
   tcase_add_loop_test(tc, softmax_norenorm_random, 0, 3);
   tcase_add_loop_test(tc, sigmoid_group_random, 0, 3);
