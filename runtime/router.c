@@ -390,6 +390,76 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
 }
 #undef SORT8
 #undef CX8
+
+/* score[e] = sigmoid(row[e]) as sigmoid_array computes it (1 / (1 + exp(-x)), the same
+ * operations lane by lane), choice[e] = score[e] + bias[e] (or score[e]); E % 8 == 0.
+ * Returns whether a NaN is in the row (the caller then finds the first). */
+__attribute__((target("avx2"))) static bool sigmoid_choice_avx2(const float *row,
+                                                               const float *bias, float *score,
+                                                               float *choice, uint32_t E) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  __m256 nan = _mm256_setzero_ps();
+  for (uint32_t i = 0; i < E; i += 8) {
+    const __m256 x = _mm256_loadu_ps(row + i);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    const __m256 sc = _mm256_div_ps(one, _mm256_add_ps(one, expf8(_mm256_xor_ps(x, sign))));
+    _mm256_storeu_ps(score + i, sc);
+    _mm256_storeu_ps(choice + i, bias ? _mm256_add_ps(sc, _mm256_loadu_ps(bias + i)) : sc);
+  }
+  return _mm256_movemask_ps(nan) != 0;
+}
+
+/* gscore[g] = the sum of the two largest of choice[g gs .. g gs + gs - 1] (the larger
+ * first, as topk_best(.., 2) gives them; a value twice counts twice); gs % 8 == 0. */
+__attribute__((target("avx2,popcnt"))) static void group_top2_avx2(const float *choice,
+                                                                  uint32_t groups, uint32_t gs,
+                                                                  float *gscore) {
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  for (uint32_t g = 0; g < groups; g++) {
+    const float *c = choice + (size_t)g * gs;
+    __m256 A = ninf, B = ninf;
+    for (uint32_t v = 0; v < gs; v += 8) {
+      const __m256 x = _mm256_loadu_ps(c + v);
+      B = _mm256_max_ps(B, _mm256_min_ps(A, x));
+      A = _mm256_max_ps(A, x);
+    }
+    __m256 m = _mm256_max_ps(A, _mm256_permute2f128_ps(A, A, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m256 at_max = _mm256_cmp_ps(A, m, _CMP_EQ_OQ);
+    /* the second largest: the max again if two lanes hold it, else the larger of the other
+     * lanes' maxima and every lane's second (a lane's second is at most its max) */
+    __m256 r = _mm256_max_ps(B, _mm256_blendv_ps(A, ninf, at_max));
+    r = _mm256_max_ps(r, _mm256_permute2f128_ps(r, r, 1));
+    r = _mm256_max_ps(r, _mm256_shuffle_ps(r, r, _MM_SHUFFLE(1, 0, 3, 2)));
+    r = _mm256_max_ps(r, _mm256_shuffle_ps(r, r, _MM_SHUFFLE(2, 3, 0, 1)));
+    const float top = _mm256_cvtss_f32(m);
+    const float second = __builtin_popcount((unsigned)_mm256_movemask_ps(at_max)) > 1
+                             ? top : _mm256_cvtss_f32(r);
+    gscore[g] = MOERT_FADD(top, second);
+  }
+}
+
+/* warp_order_sum(exp(row[i] - m)) for E % 32 == 0: the 32 lanes as 4 vectors, each lane's
+ * sum in index order, then the butterfly.  IEEE addition is commutative, so after the
+ * xor-16 step lanes l and l ^ 16 hold the same value: the butterfly is 16 + 8 + 4 + 2 + 1
+ * additions in the same pairs, and lane 0 is warp_order_sum's result bit for bit. */
+__attribute__((target("avx2"))) static float exp_warp_sum_avx2(const float *row, float m,
+                                                              uint32_t E) {
+  const __m256 negm = _mm256_set1_ps(-m);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (uint32_t i = 0; i < E; i += 32) {
+    a0 = _mm256_add_ps(a0, expf8(_mm256_add_ps(_mm256_loadu_ps(row + i), negm)));
+    a1 = _mm256_add_ps(a1, expf8(_mm256_add_ps(_mm256_loadu_ps(row + i + 8), negm)));
+    a2 = _mm256_add_ps(a2, expf8(_mm256_add_ps(_mm256_loadu_ps(row + i + 16), negm)));
+    a3 = _mm256_add_ps(a3, expf8(_mm256_add_ps(_mm256_loadu_ps(row + i + 24), negm)));
+  }
+  __m256 x = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)); /* xor 16, xor 8 */
+  x = _mm256_add_ps(x, _mm256_permute2f128_ps(x, x, 1));                 /* xor 4 */
+  x = _mm256_add_ps(x, _mm256_shuffle_ps(x, x, _MM_SHUFFLE(1, 0, 3, 2))); /* xor 2 */
+  x = _mm256_add_ps(x, _mm256_shuffle_ps(x, x, _MM_SHUFFLE(2, 3, 0, 1))); /* xor 1 */
+  return _mm256_cvtss_f32(x);
+}
 #endif
 
 /* The fastest top-k this CPU runs; all give the same result. */
@@ -508,8 +578,15 @@ static void softmax_weights(const moert_router_cfg *cfg, const float *row, const
     if (cfg->renormalize) {
       for (uint32_t j = 0; j < k; j++) sum = MOERT_FADD(sum, ex[j]);
     } else {
-      exp_shift(row, -m, tmp, (E + 3) & ~3u);
-      sum = warp_order_sum(tmp, E);
+#ifdef MOERT_ROUTER_AVX2
+      if (E % 32 == 0 && __builtin_cpu_supports("avx2")) {
+        sum = exp_warp_sum_avx2(row, m, E);
+      } else
+#endif
+      {
+        exp_shift(row, -m, tmp, (E + 3) & ~3u);
+        sum = warp_order_sum(tmp, E);
+      }
     }
     div_array(ex, sum, w, k);
   }
@@ -523,20 +600,39 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
                                  int32_t *idx, float *w) {
   const uint32_t E = cfg->num_experts, k = cfg->top_k;
   const float ninf = moert_bits_to_float(0xff800000u);
-  sigmoid_array(row, score, (E + 3) & ~3u);
-  for (uint32_t e = 0; e < E; e++) choice[e] = bias ? MOERT_FADD(score[e], bias[e]) : score[e];
   uint32_t groups = cfg->n_group > 1 ? cfg->n_group : 1;
+#ifdef MOERT_ROUTER_AVX2
+  const bool avx2 = E % 8 == 0 && __builtin_cpu_supports("avx2");
+#else
+  const bool avx2 = false;
+#endif
+  bool done = false;
+#ifdef MOERT_ROUTER_AVX2
+  if (avx2) {
+    (void)sigmoid_choice_avx2(row, bias, score, choice, E); /* the caller checked for NaN */
+    done = true;
+  }
+#endif
+  if (!done) {
+    sigmoid_array(row, score, (E + 3) & ~3u);
+    for (uint32_t e = 0; e < E; e++) choice[e] = bias ? MOERT_FADD(score[e], bias[e]) : score[e];
+  }
   if (groups > 1) {
     const uint32_t gs = E / groups;
     float gscore[MOERT_MAX_EXPERTS], gv[MOERT_MAX_EXPERTS];
     int32_t gi[MOERT_MAX_EXPERTS];
-    for (uint32_t g = 0; g < groups; g++) {
-      float two[2];
-      int32_t ti[2];
-      uint32_t take = gs < 2 ? gs : 2;
-      (void)topk_best(choice + g * gs, gs, take, two, ti);
-      gscore[g] = take == 2 ? MOERT_FADD(two[0], two[1]) : two[0];
-    }
+#ifdef MOERT_ROUTER_AVX2
+    if (avx2 && gs % 8 == 0)
+      group_top2_avx2(choice, groups, gs, gscore);
+    else
+#endif
+      for (uint32_t g = 0; g < groups; g++) {
+        float two[2];
+        int32_t ti[2];
+        uint32_t take = gs < 2 ? gs : 2;
+        (void)topk_best(choice + g * gs, gs, take, two, ti);
+        gscore[g] = take == 2 ? MOERT_FADD(two[0], two[1]) : two[0];
+      }
     (void)topk_best(gscore, groups, cfg->topk_group, gv, gi);
     bool keep[MOERT_MAX_EXPERTS];
     for (uint32_t g = 0; g < groups; g++) keep[g] = false;
@@ -557,6 +653,13 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
   }
   if (cfg->scale != 1.0f)
     for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FMUL(w[j], cfg->scale);
+}
+
+/* Whether row[0..E-1] holds a NaN (no early exit: one pass, vectorised). */
+static bool has_nan(const float *row, uint32_t E) {
+  uint32_t any = 0;
+  for (uint32_t e = 0; e < E; e++) any |= row[e] != row[e];
+  return any != 0;
 }
 
 moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, moert_dtype dtype,
@@ -593,10 +696,11 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
                           t, bad);
       softmax_weights(cfg, r, vals, w, tmp);
     } else {
-      for (uint32_t e = 0; e < E; e++)
-        if (r[e] != r[e])
-          return moert_fail(MOERT_ERR_NAN_LOGIT,
-                            "moert_route: logit of token %u, expert %u is NaN", t, e);
+      if (has_nan(r, E))
+        for (uint32_t e = 0; e < E; e++)
+          if (r[e] != r[e])
+            return moert_fail(MOERT_ERR_NAN_LOGIT,
+                              "moert_route: logit of token %u, expert %u is NaN", t, e);
       sigmoid_group_select(cfg, r, bias, tmp, tmp2, vals, id, w);
     }
   }
