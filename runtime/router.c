@@ -295,7 +295,8 @@ __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
   } while (0)
 
 /* The whole softmax router for one row, renormalised, k <= 8, E a multiple of 8 (16..512),
- * f32: the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
+ * f32 (at E = 8, as Mixtral, the general path is faster: 1.9 against 2.4 us for 32 rows):
+ * the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
  * with no data-dependent branch in the common case.  Returns false when it cannot decide
  * (more than 16 candidates, a tie among them, a NaN, an infinite maximum): the caller then
  * takes the general path, which also reports a NaN.

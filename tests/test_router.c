@@ -203,11 +203,12 @@ static void random_case(mt_rng *rng, const moert_layer_desc *d, moert_dtype dt, 
  * with AVX2 this is the fused row router; a wrong lane, summation order or rounding step
  * changes bits.  Ids against the float64 reference (continuous random logits: no ties). */
 START_TEST(softmax_renorm_bits) {
-  static const uint32_t Es[] = {16, 32, 64, 128, 256, 512};
+  static const uint32_t Es[] = {8, 16, 24, 32, 64, 128, 256, 512};
   MT_RNG(rng);
   for (size_t ei = 0; ei < sizeof Es / sizeof *Es; ei++)
     for (uint32_t k = 1; k <= 9; k++) {
       const uint32_t E = Es[ei], T = 97;
+      if (k > E) continue;
       const float scale = (k % 3 == 0) ? 2.5f : 1.0f;
       moert_layer_desc d = mkdesc(E, k, MOERT_ROUTER_SOFTMAX_TOPK, 1, 0, 0, scale);
       moert_runtime *rt = mt_cpu_runtime(1);
@@ -252,7 +253,7 @@ START_TEST(softmax_renorm_bits) {
 END_TEST
 
 START_TEST(selection_paths) {
-  static const uint32_t Es[] = {16, 24, 40, 64, 128, 256, 512};
+  static const uint32_t Es[] = {8, 16, 24, 40, 64, 128, 256, 512};
   static const uint32_t ks[] = {1, 2, 3, 5, 8, 9, 16};
   MT_RNG(rng);
   for (size_t ei = 0; ei < sizeof Es / sizeof *Es; ei++)
