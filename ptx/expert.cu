@@ -352,8 +352,12 @@ moert_down(const unsigned long long *wtab, const act_t *h, long long h_stride, i
 
 #define COMBINE_THREADS 256
 
-/* One CTA per token.  The shared expert's sigmoid gate (x[t] . g) is reduced in a fixed
- * order: per thread, then a xor butterfly per warp, then the warps in index order. */
+/* One CTA per token and column split: blockIdx.y of gridDim.y takes the chunks of
+ * COMBINE_THREADS column pairs y, y + gridDim.y, ... (the host splits the columns when T is
+ * small, so that a decoding step's combine spreads over several SMs; each column's sum is
+ * the same whatever the split).  The shared expert's sigmoid gate (x[t] . g) is reduced in a
+ * fixed order: per thread, then a xor butterfly per warp, then the warps in index order
+ * (every split computes it, with the same bits). */
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
 moert_combine(const float *ypair, const int *pair_of, const float *weights, int K, int H,
               const float *yshared, const act_t *shared_gate_w, const act_t *x,
@@ -362,8 +366,9 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
   __shared__ float s_w[16];
   __shared__ float s_warp[COMBINE_THREADS / 32];
   __shared__ float s_gate;
-  const int t = blockIdx.x, tid = threadIdx.x;
-  moert_pdl_wait(); /* launched early behind the decode down kernel: wait for its ypair */
+  const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
+  moert_pdl_wait();    /* launched early behind the decode down kernel: wait for its ypair */
+  moert_pdl_trigger(); /* the next layer's route may launch: it waits for this kernel */
   if (tid < K) {
     s_row[tid] = pair_of[(size_t)t * K + tid];
     s_w[tid] = weights[(size_t)t * K + tid];
@@ -392,9 +397,9 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
    * a time, and loads the rows of CJ pairs for all CB before it adds any: CB * CJ loads in
    * flight instead of one (a row of 2048 columns took 4 x K dependent L2 round trips).
    * Each column still sums its pairs in pair order, then the shared expert, then y. */
-  constexpr int CB = 4, CJ = 4;
+  constexpr int CB = 4, CJ = 8;
   const int npair = H / 2;
-  for (int c0 = tid; c0 < npair; c0 += COMBINE_THREADS * CB) {
+  for (int c0 = split * COMBINE_THREADS + tid; c0 < npair; c0 += COMBINE_THREADS * CB * nsplit) {
     float a[CB][2];
 #pragma unroll
     for (int q = 0; q < CB; q++) a[q][0] = a[q][1] = 0.0f;
@@ -404,7 +409,7 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
       for (int jj = 0; jj < CJ; jj++)
 #pragma unroll
         for (int q = 0; q < CB; q++) {
-          const int c = c0 + q * COMBINE_THREADS;
+          const int c = c0 + q * COMBINE_THREADS * nsplit;
           v[jj][q] = j0 + jj < K && c < npair
                          ? *(const float2 *)(ypair + (size_t)s_row[j0 + jj] * H + 2 * c)
                          : make_float2(0.0f, 0.0f);
@@ -422,7 +427,7 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
     }
 #pragma unroll
     for (int q = 0; q < CB; q++) {
-      const int col = 2 * (c0 + q * COMBINE_THREADS);
+      const int col = 2 * (c0 + q * COMBINE_THREADS * nsplit);
       if (col >= H) break;
       float a0 = a[q][0], a1 = a[q][1];
       if (yshared) {

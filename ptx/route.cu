@@ -38,12 +38,19 @@ static __device__ __forceinline__ void warp_best(float &v, int &i) {
   }
 }
 
-/* k rounds of arg-max over the lane-held values: sv/si sorted as the host sorts them. */
-static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane,
-                                                   float (&sv)[K], int (&si)[K]) {
+/* k rounds of arg-max over the lane-held values, in the order the host sorts them: lane j
+ * (j < K) keeps the j-th winner in (myv, myi), every lane gets the best value in m.  The
+ * rounds are a loop, not unrolled, to keep the code short (a decoding step runs it once per
+ * token, from an instruction cache that the layer's weight stream has emptied; halving the
+ * code did not by itself shorten the kernel in ncu, docs/bench/decode-log.md v6). */
+static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
+                                                   int &myi, float &m) {
   const float ninf = moert_bits_to_float(0xff800000u);
   unsigned int taken = 0;
-#pragma unroll
+  myv = ninf;
+  myi = MOERT_INT_MAX;
+  m = ninf;
+#pragma unroll 1
   for (int j = 0; j < K; j++) {
     float bv = ninf;
     int bi = MOERT_INT_MAX;
@@ -57,8 +64,11 @@ static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int 
     }
     warp_best(bv, bi);
     if ((bi & 31) == lane) taken |= 1u << (bi >> 5);
-    sv[j] = bv;
-    si[j] = bi;
+    if (j == 0) m = bv;
+    if (lane == j) {
+      myv = bv;
+      myi = bi;
+    }
   }
 }
 
@@ -68,11 +78,15 @@ static __device__ __forceinline__ float load_logit(const void *row, int dtype, i
   return dtype == 2 ? moert_bf16_f32(h) : moert_f16_f32(h);
 }
 
-/* Routes token t with the calling warp; s_ids (optional) gets a copy of the ids. */
+/* Routes token t with the calling warp; s_ids (optional) gets a copy of the ids.  The lowest
+ * token with a NaN logit goes to *nan_token (atomicMin; global or shared memory).  After the
+ * top-k, lane j works on the j-th pair: one copy of the exp and the division instead of K
+ * (see select_topk), with the same operations in the same order as the host's loops, the
+ * sums over the k pairs taken in pair order by shuffles. */
 static __device__ __forceinline__ void route_token(const void *logits, int dtype,
                                                    long long stride, int t, const float *bias,
                                                    float scale, int *ids, float *weights,
-                                                   int *meta, int *s_ids) {
+                                                   int *nan_token, int *s_ids) {
   const int lane = threadIdx.x & 31;
   const float pinf = moert_bits_to_float(0x7f800000u), ninf = moert_bits_to_float(0xff800000u);
   const int esize = dtype == 1 ? 4 : 2;
@@ -93,48 +107,38 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
     }
     val[s] = v;
   }
-  if (__any_sync(MOERT_FULL_MASK, nan) && lane == 0) atomicMin(&meta[1], t);
+  if (__any_sync(MOERT_FULL_MASK, nan) && lane == 0) atomicMin(nan_token, t);
 
-  float sv[K], w[K];
-  int si[K];
+  float myv, m, w;
+  int myi;
 #if MOERT_ROUTER == 1
-  select_topk(val, lane, sv, si);
-  const float m = sv[0];
+  select_topk(val, lane, myv, myi, m);
   if (m == pinf) { /* the +inf logits share all the weight */
-    int count = 0;
 #if MOERT_RENORM
-#pragma unroll
-    for (int j = 0; j < K; j++) count += sv[j] == pinf;
+    const int count = __popc(__ballot_sync(MOERT_FULL_MASK, lane < K && myv == pinf));
 #else
+    int count = 0;
 #pragma unroll
     for (int s = 0; s < EPL; s++)
       count += __popc(__ballot_sync(MOERT_FULL_MASK, lane + 32 * s < MOERT_E && val[s] == pinf));
 #endif
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = sv[j] == pinf ? MOERT_FDIV(1.0f, (float)count) : 0.0f;
+    w = myv == pinf ? MOERT_FDIV(1.0f, (float)count) : 0.0f;
   } else if (m == ninf) { /* every logit -inf: uniform */
-    float u = MOERT_FDIV(1.0f, (float)(MOERT_RENORM ? K : MOERT_E));
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = u;
+    w = MOERT_FDIV(1.0f, (float)(MOERT_RENORM ? K : MOERT_E));
   } else {
     float sum = 0.0f;
+    w = moert_expf(MOERT_FADD(myv, -m));
 #if MOERT_RENORM
-#pragma unroll
-    for (int j = 0; j < K; j++) {
-      w[j] = moert_expf(MOERT_FADD(sv[j], -m));
-      sum = MOERT_FADD(sum, w[j]);
-    }
+#pragma unroll 1
+    for (int j = 0; j < K; j++) sum = MOERT_FADD(sum, __shfl_sync(MOERT_FULL_MASK, w, j));
 #else
 #pragma unroll
     for (int s = 0; s < EPL; s++)
       if (lane + 32 * s < MOERT_E) sum = MOERT_FADD(sum, moert_expf(MOERT_FADD(val[s], -m)));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum = MOERT_FADD(sum, __shfl_xor_sync(MOERT_FULL_MASK, sum, o));
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = moert_expf(MOERT_FADD(sv[j], -m));
 #endif
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = MOERT_FDIV(w[j], sum);
+    w = MOERT_FDIV(w, sum);
   }
 #else /* MOERT_ROUTER == 2: sigmoid scores, bias for the choice, group-limited */
   float score[EPL];
@@ -197,36 +201,32 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
     }
   }
 #endif
-  select_topk(val, lane, sv, si);
+  select_topk(val, lane, myv, myi, m);
+  (void)myv;
+  (void)m;
+  /* pair j's weight is the score of expert myi of lane j, held by lane (myi & 31) */
   float sum = 0.0f;
-#pragma unroll
+  w = 0.0f;
+#pragma unroll 1
   for (int j = 0; j < K; j++) {
+    const int ij = __shfl_sync(MOERT_FULL_MASK, myi, j);
     float mine = 0.0f;
 #pragma unroll
     for (int s = 0; s < EPL; s++)
-      if (s == (si[j] >> 5)) mine = score[s];
-    w[j] = __shfl_sync(MOERT_FULL_MASK, mine, si[j] & 31);
-    sum = MOERT_FADD(sum, w[j]);
+      if (s == (ij >> 5)) mine = score[s];
+    const float wj = __shfl_sync(MOERT_FULL_MASK, mine, ij & 31);
+    if (lane == j) w = wj;
+    sum = MOERT_FADD(sum, wj);
   }
 #if MOERT_RENORM
-  {
-    float denom = MOERT_FADD(sum, 1e-20f);
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = MOERT_FDIV(w[j], denom);
-  }
+  w = MOERT_FDIV(w, MOERT_FADD(sum, 1e-20f));
 #endif
 #endif
-  if (scale != 1.0f) {
-#pragma unroll
-    for (int j = 0; j < K; j++) w[j] = MOERT_FMUL(w[j], scale);
-  }
-#pragma unroll
-  for (int j = 0; j < K; j++) {
-    if (lane == j) {
-      ids[(size_t)t * K + j] = si[j];
-      weights[(size_t)t * K + j] = w[j];
-      if (s_ids) s_ids[t * K + j] = si[j];
-    }
+  if (scale != 1.0f) w = MOERT_FMUL(w, scale);
+  if (lane < K) {
+    ids[(size_t)t * K + lane] = myi;
+    weights[(size_t)t * K + lane] = w;
+    if (s_ids) s_ids[t * K + lane] = myi;
   }
 }
 
@@ -236,45 +236,60 @@ moert_route(const void *logits, int dtype, long long stride, int T, const float 
   const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   moert_pdl_trigger(); /* the plan may launch now: it waits for the ids */
   if (t >= T) return;  /* whole warps leave together */
-  route_token(logits, dtype, stride, t, bias, scale, ids, weights, meta, nullptr);
+  route_token(logits, dtype, stride, t, bias, scale, ids, weights, &meta[1], nullptr);
 }
 
 /* Route and plan in one CTA, for a decoding step (T k <= RP_MAX_PAIRS, E <= RP_MAX_E): one
- * launch instead of two, and no E-block plan.  The 32 warps route the tokens (the ids go
+ * launch instead of two, and no E-block plan.  The warps route the tokens (the ids go
  * to shared memory too); then the stable counting sort of plan.cu, in shared memory: a
  * histogram, a prefix over the experts (warp 0), and each pair's rank among the earlier
  * pairs of its expert from __match_any_sync in its warp plus the counts of the earlier
- * warps.  The outputs are those of moert_route + moert_plan, bit for bit. */
-#define RP_THREADS 1024
+ * warps.  The outputs are those of moert_route + moert_plan, bit for bit.
+ *
+ * The host launches 32 min(T, 32) threads (a warp a token, and at least a thread a pair:
+ * K <= 32), so a step of one token runs one warp.  It is launched behind the caller's
+ * kernel (programmatic dependent launch) and waits for it before it reads or writes global
+ * memory; it resets the NaN token (meta[1]) itself, so no memset node precedes it. */
+#define RP_MAX_THREADS 1024
 #define RP_MAX_PAIRS 1024
 #define RP_MAX_E 256
 #if MOERT_E <= RP_MAX_E
-extern "C" __global__ void __launch_bounds__(RP_THREADS)
+extern "C" __global__ void __launch_bounds__(RP_MAX_THREADS)
 moert_route_plan(const void *logits, int dtype, long long stride, int T, const float *bias,
                  float scale, int *ids, float *weights, int *meta, int block_rows, int *offsets,
                  int *packed_token, int *pair_of, int *sorted_pair, int *padded_offsets,
                  int *block_expert) {
   __shared__ int s_ids[RP_MAX_PAIRS];
   __shared__ int s_hist[MOERT_E], s_start[MOERT_E], s_pstart[MOERT_E];
-  __shared__ int s_wcount[RP_THREADS / 32][MOERT_E];
+  __shared__ int s_wcount[RP_MAX_THREADS / 32][MOERT_E];
+  __shared__ int s_nan;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n = T * K;
+  const int nthreads = blockDim.x, nwarps = nthreads >> 5;
   moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the plan */
-  for (int i = tid; i < MOERT_E; i += RP_THREADS) s_hist[i] = 0;
-  for (int i = tid; i < (RP_THREADS / 32) * MOERT_E; i += RP_THREADS) (&s_wcount[0][0])[i] = 0;
-  for (int t = warp; t < T; t += RP_THREADS / 32)
-    route_token(logits, dtype, stride, t, bias, scale, ids, weights, meta, s_ids);
+#pragma unroll 1
+  for (int i = tid; i < MOERT_E; i += nthreads) s_hist[i] = 0;
+  if (nwarps > 1) /* one warp needs no counts of earlier warps */
+#pragma unroll 1
+    for (int i = tid; i < nwarps * MOERT_E; i += nthreads) (&s_wcount[0][0])[i] = 0;
+  if (tid == 0) s_nan = MOERT_INT_MAX;
   __syncthreads();
+  moert_pdl_wait(); /* the kernel before: it may write the logits, or read our outputs */
+  for (int t = warp; t < T; t += nwarps)
+    route_token(logits, dtype, stride, t, bias, scale, ids, weights, &s_nan, s_ids);
+  __syncthreads();
+  if (tid == 0) meta[1] = s_nan;
   const int e = tid < n ? s_ids[tid] : -1;
   /* pairs of the same expert in this warp, and this pair's rank among them */
   const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
   const int rank = __popc(peers & ((1u << lane) - 1u));
   if (e >= 0) {
-    if (rank == 0) s_wcount[warp][e] = __popc(peers);
+    if (rank == 0 && nwarps > 1) s_wcount[warp][e] = __popc(peers);
     atomicAdd(&s_hist[e], 1);
   }
   __syncthreads();
   if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
     int c = 0, pc = 0;
+#pragma unroll 1
     for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
       c += s_hist[i];
       pc += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
@@ -286,6 +301,7 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
       if (lane >= o) ic += a, ipc += b;
     }
     int s0 = ic - c, p0 = ipc - pc;
+#pragma unroll 1
     for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
       s_start[i] = s0;
       s_pstart[i] = p0;
@@ -303,14 +319,17 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   __syncthreads();
   if (e >= 0) {
     int before = 0;
+#pragma unroll 1
     for (int w = 0; w < warp; w++) before += s_wcount[w][e];
     const int pos = s_start[e] + before + rank;
     pair_of[tid] = pos;
     sorted_pair[pos] = tid;
     packed_token[pos] = tid / K;
   }
-  for (int i = tid; i < MOERT_E; i += RP_THREADS) {
+#pragma unroll 1
+  for (int i = tid; i < MOERT_E; i += nthreads) {
     const int nb = (s_hist[i] + block_rows - 1) / block_rows, b0 = s_pstart[i] / block_rows;
+#pragma unroll 1
     for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
   }
 }

@@ -419,6 +419,18 @@ START_TEST(test_route_bits) {
   r.mode = MOERT_ROUTING_HOST;
   ck_assert_int_eq(moert_route(s, &r, NULL), MOERT_ERR_NAN_LOGIT);
   ck_assert_msg(strstr(moert_last_error(), "token 200"), "%s", moert_last_error());
+  /* a decoding step (the one-CTA route + plan, which resets the NaN token itself): a NaN
+   * in token 5 of 7 is reported, and the next clean step reports none */
+  l[5 * stride + 2] = NAN;
+  CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
+  r = route_args(7, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
+  r.logits_row_stride = stride;
+  OK(moert_route(s, &r, NULL));
+  ck_assert_int_eq(moert_scratch_routing(s, &v), MOERT_ERR_NAN_LOGIT);
+  ck_assert_msg(strstr(moert_last_error(), "token 5 "), "%s", moert_last_error());
+  r.num_tokens = 5;
+  OK(moert_route(s, &r, NULL));
+  OK(moert_scratch_routing(s, &v));
   moert_scratch_destroy(s);
   cu->cuMemFree(dl), cu->cuMemFree(db);
   free(l), free(bias);

@@ -58,6 +58,7 @@ typedef struct cuda_scratch {
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
   unsigned int smem_dec[4];
   bool dec_ok[4];
+  bool combine_split; /* MOERT_CUDA_COMBINE_SPLIT (not 0): column splits at small T */
   int decode_mode; /* MOERT_CUDA_DECODE: -1 auto (from T), 0 never, 1 always */
   int decode_nch;  /* MOERT_CUDA_DECODE_NCH: rows per pass forced (1, 2, 4, 8), 0 auto */
   unsigned int smem_gate_up, smem_down;
@@ -91,6 +92,13 @@ static unsigned int dec_smem(int nch) {
   return (unsigned int)(DEC_THREADS * DEC_STAGES * (4 + nch) * u * 16);
 }
 static unsigned int dec_static_smem(int nch) { return (unsigned int)(4 * 2 * nch * 32 * 16 + 64); }
+/* Column splits of the combine: one CTA a token leaves most SMs idle at small T, so the
+ * columns are split in chunks of 256 pairs (the sums do not change) up to about 64 CTAs. */
+static unsigned combine_splits(const cuda_scratch *c, uint32_t T, uint32_t H) {
+  const unsigned chunks = (H / 2 + 255) / 256, want = T < 64 ? 64 / T : 1;
+  if (!c->combine_split) return 1;
+  return want < chunks ? want : chunks;
+}
 
 /* The decode path and its rows per pass, from T alone (the host knows it; the routing is on
  * the device): expected rows per touched expert rpe = ceil(T k / E); passes of 8 NCH rows,
@@ -136,7 +144,8 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
                                 expert_bytes);
 }
 #define PLAN_THREADS 1024
-/* ptx/route.cu's moert_route_plan: one CTA of 1024 threads, one pair a thread */
+/* ptx/route.cu's moert_route_plan: one CTA of up to 1024 threads, a warp a token and a
+ * thread a pair */
 #define ROUTE_PLAN_MAX_E 256
 #define ROUTE_PLAN_MAX_PAIRS 1024
 
@@ -327,6 +336,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
       c->decode_nch = 0;
     const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
+    const char *cs = getenv("MOERT_CUDA_COMBINE_SPLIT"); /* a benchmark hook: 0 = off */
+    c->combine_split = !(cs && !strcmp(cs, "0"));
   }
   if (!is_float(d->act_dtype) || d->weight_dtype != d->act_dtype)
     snprintf(c->forward_why, sizeof c->forward_why,
@@ -740,16 +751,19 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     int br = (int)s->plan.block_rows;
     long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
     float scale = s->router.scale;
-    CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
     if (T > 0 && c->fn_route_plan && (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
-      /* a decoding step: route and plan in one launch */
+      /* a decoding step: route and plan in one launch, a warp a token (at least a thread a
+       * pair, k <= 32); it resets the NaN token itself and waits for the kernel before it
+       * (programmatic dependent launch), so nothing else is put on the stream */
+      const unsigned threads = T < 32 ? 32u * (unsigned)T : 1024u;
       void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
                         &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
                         &c->sorted_pair, &c->padded_offsets, &c->block_expert};
-      st = launch(r, c->fn_route_plan, 1, 1, 1024, 0, stream, params, "moert_route_plan");
+      st = launch_pdl(r, c->fn_route_plan, 1, 1, threads, 0, stream, params, "moert_route_plan");
       c->last_stream = stream;
       goto done;
     }
+    CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
     if (T > 0) {
       void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights, &c->meta};
       st = launch(r, c->fn_route, (unsigned)((T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK),
@@ -910,11 +924,12 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     long long ystride = ys;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};
+    const unsigned splits = combine_splits(c, T, H);
     /* behind the decode kernels (no shared expert) it may start early: it waits first */
     if (dec >= 0 && !Is)
-      st = launch_pdl(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
+      st = launch_pdl(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
     else
-      st = launch(r, c->fn_combine, T, 1, 256, 0, stream, p5, "moert_combine");
+      st = launch(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
   }
 done:
   pop_ctx(r);
