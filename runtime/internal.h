@@ -120,9 +120,11 @@ typedef struct moert_cpu_buffers {
   float *shared_scale;  /* [max_T] sigmoid gate of the shared expert, or 1 */
   float *row_weight;    /* [max_T*k] weight of each sorted row */
   int32_t *identity;    /* [max_T] 0..max_T-1: token of each shared-expert row */
-  float *wbuf;          /* [workers, 2*max(H, I, Is)] weight rows as f32 */
+  float *wbuf;          /* [workers, 4*max(H, I, Is)] weight rows as f32 */
   void *segs;           /* [E+1] segment descriptors */
   uint32_t *seg_items;  /* [E+2] item prefix sums */
+  const float **xrows;  /* [workers, P] the rows a worker's dot products read */
+  float *dots;          /* [workers, 4, P] their results */
 } moert_cpu_buffers;
 
 struct moert_scratch {
