@@ -117,6 +117,28 @@ START_TEST(test_sm80_compiles) {
 }
 END_TEST
 
+/* the MOERT_PREFILL_SM80 hook runs the mma.sync kernels on an sm_90 GPU: they compile for
+ * sm_90a too, and the hook switches the configuration of an sm_90 GPU to them */
+START_TEST(test_sm80_on_sm90a) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  const moert_dtype dt = _i ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
+  ck_assert_int_eq(setenv("MOERT_PREFILL_SM80", "1", 1), 0);
+  for (int bm = 64; bm <= 128; bm *= 2) {
+    moert_prefill_config gu, dn;
+    ck_assert_int_eq(moert_prefill_configs(9, 0, dt, bm, &gu, &dn), MOERT_OK);
+    ck_assert_int_eq(gu.sm, 80);
+    ck_assert_int_eq(dn.sm, 80);
+    ck_assert_int_eq(gu.stages, 4);
+    compile_cubin(nv, &gu, "sm_90a");
+    compile_cubin(nv, &dn, "sm_90a");
+  }
+  ck_assert_int_eq(unsetenv("MOERT_PREFILL_SM80"), 0);
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, dt, 128, &gu, &dn), MOERT_OK);
+  ck_assert_int_eq(gu.sm, 90);
+}
+END_TEST
+
 START_TEST(test_bad_defines_are_refused) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   moert_prefill_config gu, dn;
@@ -237,6 +259,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_sm90a_compiles, 0, 4);
   tcase_add_test(tc, test_sm90_without_a_is_refused);
   tcase_add_loop_test(tc, test_sm80_compiles, 0, 6);
+  tcase_add_loop_test(tc, test_sm80_on_sm90a, 0, 2);
   tcase_add_test(tc, test_bad_defines_are_refused);
   suite_add_tcase(s, tc);
   TCase *th = tcase_create("host");

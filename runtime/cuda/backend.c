@@ -859,10 +859,10 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   int Ti = (int)T, Hi = (int)H, Ii = (int)I, Isi = (int)Is, Ki = (int)k, one = 1, zero = 0;
   int up_offset = (int)E, accumulate = (int)a->accumulate;
   long long hstride = I, hsstride = Is;
-  /* the prefill GEMMs: where the plan has many rows per expert (or forced); on sm_90 they
-   * need the experts' tensor maps */
+  /* the prefill GEMMs: where the plan has many rows per expert (or forced); the sm_90a
+   * kernels need the experts' tensor maps */
   const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
-                       (r->cc_major != 9 || r->cc_minor != 0 || ce->maps);
+                       (c->pf[0].gate_up.sm != 90 || ce->maps);
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
