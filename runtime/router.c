@@ -295,8 +295,8 @@ __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
   } while (0)
 
 /* The whole softmax router for one row, renormalised, k <= 8, E a multiple of 8 (16..512),
- * f32 (at E = 8, as Mixtral, the general path is faster: 1.9 against 2.4 us for 32 rows):
- * the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
+ * f32 (E = 8, as Mixtral, has its own function below: this one is slower there than even
+ * the general path, 2.4 against 1.9 us for 32 rows): the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
  * with no data-dependent branch in the common case.  Returns false when it cannot decide
  * (more than 16 candidates, a tie among them, a NaN, an infinite maximum): the caller then
  * takes the general path, which also reports a NaN.
@@ -391,6 +391,47 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
 }
 #undef SORT8
 #undef CX8
+
+/* The renormalised softmax router for a row of exactly 8 experts (Mixtral), k <= 8: each
+ * expert's rank is the number of experts with a larger logit plus the equal ones of lower
+ * index (so ties go to the lower index, exactly), the exponentials are taken in one vector,
+ * and the k winners are read in rank order.  The same ids and weight bits as the general
+ * path.  Returns false for a NaN or an infinite maximum (the general path handles them). */
+__attribute__((target("avx2,popcnt"))) static bool route_row8_softmax_avx2(const float *row,
+                                                                          uint32_t k, float scale,
+                                                                          int32_t *id, float *w) {
+  const __m256 x = _mm256_loadu_ps(row);
+  if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q))) return false;
+  __m256 mx = _mm256_max_ps(x, _mm256_permute2f128_ps(x, x, 1));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
+  const float rmax = _mm256_cvtss_f32(mx);
+  if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i rank = _mm256_setzero_si256();
+  for (int j = 0; j < 8; j++) { /* expert j beats lane i if x_j > x_i, or equal and j < i */
+    const __m256 xj = _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(j));
+    const __m256 gt = _mm256_cmp_ps(xj, x, _CMP_GT_OQ);
+    const __m256 eq = _mm256_cmp_ps(xj, x, _CMP_EQ_OQ);
+    const __m256 lower = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(j)));
+    rank = _mm256_sub_epi32(rank, _mm256_castps_si256(_mm256_or_ps(gt, _mm256_and_ps(eq, lower))));
+  }
+  float ex[8] __attribute__((aligned(32)));
+  _mm256_store_ps(ex, expf8(_mm256_add_ps(x, _mm256_set1_ps(-rmax))));
+  float eo[8];
+  float sum = 0.0f;
+  for (uint32_t j = 0; j < k; j++) {
+    const unsigned pos = (unsigned)__builtin_ctz((unsigned)_mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(rank, _mm256_set1_epi32((int)j)))));
+    id[j] = (int32_t)pos;
+    eo[j] = ex[pos];
+    sum = MOERT_FADD(sum, eo[j]);
+  }
+  for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FDIV(eo[j], sum);
+  if (scale != 1.0f)
+    for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FMUL(w[j], scale);
+  return true;
+}
 
 /* score[e] = sigmoid(row[e]) as sigmoid_array computes it (1 / (1 + exp(-x)), the same
  * operations lane by lane), choice[e] = score[e] + bias[e] (or score[e]); E % 8 == 0.
@@ -675,7 +716,7 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
 #ifdef MOERT_ROUTER_AVX2
   /* the fused row router: renormalised softmax, k <= 8, rows of whole 8-float vectors */
   const bool fused = cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK && cfg->renormalize && k <= 8 &&
-                     E % 8 == 0 && E >= 16 && __builtin_cpu_supports("avx2");
+                     E % 8 == 0 && __builtin_cpu_supports("avx2");
 #endif
   for (uint32_t t = 0; t < num_tokens; t++) {
     const float *r;
@@ -689,7 +730,9 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
     float *w = weights + (size_t)t * k;
     if (cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK) {
 #ifdef MOERT_ROUTER_AVX2
-      if (fused && route_row_softmax_avx2(r, E, k, cfg->scale, id, w)) continue;
+      if (fused && (E == 8 ? route_row8_softmax_avx2(r, k, cfg->scale, id, w)
+                           : route_row_softmax_avx2(r, E, k, cfg->scale, id, w)))
+        continue;
 #endif
       int32_t bad = topk_best(r, E, k, vals, id);
       if (bad >= 0)

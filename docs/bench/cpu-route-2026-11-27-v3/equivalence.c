@@ -10,9 +10,9 @@ static double nrm(void){double a=u()+1e-300,b=u();return sqrt(-2*log(a))*cos(6.2
 int main(void){
   static float L[64*512], bias[512]; static int32_t i1[64*16], i2[64*16]; static float w1[64*16], w2[64*16];
   long rows=0, bad=0, st_bad=0;
-  const uint32_t Es[]={16,32,64,128,256,384,512};
+  const uint32_t Es[]={8,16,32,64,128,256,384,512};
   for(int rep=0; rep<3000; rep++){
-    uint32_t E=Es[rep%7], T=64;
+    uint32_t E=Es[rep%8], T=64;
     moert_router_cfg c; memset(&c,0,sizeof c);
     int kind=rep%3; /* 0 renorm softmax, 1 norenorm softmax, 2 sigmoid group */
     c.num_experts=E; c.kind = kind==2?MOERT_ROUTER_SIGMOID_GROUP_TOPK:MOERT_ROUTER_SOFTMAX_TOPK;
