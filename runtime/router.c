@@ -157,91 +157,9 @@ static const uint8_t compact_lanes[256][8] = {
     {3,4,5,6,7,0,0,0}, {0,3,4,5,6,7,0,0}, {1,3,4,5,6,7,0,0}, {0,1,3,4,5,6,7,0}, {2,3,4,5,6,7,0,0}, {0,2,3,4,5,6,7,0}, {1,2,3,4,5,6,7,0}, {0,1,2,3,4,5,6,7},
 };
 
-/* Top-k for k <= 8 with AVX2, for rows of whole 8-float vectors; the same result as
- * topk_row (which it calls when this path cannot decide).  No branch depends on the data
- * in the common case, so fresh logits cost what repeated ones do:
- *  1. the 2 largest values of each of 8 cells (lane l holds experts l, l+8, ...): 16
- *     tracked elements;
- *  2. theta = the k-th largest of the 16 (by counting): at least k elements are >= theta,
- *     so every element of the top k is; on random logits about 8.7 elements are;
- *  3. those candidates, compacted in index order (a permutation per 8-lane mask);
- *  4. each candidate's rank = the number of candidates strictly greater; when no two
- *     candidates are equal the ranks are distinct (their sum tells) and the first k ranks
- *     are the answer.  Ties, NaN, or more than 16 candidates go to topk_row. */
-__attribute__((target("avx2"))) static int32_t topk_row_avx2(const float *row, uint32_t E,
-                                                             uint32_t k, float *vals,
-                                                             int32_t *idx) {
-  const uint32_t nv = E / 8;
-  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
-  __m256 A = ninf, B = ninf;
-  for (uint32_t v = 0; v < nv; v++) {
-    const __m256 x = _mm256_loadu_ps(row + 8 * v);
-    B = _mm256_max_ps(B, _mm256_min_ps(A, x));
-    A = _mm256_max_ps(A, x);
-  }
-  float tr[16] __attribute__((aligned(32)));
-  _mm256_store_ps(tr, A);
-  _mm256_store_ps(tr + 8, B);
-  __m256i cA = _mm256_setzero_si256(), cB = cA; /* how many tracked values are >= each */
-  for (int i = 0; i < 16; i++) {
-    const __m256 t = _mm256_broadcast_ss(tr + i);
-    cA = _mm256_sub_epi32(cA, _mm256_castps_si256(_mm256_cmp_ps(t, A, _CMP_GE_OQ)));
-    cB = _mm256_sub_epi32(cB, _mm256_castps_si256(_mm256_cmp_ps(t, B, _CMP_GE_OQ)));
-  }
-  const __m256i km1 = _mm256_set1_epi32((int)k - 1);
-  __m256 th = _mm256_max_ps(
-      _mm256_blendv_ps(ninf, A, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cA, km1))),
-      _mm256_blendv_ps(ninf, B, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cB, km1))));
-  th = _mm256_max_ps(th, _mm256_permute2f128_ps(th, th, 1));
-  th = _mm256_max_ps(th, _mm256_shuffle_ps(th, th, _MM_SHUFFLE(1, 0, 3, 2)));
-  th = _mm256_max_ps(th, _mm256_shuffle_ps(th, th, _MM_SHUFFLE(2, 3, 0, 1)));
-  /* candidates: not less than theta (so a NaN is one, and a NaN theta takes all) */
-  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
-  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
-  uint32_t C = 0;
-  for (uint32_t v = 0; v < nv; v++) {
-    const __m256 x = _mm256_loadu_ps(row + 8 * v);
-    const int m = _mm256_movemask_ps(_mm256_cmp_ps(x, th, _CMP_NLT_UQ));
-    const __m256i p = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_lanes[m]));
-    _mm256_storeu_ps(cv + C, _mm256_permutevar8x32_ps(x, p));
-    _mm256_storeu_si256((__m256i *)(ci + C), _mm256_add_epi32(p, _mm256_set1_epi32((int)(8 * v))));
-    C += (uint32_t)__builtin_popcount((unsigned)m);
-  }
-  if (C > 16) return topk_row(row, E, k, vals, idx);
-  _mm256_storeu_ps(cv + C, ninf);
-  _mm256_storeu_ps(cv + C + 8, ninf);
-  const __m256 V0 = _mm256_load_ps(cv), V1 = _mm256_load_ps(cv + 8);
-  if (_mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(V0, V0, _CMP_UNORD_Q),
-                                      _mm256_cmp_ps(V1, V1, _CMP_UNORD_Q))))
-    return topk_row(row, E, k, vals, idx); /* it reports the first NaN */
-  __m256i r0 = _mm256_setzero_si256(), r1 = r0;
-  for (int i = 0; i < 16; i++) {
-    const __m256 t = _mm256_broadcast_ss(cv + i);
-    r0 = _mm256_sub_epi32(r0, _mm256_castps_si256(_mm256_cmp_ps(t, V0, _CMP_GT_OQ)));
-    r1 = _mm256_sub_epi32(r1, _mm256_castps_si256(_mm256_cmp_ps(t, V1, _CMP_GT_OQ)));
-  }
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i cC = _mm256_set1_epi32((int)C), kk = _mm256_set1_epi32((int)k);
-  const __m256i m0 = _mm256_cmpgt_epi32(cC, iota);
-  const __m256i m1 = _mm256_cmpgt_epi32(cC, _mm256_add_epi32(iota, _mm256_set1_epi32(8)));
-  const __m256i s8 = _mm256_add_epi32(_mm256_and_si256(r0, m0), _mm256_and_si256(r1, m1));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  if ((uint32_t)_mm_cvtsi128_si32(s) != C * (C - 1) / 2) return topk_row(row, E, k, vals, idx);
-  /* rank -> slot; ranks >= k and the padding go to the spare slot k */
-  int32_t rk[16] __attribute__((aligned(32)));
-  _mm256_store_si256((__m256i *)rk, _mm256_blendv_epi8(kk, _mm256_min_epi32(r0, kk), m0));
-  _mm256_store_si256((__m256i *)(rk + 8), _mm256_blendv_epi8(kk, _mm256_min_epi32(r1, kk), m1));
-  float ov[MOERT_MAX_TOP_K + 1];
-  int32_t oi[MOERT_MAX_TOP_K + 1];
-  for (int j = 0; j < 16; j++) {
-    ov[rk[j]] = cv[j];
-    oi[rk[j]] = ci[j];
-  }
-  memcpy(vals, ov, k * sizeof *vals);
-  memcpy(idx, oi, k * sizeof *idx);
-  return -1;
+/* Whether this CPU runs the AVX2 paths below (which also use POPCNT). */
+static bool cpu_avx2(void) {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
 }
 
 /* exp of 8 lanes: the operations of expf4 (and so of moert_expf) lane by lane. */
@@ -294,23 +212,32 @@ __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
     CX8(V, _mm256_permute_ps(V, 0xB1), (desc) ? 0x55 : 0xAA);                                  \
   } while (0)
 
-/* The whole softmax router for one row, renormalised, k <= 8, E a multiple of 8 (16..512),
- * f32 (E = 8, as Mixtral, has its own function below: this one is slower there than even
- * the general path, 2.4 against 1.9 us for 32 rows): the ids and weights softmax_weights(topk_row(...)) gives, bit for bit, in one pass
- * with no data-dependent branch in the common case.  Returns false when it cannot decide
- * (more than 16 candidates, a tie among them, a NaN, an infinite maximum): the caller then
- * takes the general path, which also reports a NaN.
- *  1. the 2 largest values of each of 8 cells (as topk_row_avx2);
- *  2. theta = the k-th largest of those 16: the two cells' lists sorted (one descending,
- *     one ascending), their lane-wise maximum is the top 8 as a bitonic sequence, sorted,
- *     lane k-1;
- *  3. the candidates (>= theta, ~8.7 on random logits) compacted, ranked by counting;
- *  4. their exponentials (8 lanes at a time), then for j < k the candidate of rank j,
- *     summed in rank order, and the divisions. */
-__attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const float *row,
-                                                                         uint32_t E, uint32_t k,
-                                                                         float scale, int32_t *id,
-                                                                         float *w) {
+/* The largest of the 8 lanes of v, in every lane. */
+__attribute__((target("avx2"))) static inline __m256 hmax8(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* The candidates of a row's top k, k <= 8, for rows of whole 8-float vectors (E >= 16).
+ * No branch depends on the data in the common case, so fresh logits cost what repeated
+ * ones do:
+ *  1. the 2 largest values of each of 8 cells (lane l holds experts l, l+8, ...): 16
+ *     tracked elements;
+ *  2. theta = the k-th largest of the 16: the two cells' lists sorted (one descending, one
+ *     ascending), their lane-wise maximum is the top 8 as a bitonic sequence, sorted, lane
+ *     k-1.  At least k elements are >= theta, so every element of the top k is; on random
+ *     logits about 8.7 elements are;
+ *  3. those candidates, compacted in index order (a permutation per 8-lane mask) into
+ *     cv (values, -inf past the last) and ci (experts);
+ *  4. each candidate's rank = the number of candidates strictly greater (r0: candidates
+ *     0-7, r1: 8-15; m0/m1 mark the real ones).  When no two candidates are equal the ranks
+ *     are distinct (their sum tells) and ranks 0..k-1 are the answer.
+ * Returns false for ties, a NaN or more than 16 candidates: the general path decides.
+ * *lane_max: the 8 cells' maxima (the row's maximum is theirs). */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline bool
+topk_candidates_avx2(const float *row, uint32_t E, uint32_t k, float *cv, int32_t *ci,
+                     __m256i *r0, __m256i *r1, __m256i *m0, __m256i *m1, __m256 *lane_max) {
   const uint32_t nv = E / 8;
   const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
   __m256 A = ninf, B = ninf;
@@ -319,6 +246,7 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
     B = _mm256_max_ps(B, _mm256_min_ps(A, x));
     A = _mm256_max_ps(A, x);
   }
+  *lane_max = A;
   __m256 a = A, b = B;
   SORT8(a, 1);
   SORT8(b, 0);
@@ -328,8 +256,6 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
   CX8(top, _mm256_permute_ps(top, 0xB1), 0x55);
   const __m256 th = _mm256_permutevar8x32_ps(top, _mm256_set1_epi32((int)k - 1));
   /* candidates: not less than theta (so a NaN is one, and a NaN theta takes all) */
-  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
-  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
   uint32_t C = 0;
   for (uint32_t v = 0; v < nv; v++) {
     const __m256 x = _mm256_loadu_ps(row + 8 * v);
@@ -343,29 +269,78 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
   _mm256_storeu_ps(cv + C, ninf);
   _mm256_storeu_ps(cv + C + 8, ninf);
   const __m256 V0 = _mm256_load_ps(cv), V1 = _mm256_load_ps(cv + 8);
-  __m256 mx = _mm256_max_ps(A, _mm256_permute2f128_ps(A, A, 1));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
-  const float rmax = _mm256_cvtss_f32(mx);
-  if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
   if (_mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(V0, V0, _CMP_UNORD_Q),
                                       _mm256_cmp_ps(V1, V1, _CMP_UNORD_Q))))
     return false;
-  __m256i r0 = _mm256_setzero_si256(), r1 = r0;
+  __m256i q0 = _mm256_setzero_si256(), q1 = q0;
   for (int i = 0; i < 16; i++) {
     const __m256 t = _mm256_broadcast_ss(cv + i);
-    r0 = _mm256_sub_epi32(r0, _mm256_castps_si256(_mm256_cmp_ps(t, V0, _CMP_GT_OQ)));
-    r1 = _mm256_sub_epi32(r1, _mm256_castps_si256(_mm256_cmp_ps(t, V1, _CMP_GT_OQ)));
+    q0 = _mm256_sub_epi32(q0, _mm256_castps_si256(_mm256_cmp_ps(t, V0, _CMP_GT_OQ)));
+    q1 = _mm256_sub_epi32(q1, _mm256_castps_si256(_mm256_cmp_ps(t, V1, _CMP_GT_OQ)));
   }
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i cC = _mm256_set1_epi32((int)C);
-  const __m256i m0 = _mm256_cmpgt_epi32(cC, iota);
-  const __m256i m1 = _mm256_cmpgt_epi32(cC, _mm256_add_epi32(iota, _mm256_set1_epi32(8)));
-  const __m256i s8 = _mm256_add_epi32(_mm256_and_si256(r0, m0), _mm256_and_si256(r1, m1));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  if ((uint32_t)_mm_cvtsi128_si32(s) != C * (C - 1) / 2) return false; /* a tie */
+  *m0 = _mm256_cmpgt_epi32(cC, iota);
+  *m1 = _mm256_cmpgt_epi32(cC, _mm256_add_epi32(iota, _mm256_set1_epi32(8)));
+  *r0 = q0;
+  *r1 = q1;
+  const __m256i s8 = _mm256_add_epi32(_mm256_and_si256(q0, *m0), _mm256_and_si256(q1, *m1));
+  __m128i sm = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+  sm = _mm_add_epi32(sm, _mm_shuffle_epi32(sm, _MM_SHUFFLE(1, 0, 3, 2)));
+  sm = _mm_add_epi32(sm, _mm_shuffle_epi32(sm, _MM_SHUFFLE(2, 3, 0, 1)));
+  return (uint32_t)_mm_cvtsi128_si32(sm) == C * (C - 1) / 2; /* else a tie */
+}
+#undef SORT8
+#undef CX8
+
+/* Top-k for k <= 8 with AVX2 (topk_candidates_avx2), for rows of whole 8-float vectors; the
+ * same result as topk_row, which it calls when the candidates cannot decide. */
+__attribute__((target("avx2,popcnt"))) static int32_t topk_row_avx2(const float *row, uint32_t E,
+                                                                    uint32_t k, float *vals,
+                                                                    int32_t *idx) {
+  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  __m256i r0, r1, m0, m1;
+  __m256 amax;
+  if (!topk_candidates_avx2(row, E, k, cv, ci, &r0, &r1, &m0, &m1, &amax))
+    return topk_row(row, E, k, vals, idx); /* it also reports the first NaN */
+  /* rank -> slot; ranks >= k and the padding go to the spare slot k */
+  const __m256i kk = _mm256_set1_epi32((int)k);
+  int32_t rk[16] __attribute__((aligned(32)));
+  _mm256_store_si256((__m256i *)rk, _mm256_blendv_epi8(kk, _mm256_min_epi32(r0, kk), m0));
+  _mm256_store_si256((__m256i *)(rk + 8), _mm256_blendv_epi8(kk, _mm256_min_epi32(r1, kk), m1));
+  float ov[MOERT_MAX_TOP_K + 1];
+  int32_t oi[MOERT_MAX_TOP_K + 1];
+  for (int j = 0; j < 16; j++) {
+    ov[rk[j]] = cv[j];
+    oi[rk[j]] = ci[j];
+  }
+  memcpy(vals, ov, k * sizeof *vals);
+  memcpy(idx, oi, k * sizeof *idx);
+  return -1;
+}
+
+/* The whole softmax router for one row, renormalised, k <= 8, E a multiple of 8 (16..512),
+ * f32 (E = 8, as Mixtral, has its own function below: this one is slower there than even
+ * the general path, 2.4 against 1.9 us for 32 rows): the ids and weights
+ * softmax_weights(topk_row(...)) gives, bit for bit, in one pass with no data-dependent
+ * branch in the common case.  The candidates and their ranks as topk_row_avx2's; then
+ * their exponentials (8 lanes at a time) and, for j < k, the candidate of rank j, summed in
+ * rank order, and the divisions.  Returns false when it cannot decide (more than 16
+ * candidates, a tie among them, a NaN, an infinite maximum): the caller then takes the
+ * general path, which also reports a NaN. */
+__attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const float *row,
+                                                                         uint32_t E, uint32_t k,
+                                                                         float scale, int32_t *id,
+                                                                         float *w) {
+  float cv[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  int32_t ci[MOERT_MAX_EXPERTS + 16] __attribute__((aligned(32)));
+  __m256i r0, r1, m0, m1;
+  __m256 amax;
+  if (!topk_candidates_avx2(row, E, k, cv, ci, &r0, &r1, &m0, &m1, &amax)) return false;
+  const float rmax = _mm256_cvtss_f32(hmax8(amax));
+  if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
+  const __m256 V0 = _mm256_load_ps(cv), V1 = _mm256_load_ps(cv + 8);
   /* the weights: exp(v - max) as expf4 computes it (x + (-m) is x - m exactly) */
   const __m256 negm = _mm256_set1_ps(-rmax);
   float ex[16] __attribute__((aligned(32)));
@@ -389,8 +364,6 @@ __attribute__((target("avx2,popcnt"))) static bool route_row_softmax_avx2(const 
     for (uint32_t j = 0; j < k; j++) w[j] = MOERT_FMUL(w[j], scale);
   return true;
 }
-#undef SORT8
-#undef CX8
 
 /* The renormalised softmax router for a row of exactly 8 experts (Mixtral), k <= 8: each
  * expert's rank is the number of experts with a larger logit plus the equal ones of lower
@@ -402,10 +375,7 @@ __attribute__((target("avx2,popcnt"))) static bool route_row8_softmax_avx2(const
                                                                           int32_t *id, float *w) {
   const __m256 x = _mm256_loadu_ps(row);
   if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q))) return false;
-  __m256 mx = _mm256_max_ps(x, _mm256_permute2f128_ps(x, x, 1));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
-  const float rmax = _mm256_cvtss_f32(mx);
+  const float rmax = _mm256_cvtss_f32(hmax8(x));
   if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256i rank = _mm256_setzero_si256();
@@ -434,21 +404,17 @@ __attribute__((target("avx2,popcnt"))) static bool route_row8_softmax_avx2(const
 }
 
 /* score[e] = sigmoid(row[e]) as sigmoid_array computes it (1 / (1 + exp(-x)), the same
- * operations lane by lane), choice[e] = score[e] + bias[e] (or score[e]); E % 8 == 0.
- * Returns whether a NaN is in the row (the caller then finds the first). */
-__attribute__((target("avx2"))) static bool sigmoid_choice_avx2(const float *row,
+ * operations lane by lane), choice[e] = score[e] + bias[e] (or score[e]); E % 8 == 0. */
+__attribute__((target("avx2"))) static void sigmoid_choice_avx2(const float *row,
                                                                const float *bias, float *score,
                                                                float *choice, uint32_t E) {
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-  __m256 nan = _mm256_setzero_ps();
   for (uint32_t i = 0; i < E; i += 8) {
     const __m256 x = _mm256_loadu_ps(row + i);
-    nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     const __m256 sc = _mm256_div_ps(one, _mm256_add_ps(one, expf8(_mm256_xor_ps(x, sign))));
     _mm256_storeu_ps(score + i, sc);
     _mm256_storeu_ps(choice + i, bias ? _mm256_add_ps(sc, _mm256_loadu_ps(bias + i)) : sc);
   }
-  return _mm256_movemask_ps(nan) != 0;
 }
 
 /* gscore[g] = the sum of the two largest of choice[g gs .. g gs + gs - 1] (the larger
@@ -465,16 +431,11 @@ __attribute__((target("avx2,popcnt"))) static void group_top2_avx2(const float *
       B = _mm256_max_ps(B, _mm256_min_ps(A, x));
       A = _mm256_max_ps(A, x);
     }
-    __m256 m = _mm256_max_ps(A, _mm256_permute2f128_ps(A, A, 1));
-    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m256 m = hmax8(A);
     const __m256 at_max = _mm256_cmp_ps(A, m, _CMP_EQ_OQ);
     /* the second largest: the max again if two lanes hold it, else the larger of the other
      * lanes' maxima and every lane's second (a lane's second is at most its max) */
-    __m256 r = _mm256_max_ps(B, _mm256_blendv_ps(A, ninf, at_max));
-    r = _mm256_max_ps(r, _mm256_permute2f128_ps(r, r, 1));
-    r = _mm256_max_ps(r, _mm256_shuffle_ps(r, r, _MM_SHUFFLE(1, 0, 3, 2)));
-    r = _mm256_max_ps(r, _mm256_shuffle_ps(r, r, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m256 r = hmax8(_mm256_max_ps(B, _mm256_blendv_ps(A, ninf, at_max)));
     const float top = _mm256_cvtss_f32(m);
     const float second = __builtin_popcount((unsigned)_mm256_movemask_ps(at_max)) > 1
                              ? top : _mm256_cvtss_f32(r);
@@ -507,7 +468,7 @@ __attribute__((target("avx2"))) static float exp_warp_sum_avx2(const float *row,
 /* The fastest top-k this CPU runs; all give the same result. */
 static int32_t topk_best(const float *row, uint32_t E, uint32_t k, float *vals, int32_t *idx) {
 #ifdef MOERT_ROUTER_AVX2
-  if (k <= 8 && E % 8 == 0 && E >= 16 && __builtin_cpu_supports("avx2"))
+  if (k <= 8 && E % 8 == 0 && E >= 16 && cpu_avx2())
     return topk_row_avx2(row, E, k, vals, idx);
 #endif
   return topk_row(row, E, k, vals, idx);
@@ -621,7 +582,7 @@ static void softmax_weights(const moert_router_cfg *cfg, const float *row, const
       for (uint32_t j = 0; j < k; j++) sum = MOERT_FADD(sum, ex[j]);
     } else {
 #ifdef MOERT_ROUTER_AVX2
-      if (E % 32 == 0 && __builtin_cpu_supports("avx2")) {
+      if (E % 32 == 0 && cpu_avx2()) {
         sum = exp_warp_sum_avx2(row, m, E);
       } else
 #endif
@@ -644,18 +605,12 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
   const float ninf = moert_bits_to_float(0xff800000u);
   uint32_t groups = cfg->n_group > 1 ? cfg->n_group : 1;
 #ifdef MOERT_ROUTER_AVX2
-  const bool avx2 = E % 8 == 0 && __builtin_cpu_supports("avx2");
-#else
-  const bool avx2 = false;
+  const bool avx2 = E % 8 == 0 && cpu_avx2();
+  if (avx2)
+    sigmoid_choice_avx2(row, bias, score, choice, E);
+  else
 #endif
-  bool done = false;
-#ifdef MOERT_ROUTER_AVX2
-  if (avx2) {
-    (void)sigmoid_choice_avx2(row, bias, score, choice, E); /* the caller checked for NaN */
-    done = true;
-  }
-#endif
-  if (!done) {
+  {
     sigmoid_array(row, score, (E + 3) & ~3u);
     for (uint32_t e = 0; e < E; e++) choice[e] = bias ? MOERT_FADD(score[e], bias[e]) : score[e];
   }
@@ -716,7 +671,7 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
 #ifdef MOERT_ROUTER_AVX2
   /* the fused row router: renormalised softmax, k <= 8, rows of whole 8-float vectors */
   const bool fused = cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK && cfg->renormalize && k <= 8 &&
-                     E % 8 == 0 && __builtin_cpu_supports("avx2");
+                     E % 8 == 0 && cpu_avx2();
 #endif
   for (uint32_t t = 0; t < num_tokens; t++) {
     const float *r;
