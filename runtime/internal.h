@@ -30,6 +30,12 @@ typedef struct moert_arena {
 /* Pass 1 (base == NULL) only counts; pass 2 carves.  64-byte alignment. */
 void *moert_arena_take(moert_arena *arena, size_t bytes);
 
+/* ---- instruction sets (isa.c) ---- */
+/* The x86 vector instruction sets the host router and plan use: 2 = AVX-512 (F, VL, BW,
+ * DQ) with AVX2, 1 = AVX2 with POPCNT, 0 = neither (or not x86).  The environment variable
+ * MOERT_CPU_ISA=avx2 or =generic caps it: a test and benchmark hook, read once. */
+int moert_cpu_isa(void);
+
 /* ---- router (router.c) ---- */
 typedef struct moert_router_cfg {
   uint32_t num_experts, top_k;

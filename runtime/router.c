@@ -157,11 +157,6 @@ static const uint8_t compact_lanes[256][8] = {
     {3,4,5,6,7,0,0,0}, {0,3,4,5,6,7,0,0}, {1,3,4,5,6,7,0,0}, {0,1,3,4,5,6,7,0}, {2,3,4,5,6,7,0,0}, {0,2,3,4,5,6,7,0}, {1,2,3,4,5,6,7,0}, {0,1,2,3,4,5,6,7},
 };
 
-/* Whether this CPU runs the AVX2 paths below (which also use POPCNT). */
-static bool cpu_avx2(void) {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-}
-
 /* exp of 8 lanes: the operations of expf4 (and so of moert_expf) lane by lane. */
 __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
   const __m256 magic = _mm256_set1_ps(12582912.0f);
@@ -463,12 +458,294 @@ __attribute__((target("avx2"))) static float exp_warp_sum_avx2(const float *row,
   x = _mm256_add_ps(x, _mm256_shuffle_ps(x, x, _MM_SHUFFLE(2, 3, 0, 1))); /* xor 1 */
   return _mm256_cvtss_f32(x);
 }
+
+/* ---- AVX-512 (AVX-512 F, VL, BW, DQ): the renormalised softmax row on packed keys ------
+ *
+ * Each logit becomes one int32 key that orders as the (value, lower index first) pair
+ * does, up to the low b bits of the value (b = the bits of an expert index):
+ *   ordered = the value's bits as a signed integer, negatives as minus their magnitude
+ *             (so -0 = +0 and the integer order is the float order),
+ *   key     = (ordered with its low b bits cleared) | (2^b - 1 - expert).
+ * Keys are distinct, so no step below needs an index beside the value, and the order of
+ * keys is the router's order except among "near ties" (equal keys but for the index
+ * bits), which are checked against the true values at the end.  Logits that came from
+ * bf16 have no low bits to lose, so their near ties are exact ties, decided right.
+ *  1. K_v = the keys of 16 experts (v = 0 .. E/16 - 1), M = their lane-wise maximum:
+ *     16 keys of distinct experts;
+ *  2. th = the 8th largest of M (bitonic: each 8-lane half sorted, one descending and one
+ *     ascending; their lane-wise maximum is the top 8, whose minimum is th).  At least 8
+ *     >= k experts have keys >= th, so the top k all have value bits >= th's;
+ *  3. candidates: keys whose value bits are at least th's (about 10 on random logits; more
+ *     than 16 goes to the AVX2 row), compressed into one vector, padded with INT_MIN;
+ *  4. sorted (bitonic, 16 lanes), so lanes 0..k-1 are the top k in order;
+ *  5. near ties among the candidates must be exact ties (checked on the logits), else the
+ *     AVX2 row decides;
+ *  6. exp(v - max) of the k (expf8), summed in rank order, divided (the same operations,
+ *     and so bits, as softmax_weights). */
+#define MOERT_AVX512_TARGET "avx2,fma,popcnt,avx512f,avx512vl,avx512bw,avx512dq"
+
+/* A compare-exchange stage on 16 int32 lanes against their permutation P: the lanes in
+ * `hi` keep the larger key. */
+#define CX16(V, P, hi)                                                                         \
+  do {                                                                                         \
+    const __m512i p_ = (P);                                                                    \
+    (V) = _mm512_mask_max_epi32(_mm512_min_epi32((V), p_), (__mmask16)(hi), (V), p_);          \
+  } while (0)
+#define CX8I(V, P, hi)                                                                         \
+  do {                                                                                         \
+    const __m256i p_ = (P);                                                                    \
+    (V) = _mm256_mask_max_epi32(_mm256_min_epi32((V), p_), (__mmask8)(hi), (V), p_);           \
+  } while (0)
+#define SWAP1(V) _mm512_shuffle_epi32((V), (_MM_PERM_ENUM)0xB1)
+#define SWAP2(V) _mm512_shuffle_epi32((V), (_MM_PERM_ENUM)0x4E)
+#define SWAP4(V) _mm512_shuffle_i64x2((V), (V), 0xB1)
+#define SWAP8(V) _mm512_shuffle_i64x2((V), (V), 0x4E)
+/* Lanes 0-7 sorted descending, lanes 8-15 ascending (SORT8's networks, side by side). */
+#define SORT8X2(V)                                                                             \
+  do {                                                                                         \
+    CX16(V, SWAP1(V), 0x6699);                                                                 \
+    CX16(V, SWAP2(V), 0x3CC3);                                                                 \
+    CX16(V, SWAP1(V), 0x5AA5);                                                                 \
+    CX16(V, SWAP4(V), 0xF00F);                                                                 \
+    CX16(V, SWAP2(V), 0xCC33);                                                                 \
+    CX16(V, SWAP1(V), 0xAA55);                                                                 \
+  } while (0)
+
+/* 0, 1, ..., MOERT_MAX_EXPERTS - 1 */
+static const int32_t expert_iota[MOERT_MAX_EXPERTS] __attribute__((aligned(64))) = {
+#define I16(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, \
+               b + 12, b + 13, b + 14, b + 15
+#define I128(b) I16(b), I16(b + 16), I16(b + 32), I16(b + 48), I16(b + 64), I16(b + 80), \
+                I16(b + 96), I16(b + 112)
+    I128(0), I128(128), I128(256), I128(384)
+#undef I128
+#undef I16
+};
+
+/* Step 1 for one row: its keys into key[0..E-1] and their lane-wise maximum into M.
+ * False for a NaN. */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline bool
+keys_avx512(const float *row, const uint32_t nv, const uint32_t b, int32_t *key, int32_t *max) {
+  const __m512i low = _mm512_set1_epi32((int)((1u << b) - 1));
+  const __m512i mag = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512i M0 = _mm512_set1_epi32(INT32_MIN), M1 = M0;
+  __mmask16 ord = 0xFFFF;
+#pragma GCC unroll 8
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m512i x = _mm512_loadu_si512((const void *)(row + 16 * v));
+    ord = _mm512_mask_cmp_ps_mask(ord, _mm512_castsi512_ps(x), _mm512_castsi512_ps(x),
+                                  _CMP_ORD_Q);
+    const __m512i s = _mm512_srai_epi32(x, 31);
+    /* (x & mag) ^ s - s: the magnitude, negated for a negative value */
+    const __m512i o = _mm512_sub_epi32(_mm512_ternarylogic_epi32(x, mag, s, 0x6A), s);
+    /* (o & ~low) | (low & ~expert), and low & ~expert = 2^b - 1 - expert */
+    const __m512i K = _mm512_ternarylogic_epi32(
+        o, low, _mm512_load_si512((const void *)(expert_iota + 16 * v)), 0x74);
+    _mm512_store_si512((void *)(key + 16 * v), K);
+    if (v & 1) M1 = _mm512_max_epi32(M1, K);
+    else M0 = _mm512_max_epi32(M0, K);
+  }
+  _mm512_store_si512((void *)max, _mm512_max_epi32(M0, M1));
+  return ord == 0xFFFF;
+}
+
+/* Steps 2-3 for one row: the candidates' keys into slot[0..15] (padded with INT32_MIN).
+ * False when there are more than 16 (slot has 32 entries: the stores past 16 candidates
+ * stay inside it). */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline bool
+candidates_avx512(const int32_t *key, const int32_t *max, const uint32_t nv, const uint32_t b,
+                  int32_t *slot) {
+  const __m512i low = _mm512_set1_epi32((int)((1u << b) - 1));
+  __m512i M = _mm512_load_si512((const void *)max);
+  SORT8X2(M);
+  M = _mm512_max_epi32(M, SWAP8(M)); /* the top 8 of the 16, in both halves */
+  M = _mm512_min_epi32(M, SWAP4(M));
+  M = _mm512_min_epi32(M, SWAP2(M));
+  M = _mm512_min_epi32(M, SWAP1(M)); /* th in every lane */
+  const __m512i th = _mm512_andnot_si512(low, M);
+  uint32_t C = 0;
+#pragma GCC unroll 8
+  for (uint32_t v = 0; v < nv; v++) {
+    const __m512i K = _mm512_load_si512((const void *)(key + 16 * v));
+    const __mmask16 m = _mm512_cmpge_epi32_mask(K, th);
+    _mm512_storeu_si512((void *)(slot + (C < 16 ? C : 16)), _mm512_maskz_compress_epi32(m, K));
+    C += (uint32_t)__builtin_popcount((unsigned)m);
+  }
+  if (C > 16) return false;
+  _mm512_storeu_si512((void *)(slot + C), _mm512_set1_epi32(INT32_MIN));
+  return true;
+}
+
+/* Steps 4-5 for one row: the ids of its top k into id (k <= 8) and their logits into v.
+ * False (and nothing written) when a near tie is not an exact tie, or the maximum is
+ * infinite. */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline bool
+select_avx512(const float *row, const int32_t *slot, const uint32_t b, uint32_t k, int32_t *id,
+              float *v) {
+  const __m512i low = _mm512_set1_epi32((int)((1u << b) - 1));
+  __m512i S = _mm512_load_si512((const void *)slot);
+  SORT8X2(S);
+  /* the top 8 (a bitonic sequence, sorted below) and the other 8 */
+  const __m512i U = _mm512_min_epi32(S, SWAP8(S));
+  __m256i T = _mm512_castsi512_si256(_mm512_max_epi32(S, SWAP8(S)));
+  CX8I(T, _mm256_shuffle_i32x4(T, T, 1), 0x0F);
+  CX8I(T, _mm256_shuffle_epi32(T, 0x4E), 0x33);
+  CX8I(T, _mm256_shuffle_epi32(T, 0xB1), 0x55);
+  const __m256i low8 = _mm512_castsi512_si256(low);
+  const __m256i id8 = _mm256_sub_epi32(low8, _mm256_and_si256(T, low8));
+  /* near ties (the same value bits): in the top 8 they must be exact ties, and none may
+   * cross to the other 8 (the padding has no near tie) */
+  const __m256i hv = _mm256_andnot_si256(low8, T);
+  if (_mm512_cmpeq_epi32_mask(_mm512_andnot_si512(low, U),
+                              _mm512_castsi256_si512(_mm256_permutevar8x32_epi32(hv, _mm256_set1_epi32(7)))) & 0xFF)
+    return false;
+  __mmask8 near = _mm256_cmpeq_epi32_mask(hv, _mm256_alignr_epi32(hv, hv, 1)) & 0x7F;
+  if (near) {
+    int32_t iv[8] __attribute__((aligned(32)));
+    _mm256_store_si256((__m256i *)iv, id8);
+    do {
+      const unsigned i = (unsigned)__builtin_ctz(near);
+      if (row[iv[i]] != row[iv[i + 1]]) return false;
+      near &= (__mmask8)(near - 1);
+    } while (near);
+  }
+  const __mmask8 km = (__mmask8)((1u << k) - 1u);
+  const __m256 v8 = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), km, id8, row, 4);
+  const float rmax = _mm256_cvtss_f32(v8);
+  if (!(rmax > -__builtin_inff() && rmax < __builtin_inff())) return false;
+  _mm256_mask_storeu_epi32(id, km, id8);
+  _mm256_store_ps(v, v8);
+  return true;
+}
+
+/* exp of 16 lanes: expf8's operations (and so expf4's) lane by lane. */
+__attribute__((target(MOERT_AVX512_TARGET))) static inline __m512 expf16(__m512 x) {
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  __m512 n = _mm512_add_ps(
+      _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269502162933349609375f)), magic),
+      _mm512_set1_ps(-12582912.0f));
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693145751953125f)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(1.428606765330187045e-06f)));
+  __m512 p = _mm512_set1_ps(1.98412698412698413e-4f);
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.38888888888888889e-3f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.33333333333333333e-3f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.16666666666666667e-2f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.66666666666666667e-1f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+  const __m512i ni = _mm512_cvttps_epi32(n);
+  const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  p = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
+  p = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
+  const __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.72283935546875f), _CMP_GT_OQ);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.97208404541015625f), _CMP_LT_OQ);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  p = _mm512_maskz_mov_ps((__mmask16)~(big | tiny), p);
+  p = _mm512_mask_mov_ps(p, big, _mm512_set1_ps(__builtin_inff()));
+  return _mm512_mask_mov_ps(p, nan, x);
+}
+
+/* Step 6 for two rows: the weights from their k logits v[0..7] and v[8..15] (v[0] and v[8]
+ * the largest), into w0 and w1. */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline void
+weights2_avx512(const float *v, uint32_t k, float scale, float *w0, float *w1) {
+  const __m512 x = _mm512_loadu_ps(v);
+  const __m512 m = _mm512_permutexvar_ps(
+      _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8), x);
+  float ex[16] __attribute__((aligned(64)));
+  _mm512_store_ps(ex, expf16(_mm512_sub_ps(x, m)));
+  float s0 = 0.0f, s1 = 0.0f;
+  for (uint32_t j = 0; j < k; j++) {
+    s0 = MOERT_FADD(s0, ex[j]);
+    s1 = MOERT_FADD(s1, ex[8 + j]);
+  }
+  const __m512 sum = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+  __m512 wv = _mm512_div_ps(_mm512_load_ps(ex), sum);
+  if (scale != 1.0f) wv = _mm512_mul_ps(wv, _mm512_set1_ps(scale));
+  const __mmask8 km = (__mmask8)((1u << k) - 1u);
+  _mm256_mask_storeu_ps(w0, km, _mm512_castps512_ps256(wv));
+  _mm256_mask_storeu_ps(w1, km, _mm512_extractf32x8_ps(wv, 1));
+}
+
+/* Step 6 for one row: the weights from the k logits v (v[0] the largest). */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline void
+weights_avx512(const float *v, uint32_t k, float scale, float *w) {
+  const __m256 v8 = _mm256_load_ps(v);
+  float ex[8] __attribute__((aligned(32)));
+  _mm256_store_ps(ex, expf8(_mm256_sub_ps(v8, _mm256_set1_ps(v[0]))));
+  float sum = 0.0f;
+  for (uint32_t j = 0; j < k; j++) sum = MOERT_FADD(sum, ex[j]);
+  __m256 wv = _mm256_div_ps(_mm256_load_ps(ex), _mm256_set1_ps(sum));
+  if (scale != 1.0f) wv = _mm256_mul_ps(wv, _mm256_set1_ps(scale));
+  _mm256_mask_storeu_ps(w, (__mmask8)((1u << k) - 1u), wv);
+}
+
+/* Rows t = 0..n-1 (n <= 32) at rows + t * stride: each step over all the rows before the
+ * next, so the rows' long dependency chains overlap.  Returns the rows it left (bit t):
+ * the caller routes them with the AVX2 row router or the general path. */
+__attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline uint32_t
+route_rows_softmax_avx512_n(const float *rows, uint64_t stride, uint32_t n, const uint32_t nv,
+                            const uint32_t b, uint32_t k, float scale, int32_t *ids, float *w) {
+  int32_t slot[32][32] __attribute__((aligned(64)));
+  int32_t key[8 * MOERT_MAX_EXPERTS] __attribute__((aligned(64))); /* 8 rows of 16 * nv */
+  int32_t max[8][16] __attribute__((aligned(64)));
+  float top[32][8] __attribute__((aligned(32)));
+  uint32_t ok = 0;
+  for (uint32_t t0 = 0; t0 < n; t0 += 8) { /* 8 rows' keys at a time (16 KB for E = 512) */
+    const uint32_t m = n - t0 < 8 ? n - t0 : 8;
+    for (uint32_t i = 0; i < m; i++)
+      ok |= (uint32_t)keys_avx512(rows + (t0 + i) * stride, nv, b, key + i * 16 * nv, max[i])
+            << (t0 + i);
+    for (uint32_t i = 0; i < m; i++)
+      ok &= ~((uint32_t)!candidates_avx512(key + i * 16 * nv, max[i], nv, b, slot[t0 + i])
+              << (t0 + i));
+  }
+  for (uint32_t t = 0; t < n; t++)
+    if (ok >> t & 1)
+      ok &= ~((uint32_t)!select_avx512(rows + t * stride, slot[t], b, k, ids + t * k, top[t]) << t);
+  for (uint32_t t = 0; t < n; t++)
+    if ((ok >> t & 3) == 3 && t + 1 < n) { /* two rows in one vector */
+      weights2_avx512(top[t], k, scale, w + t * k, w + (t + 1) * k);
+      t++;
+    } else if (ok >> t & 1) {
+      weights_avx512(top[t], k, scale, w + t * k);
+    }
+  return ~ok & (n == 32 ? ~0u : (1u << n) - 1u);
+}
+#undef CX16
+#undef CX8I
+#undef SWAP1
+#undef SWAP2
+#undef SWAP4
+#undef SWAP8
+#undef SORT8X2
+
+/* The renormalised softmax router above for up to 32 f32 rows, E a multiple of 16
+ * (16..512), k <= 8: constant shapes for the common expert counts, so the keys stay in
+ * registers. */
+__attribute__((target(MOERT_AVX512_TARGET))) static uint32_t
+route_rows_softmax_avx512(const float *rows, uint64_t stride, uint32_t n, uint32_t E, uint32_t k,
+                          float scale, int32_t *ids, float *w) {
+  switch (E) {
+  case 64: return route_rows_softmax_avx512_n(rows, stride, n, 4, 6, k, scale, ids, w);
+  case 128: return route_rows_softmax_avx512_n(rows, stride, n, 8, 7, k, scale, ids, w);
+  case 256: return route_rows_softmax_avx512_n(rows, stride, n, 16, 8, k, scale, ids, w);
+  default: {
+    uint32_t b = 0;
+    while ((1u << b) < E) b++;
+    return route_rows_softmax_avx512_n(rows, stride, n, E / 16, b, k, scale, ids, w);
+  }
+  }
+}
+
 #endif
 
 /* The fastest top-k this CPU runs; all give the same result. */
 static int32_t topk_best(const float *row, uint32_t E, uint32_t k, float *vals, int32_t *idx) {
 #ifdef MOERT_ROUTER_AVX2
-  if (k <= 8 && E % 8 == 0 && E >= 16 && cpu_avx2())
+  if (k <= 8 && E % 8 == 0 && E >= 16 && moert_cpu_isa() >= 1)
     return topk_row_avx2(row, E, k, vals, idx);
 #endif
   return topk_row(row, E, k, vals, idx);
@@ -582,7 +859,7 @@ static void softmax_weights(const moert_router_cfg *cfg, const float *row, const
       for (uint32_t j = 0; j < k; j++) sum = MOERT_FADD(sum, ex[j]);
     } else {
 #ifdef MOERT_ROUTER_AVX2
-      if (E % 32 == 0 && cpu_avx2()) {
+      if (E % 32 == 0 && moert_cpu_isa() >= 1) {
         sum = exp_warp_sum_avx2(row, m, E);
       } else
 #endif
@@ -605,7 +882,7 @@ static void sigmoid_group_select(const moert_router_cfg *cfg, const float *row,
   const float ninf = moert_bits_to_float(0xff800000u);
   uint32_t groups = cfg->n_group > 1 ? cfg->n_group : 1;
 #ifdef MOERT_ROUTER_AVX2
-  const bool avx2 = E % 8 == 0 && cpu_avx2();
+  const bool avx2 = E % 8 == 0 && moert_cpu_isa() >= 1;
   if (avx2)
     sigmoid_choice_avx2(row, bias, score, choice, E);
   else
@@ -659,6 +936,35 @@ static bool has_nan(const float *row, uint32_t E) {
   return any != 0;
 }
 
+/* One row of the route (the general loop body): 0, or the status of a NaN logit. */
+static moert_status route_one(const moert_router_cfg *cfg, const float *r, const float *bias,
+                              uint32_t t, bool fused, int32_t *id, float *w, float *vals,
+                              float *tmp, float *tmp2) {
+  const uint32_t E = cfg->num_experts, k = cfg->top_k;
+  if (cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK) {
+#ifdef MOERT_ROUTER_AVX2
+    if (fused && (E == 8 ? route_row8_softmax_avx2(r, k, cfg->scale, id, w)
+                         : route_row_softmax_avx2(r, E, k, cfg->scale, id, w)))
+      return MOERT_OK;
+#else
+    (void)fused;
+#endif
+    int32_t bad = topk_best(r, E, k, vals, id);
+    if (bad >= 0)
+      return moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: logit of token %u, expert %d is NaN",
+                        t, bad);
+    softmax_weights(cfg, r, vals, w, tmp);
+  } else {
+    if (has_nan(r, E))
+      for (uint32_t e = 0; e < E; e++)
+        if (r[e] != r[e])
+          return moert_fail(MOERT_ERR_NAN_LOGIT,
+                            "moert_route: logit of token %u, expert %u is NaN", t, e);
+    sigmoid_group_select(cfg, r, bias, tmp, tmp2, vals, id, w);
+  }
+  return MOERT_OK;
+}
+
 moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, moert_dtype dtype,
                               uint64_t row_stride, uint32_t num_tokens, const float *bias,
                               int32_t *ids, float *weights) {
@@ -668,39 +974,43 @@ moert_status moert_route_host(const moert_router_cfg *cfg, const void *logits, m
   float vals[MOERT_MAX_EXPERTS];
   for (uint32_t j = k; j < ((k + 3) & ~3u); j++) vals[j] = 0.0f; /* the vector exp's padding */
   for (uint32_t e = E; e < ((E + 3) & ~3u); e++) row[e] = 0.0f;
+  const bool direct = dtype == MOERT_DTYPE_F32 && E % 4 == 0; /* rows read in place */
+  bool fused = false, wide = false;
 #ifdef MOERT_ROUTER_AVX2
-  /* the fused row router: renormalised softmax, k <= 8, rows of whole 8-float vectors */
-  const bool fused = cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK && cfg->renormalize && k <= 8 &&
-                     E % 8 == 0 && cpu_avx2();
+  /* the fused row routers: renormalised softmax, k <= 8, rows of whole 8-float vectors
+   * (AVX2), or, 32 rows at a time, of whole 16-float vectors (AVX-512; it hands the rare
+   * row it cannot decide to the AVX2 one) */
+  const int isa = moert_cpu_isa();
+  fused = cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK && cfg->renormalize && k <= 8 && E % 8 == 0 &&
+          isa >= 1;
+  wide = fused && isa >= 2 && E % 16 == 0;
 #endif
-  for (uint32_t t = 0; t < num_tokens; t++) {
-    const float *r;
-    if (dtype == MOERT_DTYPE_F32 && E % 4 == 0) {
-      r = (const float *)logits + (size_t)t * row_stride;
-    } else {
-      load_row(logits, dtype, row_stride, t, E, row);
-      r = row;
-    }
-    int32_t *id = ids + (size_t)t * k;
-    float *w = weights + (size_t)t * k;
-    if (cfg->kind == MOERT_ROUTER_SOFTMAX_TOPK) {
+  for (uint32_t t0 = 0; t0 < num_tokens; t0 += 32) {
+    const uint32_t n = num_tokens - t0 < 32 ? num_tokens - t0 : 32;
+    uint32_t left = n == 32 ? ~0u : (1u << n) - 1u; /* the rows of this chunk still to do */
 #ifdef MOERT_ROUTER_AVX2
-      if (fused && (E == 8 ? route_row8_softmax_avx2(r, k, cfg->scale, id, w)
-                           : route_row_softmax_avx2(r, E, k, cfg->scale, id, w)))
+    if (wide && direct)
+      left = route_rows_softmax_avx512((const float *)logits + (size_t)t0 * row_stride,
+                                       row_stride, n, E, k, cfg->scale, ids + (size_t)t0 * k,
+                                       weights + (size_t)t0 * k);
+#endif
+    for (; left; left &= left - 1) {
+      const uint32_t t = t0 + (uint32_t)__builtin_ctz(left);
+      const float *r;
+      if (direct) {
+        r = (const float *)logits + (size_t)t * row_stride;
+      } else {
+        load_row(logits, dtype, row_stride, t, E, row);
+        r = row;
+      }
+      int32_t *id = ids + (size_t)t * k;
+      float *w = weights + (size_t)t * k;
+#ifdef MOERT_ROUTER_AVX2
+      if (wide && !direct && !route_rows_softmax_avx512(r, 0, 1, E, k, cfg->scale, id, w))
         continue;
 #endif
-      int32_t bad = topk_best(r, E, k, vals, id);
-      if (bad >= 0)
-        return moert_fail(MOERT_ERR_NAN_LOGIT, "moert_route: logit of token %u, expert %d is NaN",
-                          t, bad);
-      softmax_weights(cfg, r, vals, w, tmp);
-    } else {
-      if (has_nan(r, E))
-        for (uint32_t e = 0; e < E; e++)
-          if (r[e] != r[e])
-            return moert_fail(MOERT_ERR_NAN_LOGIT,
-                              "moert_route: logit of token %u, expert %u is NaN", t, e);
-      sigmoid_group_select(cfg, r, bias, tmp, tmp2, vals, id, w);
+      moert_status st = route_one(cfg, r, bias, t, fused, id, w, vals, tmp, tmp2);
+      if (st) return st;
     }
   }
   return MOERT_OK;

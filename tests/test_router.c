@@ -192,10 +192,13 @@ static void random_case(mt_rng *rng, const moert_layer_desc *d, moert_dtype dt, 
   moert_runtime_destroy(rt);
 }
 
-/* ---- every selection path of the host router (an AVX2 path for k <= 8 and E a multiple
- * of 8, SSE2 otherwise, a general path for ties, NaN and many candidates) on logits that
- * steer it each way: continuous, a few levels (ties everywhere), many levels (some ties),
- * -inf sprinkled, and rows with one huge value.  Loop index = distribution. ---- */
+/* ---- every selection path of the host router (AVX-512 packed keys and AVX2 rows for k <= 8
+ * and E a multiple of 16 or 8, SSE2 otherwise, a general path for ties, NaN and many
+ * candidates) on logits that steer it each way: continuous, a few levels (ties
+ * everywhere), many levels (some ties), -inf sprinkled, rows with one huge value, near ties
+ * 1 ulp apart, bf16-like values, signed zeros and denormals, a near tie across the top k's
+ * boundary.  Loop index = distribution.
+ * CTest runs it again with MOERT_CPU_ISA=avx2 and =generic. ---- */
 /* The renormalised softmax router's weights, bit for bit: for every row the library's
  * weights must be exactly what ptx/moert_math.h's float32 operations give in the documented
  * order (exp(l_j - max) for the chosen j in rank order, summed from slot 0 up, each divided
@@ -274,6 +277,30 @@ START_TEST(selection_paths) {
           case 2: v = floor(mt_uniform(&rng, 0, E / 2.0)) / 8; break;  /* E/2 levels */
           case 3: if (mt_uniform(&rng, 0, 1) < 0.3) v = -INFINITY; break;
           case 4: if (e == (t * 7) % E) v = 1e30; break;
+          case 5: /* near ties: 40 values 1 ulp apart (the AVX-512 keys drop low bits) */
+            v = 1.0 + ldexp(floor(mt_uniform(&rng, 0, 40)), -23);
+            break;
+          case 6: { /* bf16-like logits: only 8 significant bits, so exact ties are common */
+            float f = (float)v;
+            uint32_t bits;
+            memcpy(&bits, &f, sizeof bits);
+            bits &= 0xFFFF0000u;
+            memcpy(&f, &bits, sizeof f);
+            v = f;
+            break;
+          }
+          case 7: /* signed zeros (equal: the lower index first) and denormals */
+            v = mt_uniform(&rng, 0, 1) < 0.5 ? -0.0 : 0.0;
+            if (mt_uniform(&rng, 0, 1) < 0.2) v = ldexp(mt_uniform(&rng, -8, 8), -140);
+            break;
+          case 8: /* k-1 clear winners, then two logits 1 ulp apart, the larger at the
+                     higher index: a near tie across the boundary of the top k */
+            v = -5.0 + 0.1 * mt_normal(&rng);
+            if (e % (E / 8 > 0 ? E / 8 : 1) == (t % 3) && e / (E / 8 > 0 ? E / 8 : 1) + 1 < k)
+              v = 10.0 + e;
+            if (e == E - 1 - t % 5) v = 1.0 + 0x1p-23;
+            if (e == (t * 3) % (E - 5)) v = 1.0;
+            break;
           default: break;
           }
           lb_set(&b, t, e, v);
@@ -800,7 +827,7 @@ int main(void) {
   Suite *su = suite_create("router");
   TCase *tc = tcase_create("router");
   tcase_set_timeout(tc, 300);
-  tcase_add_loop_test(tc, selection_paths, 0, 5);
+  tcase_add_loop_test(tc, selection_paths, 0, 9);
   tcase_add_loop_test(tc, softmax_renorm_bits, 0, 2);
   tcase_add_loop_test(tc, softmax_renorm_random, 0, 3);
   tcase_add_loop_test(tc, softmax_norenorm_random, 0, 3);
