@@ -688,13 +688,16 @@ weights_avx512(const float *v, uint32_t k, float scale, float *w) {
 __attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline uint32_t
 route_rows_softmax_avx512_n(const float *rows, uint64_t stride, uint32_t n, const uint32_t nv,
                             const uint32_t b, uint32_t k, float scale, int32_t *ids, float *w) {
-  int32_t slot[32][32] __attribute__((aligned(64)));
-  int32_t key[8 * MOERT_MAX_EXPERTS] __attribute__((aligned(64))); /* 8 rows of 16 * nv */
-  int32_t max[8][16] __attribute__((aligned(64)));
+  /* Row t's candidates in slot[t][0..15]: its stores past 16 spill into the next two rows,
+   * which are written after it (so 64 bytes a row, not 128: the whole working set of a
+   * call stays in L1, whatever the stack's alignment). */
+  int32_t slot[34][16] __attribute__((aligned(64)));
+  int32_t key[4 * MOERT_MAX_EXPERTS] __attribute__((aligned(64))); /* 4 rows of 16 * nv */
+  int32_t max[4][16] __attribute__((aligned(64)));
   float top[32][8] __attribute__((aligned(32)));
   uint32_t ok = 0;
-  for (uint32_t t0 = 0; t0 < n; t0 += 8) { /* 8 rows' keys at a time (16 KB for E = 512) */
-    const uint32_t m = n - t0 < 8 ? n - t0 : 8;
+  for (uint32_t t0 = 0; t0 < n; t0 += 4) { /* 4 rows' keys at a time (8 KB for E = 512) */
+    const uint32_t m = n - t0 < 4 ? n - t0 : 4;
     for (uint32_t i = 0; i < m; i++)
       ok |= (uint32_t)keys_avx512(rows + (t0 + i) * stride, nv, b, key + i * 16 * nv, max[i])
             << (t0 + i);
