@@ -870,7 +870,10 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
-    const moert_prefill_kernels *pk = &c->pf[moert_prefill_pick_bm(NULL, E, pairs) == 128];
+    int tile_rows = moert_prefill_pick_bm(NULL, E, pairs);
+    const char *fb = getenv("MOERT_PREFILL_BM"); /* a benchmark hook: 64 or 128 */
+    if (fb && (!strcmp(fb, "64") || !strcmp(fb, "128"))) tile_rows = atoi(fb);
+    const moert_prefill_kernels *pk = &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
                              .x_stride = xs, .wtab = tab, .maps = ce->maps,
