@@ -44,6 +44,7 @@ typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
       block_expert, meta, bias, h, ypair, hs, ys;
+  CUdeviceptr shared_offsets; /* {0, T}: the shared expert as a plan of one expert */
   void *pinned; /* [E] bias, then [pinned_rows, E] logits: host routing of device logits */
   size_t pinned_bytes;
   uint32_t pinned_rows;
@@ -59,6 +60,8 @@ typedef struct cuda_scratch {
   unsigned int smem_dec[4];
   bool dec_ok[4];
   bool combine_split; /* MOERT_CUDA_COMBINE_SPLIT (not 0): column splits at small T */
+  bool shared_prefill; /* MOERT_CUDA_SHARED_PREFILL (not 0): the shared expert may take the
+                        * prefill GEMMs */
   int decode_mode; /* MOERT_CUDA_DECODE: -1 auto (from T), 0 never, 1 always */
   int decode_nch;  /* MOERT_CUDA_DECODE_NCH: rows per pass forced (1, 2, 4, 8), 0 auto */
   unsigned int smem_gate_up, smem_down;
@@ -79,6 +82,10 @@ typedef struct cuda_experts {
    * 0 when the GPU is not sm_90 or the maps could not be encoded (the prefill GEMMs are
    * then not used on sm_90 with these experts) */
   CUdeviceptr maps;
+  /* the shared expert's 3 maps (gate, up, down: the layout of maps for one expert), right
+   * after the routed ones; 0 when there is no shared expert or its maps are missing (it then
+   * runs on the tiled kernels on sm_90) */
+  CUdeviceptr shared_maps;
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
@@ -300,6 +307,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(block_expert, blocks * 4);
   TAKE(meta, 16);
   TAKE(bias, E * 4);
+  TAKE(shared_offsets, 8);
   if (c->forward_ok && c->prefill_ok) TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
@@ -336,6 +344,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
       c->decode_nch = 0;
     const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
+    const char *sp = getenv("MOERT_CUDA_SHARED_PREFILL"); /* a benchmark hook: 0 = off */
+    c->shared_prefill = !(sp && !strcmp(sp, "0"));
     const char *cs = getenv("MOERT_CUDA_COMBINE_SPLIT"); /* a benchmark hook: 0 = off */
     c->combine_split = !(cs && !strcmp(cs, "0"));
   }
@@ -552,13 +562,14 @@ static moert_status cuda_experts_init(moert_experts *x) {
   /* sm_90a: the weights' tensor maps for the prefill GEMMs, encoded once here (a layer the
    * prefill GEMMs cannot take, or a map the driver refuses, only means no maps) */
   void *maps = NULL;
+  bool shared_maps = false;
   const size_t tab_bytes = (n * sizeof *tab + 127) & ~(size_t)127;
   if (st == MOERT_OK && r->cc_major == 9 && r->cc_minor == 0 &&
       (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
       d->weight_dtype == d->act_dtype && d->hidden % 32 == 0 && d->intermediate % 32 == 0) {
     moert_prefill_config gu, dn;
     moert_tmap_encode_fn enc;
-    maps = aligned_alloc(64, 3 * (size_t)E * MOERT_TMAP_BYTES);
+    maps = aligned_alloc(64, 3 * ((size_t)E + 1) * MOERT_TMAP_BYTES);
     if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
         moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
         moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
@@ -566,14 +577,23 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                      (const void *const *)x->down, maps) != MOERT_OK) {
       free(maps);
       maps = NULL;
+    } else if (d->shared_intermediate && d->shared_intermediate % 32 == 0) {
+      /* the shared expert as a layer of one expert, its maps after the routed ones */
+      const void *sg = x->shared_gate, *su = x->shared_up, *sd = x->shared_down;
+      shared_maps = moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, 1, d->hidden,
+                                                 d->shared_intermediate, &sg, &su, &sd,
+                                                 (unsigned char *)maps +
+                                                     3 * (size_t)E * MOERT_TMAP_BYTES) == MOERT_OK;
     }
   }
-  const size_t all_bytes = tab_bytes + (maps ? 3 * (size_t)E * MOERT_TMAP_BYTES : 0);
+  const size_t map_count = maps ? 3 * ((size_t)E + (shared_maps ? 1 : 0)) : 0;
+  const size_t all_bytes = tab_bytes + map_count * MOERT_TMAP_BYTES;
   if (st == MOERT_OK && (st = push_ctx(r)) == MOERT_OK) {
     CU_CHECK(r, r->cu->cuMemAlloc(&ce->table, all_bytes), "cuMemAlloc of the expert table");
     CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->table, tab, n * sizeof *tab), "cuMemcpyHtoD of the expert table");
     if (maps) {
       ce->maps = ce->table + tab_bytes;
+      if (shared_maps) ce->shared_maps = ce->maps + 3 * (CUdeviceptr)E * MOERT_TMAP_BYTES;
       CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
                "cuMemcpyHtoD of the weights' tensor maps");
     }
@@ -906,7 +926,25 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
       goto done;
   }
   CUdeviceptr ysh = 0, sgate = 0;
-  if (Is) {
+  /* the shared expert on the prefill GEMMs, as one expert whose plan is {0, T} (x rows in
+   * order: no gather), where the routed experts take them and it fills a 64-row tile */
+  const bool shared_prefill = Is && prefill && T >= 64 && c->shared_prefill &&
+                              (c->pf[0].gate_up.sm != 90 || ce->shared_maps);
+  if (shared_prefill) {
+    CU_CHECK(r, r->cu->cuMemsetD32Async(c->shared_offsets, 0, 1, stream), "cuMemsetD32Async");
+    CU_CHECK(r, r->cu->cuMemsetD32Async(c->shared_offsets + 4, T, 1, stream),
+             "cuMemsetD32Async");
+    const moert_prefill_kernels *pk = &c->pf[moert_prefill_pick_bm(NULL, 1, T) == 128];
+    moert_prefill_args pa = {.num_experts = 1, .hidden = H, .intermediate = Is, .pairs = T,
+                             .offsets = c->shared_offsets, .gather = 0, .x = x,
+                             .x_stride = xs, .wtab = tab_shared, .maps = ce->shared_maps,
+                             .tiles = c->prefill_tiles, .h = c->hs, .h_stride = Is,
+                             .out = c->ys, .out_stride = H};
+    if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
+    ysh = c->ys;
+    if (d->shared_gate == MOERT_SHARED_GATE_SIGMOID)
+      sgate = (CUdeviceptr)(uintptr_t)a->experts->shared_expert_gate;
+  } else if (Is) {
     int up1 = 1;
     const unsigned tb = (T + bm - 1) / bm;
     void *p3[] = {&tab_shared, &up1, &x, (void *)&xs, &zero, &Ti, &Hi, &Isi, &null, &null, &null,
