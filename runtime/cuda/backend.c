@@ -62,6 +62,7 @@ typedef struct cuda_scratch {
   bool combine_split; /* MOERT_CUDA_COMBINE_SPLIT (not 0): column splits at small T */
   bool shared_prefill; /* MOERT_CUDA_SHARED_PREFILL (not 0): the shared expert may take the
                         * prefill GEMMs */
+  uint32_t shared_prefill_min_t; /* from this T on (MOERT_CUDA_SHARED_PREFILL_MIN_T, 1) */
   int decode_mode; /* MOERT_CUDA_DECODE: -1 auto (from T), 0 never, 1 always */
   int decode_nch;  /* MOERT_CUDA_DECODE_NCH: rows per pass forced (1, 2, 4, 8), 0 auto */
   unsigned int smem_gate_up, smem_down;
@@ -346,6 +347,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
     const char *sp = getenv("MOERT_CUDA_SHARED_PREFILL"); /* a benchmark hook: 0 = off */
     c->shared_prefill = !(sp && !strcmp(sp, "0"));
+    const char *sm = getenv("MOERT_CUDA_SHARED_PREFILL_MIN_T"); /* a benchmark hook */
+    c->shared_prefill_min_t = sm && atoi(sm) > 0 ? (uint32_t)atoi(sm) : 1;
     const char *cs = getenv("MOERT_CUDA_COMBINE_SPLIT"); /* a benchmark hook: 0 = off */
     c->combine_split = !(cs && !strcmp(cs, "0"));
   }
@@ -927,8 +930,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   }
   CUdeviceptr ysh = 0, sgate = 0;
   /* the shared expert on the prefill GEMMs, as one expert whose plan is {0, T} (x rows in
-   * order: no gather), where the routed experts take them and it fills a 64-row tile */
-  const bool shared_prefill = Is && prefill && T >= 64 && c->shared_prefill &&
+   * order: no gather), wherever the routed experts take them: on the H100 faster than the
+   * tiled kernels at every T measured, 1 to 8192 (docs/bench/prefill-log.md, v4) */
+  const bool shared_prefill = Is && prefill && T >= c->shared_prefill_min_t && c->shared_prefill &&
                               (c->pf[0].gate_up.sm != 90 || ce->shared_maps);
   if (shared_prefill) {
     CU_CHECK(r, r->cu->cuMemsetD32Async(c->shared_offsets, 0, 1, stream), "cuMemsetD32Async");
