@@ -618,7 +618,8 @@ select_avx512(const float *row, const int32_t *slot, const uint32_t b, uint32_t 
   return true;
 }
 
-/* exp of 16 lanes: expf8's operations (and so expf4's) lane by lane. */
+/* exp of 16 lanes: expf8's operations (and so expf4's) lane by lane, with mask registers
+ * for the special cases (two expf8 calls instead cost 80 ns of the 1.9 us at T=32). */
 __attribute__((target(MOERT_AVX512_TARGET))) static inline __m512 expf16(__m512 x) {
   const __m512 magic = _mm512_set1_ps(12582912.0f);
   __m512 n = _mm512_add_ps(
