@@ -206,7 +206,7 @@ static void random_case(mt_rng *rng, const moert_layer_desc *d, moert_dtype dt, 
  * with AVX2 this is the fused row router; a wrong lane, summation order or rounding step
  * changes bits.  Ids against the float64 reference (continuous random logits: no ties). */
 START_TEST(softmax_renorm_bits) {
-  static const uint32_t Es[] = {8, 16, 24, 32, 64, 128, 256, 512};
+  static const uint32_t Es[] = {8, 16, 24, 32, 48, 64, 128, 256, 384, 512};
   MT_RNG(rng);
   for (size_t ei = 0; ei < sizeof Es / sizeof *Es; ei++)
     for (uint32_t k = 1; k <= 9; k++) {
