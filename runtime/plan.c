@@ -109,10 +109,12 @@ void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
   const bool pow2 = (block_rows & (block_rows - 1)) == 0; /* a shift, not 128 divisions */
   while (pow2 && (1u << shift) < block_rows) shift++;
   int32_t acc = 0;
-  uint32_t e0 = 0;
+  uint32_t e0 = 0, p0 = 0;
   pad[0] = 0;
 #ifdef MOERT_PLAN_AVX512
-  if (pow2 && moert_cpu_isa() >= 2) e0 = experts_avx512(cnt, E, shift, off, pad, plan->block_expert, &acc, &blocks);
+  const bool wide = moert_cpu_isa() >= 2;
+  if (pow2 && wide)
+    e0 = experts_avx512(cnt, E, shift, off, pad, plan->block_expert, &acc, &blocks);
 #endif
   for (uint32_t e = e0; e < E; e++) {
     const uint32_t rows = (uint32_t)cnt[e];
@@ -128,14 +130,13 @@ void moert_plan_build(const int32_t *ids, uint32_t num_tokens, uint32_t top_k,
   plan->num_blocks = blocks;
   /* each pair's position: its expert's start plus its rank.  Pairs come in token order, so
    * the sort is stable. */
-  uint32_t p0 = 0;
 #ifdef MOERT_PLAN_AVX512
-  if (moert_cpu_isa() >= 2) p0 = positions_avx512(ids, off, rank, n);
+  if (wide) p0 = positions_avx512(ids, off, rank, n);
 #endif
   for (uint32_t p = p0; p < n; p++) rank[p] += off[ids[p]];
 #ifdef MOERT_PLAN_AVX512
   /* top_k a power of two: packed_token = sorted_pair >> log2(top_k), 16 at a time */
-  if ((top_k & (top_k - 1)) == 0 && moert_cpu_isa() >= 2) {
+  if (wide && (top_k & (top_k - 1)) == 0) {
     for (uint32_t p = 0; p < n; p++) plan->sorted_pair[plan->pair_of[p]] = (int32_t)p;
     tokens_avx512(plan->sorted_pair, plan->packed_token, n, (uint32_t)__builtin_ctz(top_k));
     return;

@@ -477,12 +477,12 @@ __attribute__((target("avx2"))) static float exp_warp_sum_avx2(const float *row,
  *     >= k experts have keys >= th, so the top k all have value bits >= th's;
  *  3. candidates: keys whose value bits are at least th's (about 10 on random logits; more
  *     than 16 goes to the AVX2 row), compressed into one vector, padded with INT_MIN;
- *  4. sorted (bitonic, 16 lanes), so lanes 0..k-1 are the top k in order;
- *  5. near ties among the candidates must be exact ties (checked on the logits), else the
- *     AVX2 row decides;
- *  6. exp(v - max) of the k (expf8), summed in rank order, divided (the same operations,
- *     and so bits, as softmax_weights). */
-#define MOERT_AVX512_TARGET "avx2,fma,popcnt,avx512f,avx512vl,avx512bw,avx512dq"
+ *  4. their top 8 sorted (bitonic), so lanes 0..k-1 are the top k in order;
+ *  5. near ties must be exact ties inside the top 8 (checked on the logits) and none may
+ *     cross to the other candidates, else the AVX2 row decides;
+ *  6. exp(v - max) of the k (expf16 for two rows, expf8 for one), summed in rank order,
+ *     divided (the same operations, and so bits, as softmax_weights). */
+#define MOERT_AVX512_TARGET "avx2,popcnt,avx512f,avx512vl,avx512bw,avx512dq"
 
 /* A compare-exchange stage on 16 int32 lanes against their permutation P: the lanes in
  * `hi` keep the larger key. */
@@ -550,8 +550,8 @@ keys_avx512(const float *row, const uint32_t nv, const uint32_t b, int32_t *key,
 }
 
 /* Steps 2-3 for one row: the candidates' keys into slot[0..15] (padded with INT32_MIN).
- * False when there are more than 16 (slot has 32 entries: the stores past 16 candidates
- * stay inside it). */
+ * False when there are more than 16.  The stores reach slot[31]: the caller's next rows,
+ * written after this one (route_rows_softmax_avx512_n). */
 __attribute__((target(MOERT_AVX512_TARGET), always_inline)) static inline bool
 candidates_avx512(const int32_t *key, const int32_t *max, const uint32_t nv, const uint32_t b,
                   int32_t *slot) {
@@ -727,8 +727,8 @@ route_rows_softmax_avx512_n(const float *rows, uint64_t stride, uint32_t n, cons
 #undef SORT8X2
 
 /* The renormalised softmax router above for up to 32 f32 rows, E a multiple of 16
- * (16..512), k <= 8: constant shapes for the common expert counts, so the keys stay in
- * registers. */
+ * (16..512), k <= 8: constant shapes for the common expert counts, so the loops over the
+ * 16-expert vectors unroll. */
 __attribute__((target(MOERT_AVX512_TARGET))) static uint32_t
 route_rows_softmax_avx512(const float *rows, uint64_t stride, uint32_t n, uint32_t E, uint32_t k,
                           float scale, int32_t *ids, float *w) {

@@ -269,6 +269,7 @@ START_TEST(selection_paths) {
       MT_OK(moert_scratch_create(rt, &d, T, &s));
       logits_buf b;
       lb_init(&b, MOERT_DTYPE_F32, T, E, E);
+      const uint32_t span = E >= 8 ? E / 8 : 1; /* distribution 8: winners span apart */
       for (uint32_t t = 0; t < T; t++)
         for (uint32_t e = 0; e < E; e++) {
           double v = 2.0 * mt_normal(&rng);
@@ -296,8 +297,7 @@ START_TEST(selection_paths) {
           case 8: /* k-1 clear winners, then two logits 1 ulp apart, the larger at the
                      higher index: a near tie across the boundary of the top k */
             v = -5.0 + 0.1 * mt_normal(&rng);
-            if (e % (E / 8 > 0 ? E / 8 : 1) == (t % 3) && e / (E / 8 > 0 ? E / 8 : 1) + 1 < k)
-              v = 10.0 + e;
+            if (e % span == t % 3 && e / span + 1 < k) v = 10.0 + e; /* k-1 winners */
             if (e == E - 1 - t % 5) v = 1.0 + 0x1p-23;
             if (e == (t * 3) % (E - 5)) v = 1.0;
             break;

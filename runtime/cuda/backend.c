@@ -44,7 +44,8 @@ typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
       block_expert, meta, bias, h, ypair, hs, ys;
-  CUdeviceptr shared_offsets; /* {0, T}: the shared expert as a plan of one expert */
+  CUdeviceptr shared_offsets; /* {0, T}: the shared expert as a plan of one expert (0 set
+                               * once, T by a memset on the stream at each forward) */
   void *pinned; /* [E] bias, then [pinned_rows, E] logits: host routing of device logits */
   size_t pinned_bytes;
   uint32_t pinned_rows;
@@ -378,6 +379,11 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
   size_t bytes = carve_device(s, c, 0);
   CU_CHECK(r, r->cu->cuMemAlloc(&c->arena, bytes), "cuMemAlloc of the scratch's device buffers");
   carve_device(s, c, c->arena);
+  {
+    const int32_t zero = 0; /* the shared expert's plan starts at row 0, always */
+    CU_CHECK(r, r->cu->cuMemcpyHtoD(c->shared_offsets, &zero, sizeof zero),
+             "cuMemcpyHtoD of the shared expert's plan");
+  }
   /* device logits are host-routed in chunks of pinned_rows rows: at most 16 MB pinned */
   c->pinned_rows = (uint32_t)((16u << 20) / ((size_t)d->num_experts * 4));
   const char *test_rows = getenv("MOERT_TEST_HOST_ROUTE_ROWS"); /* a test hook: tiny chunks */
@@ -935,7 +941,6 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const bool shared_prefill = Is && prefill && T >= c->shared_prefill_min_t && c->shared_prefill &&
                               (c->pf[0].gate_up.sm != 90 || ce->shared_maps);
   if (shared_prefill) {
-    CU_CHECK(r, r->cu->cuMemsetD32Async(c->shared_offsets, 0, 1, stream), "cuMemsetD32Async");
     CU_CHECK(r, r->cu->cuMemsetD32Async(c->shared_offsets + 4, T, 1, stream),
              "cuMemsetD32Async");
     const moert_prefill_kernels *pk = &c->pf[moert_prefill_pick_bm(NULL, 1, T) == 128];
