@@ -1,71 +1,166 @@
-/* plan.cu — the device bucket plan: the same stable counting sort as runtime/plan.c,
- * run as one launch of E blocks with no host round trip.
+/* plan.cu — the device bucket plan: the same stable counting sort as runtime/plan.c, in two
+ * launches over chunks of the T*k pairs, with no host round trip.
  *
- * Block e builds the histogram of all T*k expert ids in shared memory (integer atomics:
- * the counts do not depend on their order), derives its own start in the sorted and the
- * padded order from the counts of the experts before it, and then scans the pairs in
- * order, giving each of its pairs the next position (a ballot and a prefix over the warps
- * per chunk), so the order inside an expert is the pair order: stable, and the same
- * result as the host's.  Every output element is written by exactly one block. */
+ *   moert_plan_count   block c counts the expert ids of its chunk of PLAN_CHUNK pairs
+ *                      (pairs c*PLAN_CHUNK .. (c+1)*PLAN_CHUNK-1) into counts[c*E + e]
+ *   moert_plan_assign  block c (launched behind it, programmatic dependent launch) reads all
+ *                      counts: expert e's rows start at offsets[e] = the pairs of the experts
+ *                      before it, and its chunk's pairs of e at offsets[e] + the pairs of e in
+ *                      the chunks before c.  Each of its warps owns a contiguous part of the
+ *                      chunk: it counts its part per expert, an exclusive scan over the warps
+ *                      gives each warp its start per expert, and the warp walks its part again
+ *                      in pair order, ranking the pairs of one expert among a group of 32 by
+ *                      the lanes with the same id (ten ballots).  So the order inside an expert is the pair order:
+ *                      stable, the host's result bit for bit.  Block 0 writes offsets,
+ *                      padded_offsets and meta[0]; block c the block_expert entries of the
+ *                      experts c, c + gridDim.x, ... (a thread an expert).  Every output element is written once.
+ *
+ * At most 512 experts (shared arrays), ids in [0, E) (the router's output). */
 #include "moert_device.h"
 
-#define PLAN_THREADS 1024
+#define PLAN_THREADS 512
+#define PLAN_WARPS (PLAN_THREADS / 32)
+#define PLAN_MAX_E 512
+#define PLAN_GROUPS 8 /* groups of 32 pairs per warp */
+#define PLAN_CHUNK (PLAN_THREADS * PLAN_GROUPS) /* pairs per block: 4096 */
 
 extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
-moert_plan(const int *ids, int T, int K, int E, int block_rows, int *offsets,
-           int *packed_token, int *pair_of, int *sorted_pair, int *padded_offsets,
-           int *block_expert, int *meta) {
-  __shared__ int hist[512];
-  __shared__ int warp_total[PLAN_THREADS / 32];
-  __shared__ int s_start, s_pstart;
-  const int e = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int n = T * K, nwarps = blockDim.x >> 5;
+moert_plan_count(const int *ids, int n, int E, int *counts) {
+  __shared__ int hist[PLAN_MAX_E];
+  const int c = blockIdx.x, tid = threadIdx.x;
   moert_pdl_wait();    /* launched behind the router: its ids */
-  moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the offsets */
-  for (int i = tid; i < E; i += blockDim.x) hist[i] = 0;
+  moert_pdl_trigger(); /* the assign kernel may launch; it waits for these counts */
+  for (int e = tid; e < E; e += PLAN_THREADS) hist[e] = 0;
   __syncthreads();
-  for (int p = tid; p < n; p += blockDim.x) atomicAdd(&hist[ids[p]], 1);
+  const int p0 = c * PLAN_CHUNK, p1 = min(p0 + PLAN_CHUNK, n);
+  for (int p = p0 + tid; p < p1; p += PLAN_THREADS) atomicAdd(&hist[ids[p]], 1);
   __syncthreads();
-  if (tid == 0) {
-    int s = 0, ps = 0;
-    for (int i = 0; i < e; i++) {
-      s += hist[i];
-      ps += (hist[i] + block_rows - 1) / block_rows * block_rows;
+  for (int e = tid; e < E; e += PLAN_THREADS) counts[(size_t)c * E + e] = hist[e];
+}
+
+/* exclusive scan of v over the block (PLAN_THREADS threads, one value each); *total = sum */
+static __device__ __forceinline__ int block_exclusive_scan(int v, int *s_warp, int *total) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int u = __shfl_up_sync(MOERT_FULL_MASK, x, o);
+    if (lane >= o) x += u;
+  }
+  if (lane == 31) s_warp[warp] = x;
+  __syncthreads();
+  int before = 0, all = 0;
+#pragma unroll
+  for (int w = 0; w < PLAN_WARPS; w++) {
+    const int t = s_warp[w];
+    before += w < warp ? t : 0;
+    all += t;
+  }
+  __syncthreads(); /* s_warp may be reused by the caller's next scan */
+  *total = all;
+  return before + x - v;
+}
+
+/* the lanes of the warp whose e equals this lane's (e in [-1, 512): 10 bits, -1 as 1023):
+ * __match_any_sync's result from 10 ballots, in constant time */
+static __device__ __forceinline__ unsigned int same_lanes(int e) {
+  const unsigned int v = (unsigned int)e & 1023u;
+  unsigned int m = MOERT_FULL_MASK;
+#pragma unroll
+  for (int b = 0; b < 10; b++) {
+    const unsigned int bit = (v >> b) & 1u, bal = __ballot_sync(MOERT_FULL_MASK, bit);
+    m &= bit ? bal : ~bal;
+  }
+  return m;
+}
+
+extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
+moert_plan_assign(const int *ids, int T, int K, int E, int block_rows,
+                  const int *counts, int *offsets, int *packed_token, int *pair_of,
+                  int *sorted_pair, int *padded_offsets, int *block_expert, int *meta) {
+  __shared__ int s_cnt[PLAN_WARPS][PLAN_MAX_E]; /* per warp: its pairs, then its next row */
+  __shared__ int s_start[PLAN_MAX_E];           /* offsets[e] + e's pairs in earlier chunks */
+  __shared__ int s_warp[PLAN_WARPS];
+  const int c = blockIdx.x, C = gridDim.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int n = T * K;
+  moert_pdl_wait();    /* the counts of every chunk */
+  moert_pdl_trigger(); /* the expert kernels may launch now; they wait for this plan */
+
+  /* warp w owns the pairs [q0, q1) of the chunk, lane l the pairs q0 + 32 j + l: their ids
+   * are loaded once, all at the same time, before the counts are read */
+  const int q0 = c * PLAN_CHUNK + warp * (32 * PLAN_GROUPS), q1 = min(q0 + 32 * PLAN_GROUPS, n);
+  int idv[PLAN_GROUPS];
+#pragma unroll
+  for (int j = 0; j < PLAN_GROUPS; j++) {
+    const int p = q0 + 32 * j + lane;
+    idv[j] = p < q1 ? ids[p] : -1;
+  }
+
+  /* the experts' totals and this chunk's share before it; E <= PLAN_THREADS */
+  int tot = 0, pre = 0;
+  if (tid < E) {
+#pragma unroll 8
+    for (int b = 0; b < C; b++) {
+      const int v = counts[(size_t)b * E + tid];
+      tot += v;
+      pre += b < c ? v : 0;
     }
-    s_start = s;
-    s_pstart = ps;
-    offsets[e] = s;
-    padded_offsets[e] = ps;
-    if (e == E - 1) {
-      int pe = ps + (hist[e] + block_rows - 1) / block_rows * block_rows;
-      offsets[E] = s + hist[e];
-      padded_offsets[E] = pe;
-      meta[0] = pe / block_rows; /* number of blocks */
+  }
+  const int padded = (tot + block_rows - 1) / block_rows * block_rows;
+  int all, pall;
+  const int off = block_exclusive_scan(tot, s_warp, &all);
+  const int poff = block_exclusive_scan(padded, s_warp, &pall);
+  if (tid < E) {
+    s_start[tid] = off + pre;
+    if (c == 0) {
+      offsets[tid] = off;
+      padded_offsets[tid] = poff;
+    }
+    /* block_expert of the experts c, c + C, ...: one thread an expert */
+    if (tid % C == c)
+      for (int i = 0; i < padded / block_rows; i++) block_expert[poff / block_rows + i] = tid;
+  }
+  if (c == 0 && tid == 0) {
+    offsets[E] = all;
+    padded_offsets[E] = pall;
+    meta[0] = pall / block_rows; /* number of blocks */
+  }
+
+  int *cnt = s_cnt[warp];
+  for (int e = lane; e < E; e += 32) cnt[e] = 0;
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < PLAN_GROUPS; j++) {
+    const int e = idv[j];
+    const unsigned int peers = same_lanes(e);
+    if (e >= 0 && lane == __ffs(peers) - 1) cnt[e] += __popc(peers);
+    __syncwarp();
+  }
+  __syncthreads();
+  /* exclusive scan over the warps, per expert: each warp's first row of e */
+  if (tid < E) {
+    int run = s_start[tid];
+#pragma unroll
+    for (int w = 0; w < PLAN_WARPS; w++) {
+      const int v = s_cnt[w][tid];
+      s_cnt[w][tid] = run;
+      run += v;
     }
   }
   __syncthreads();
-  const int count = hist[e], nb = (count + block_rows - 1) / block_rows;
-  for (int i = tid; i < nb; i += blockDim.x) block_expert[s_pstart / block_rows + i] = e;
-  int base = s_start;
-  for (int c0 = 0; c0 < n; c0 += blockDim.x) {
-    const int p = c0 + tid;
-    const bool mine = p < n && ids[p] == e;
-    const unsigned int ballot = __ballot_sync(MOERT_FULL_MASK, mine);
-    if (lane == 0) warp_total[warp] = __popc(ballot);
-    __syncthreads();
-    int before = 0, total = 0;
-    for (int w = 0; w < nwarps; w++) {
-      int c = warp_total[w];
-      before += w < warp ? c : 0;
-      total += c;
-    }
-    if (mine) {
-      const int pos = base + before + __popc(ballot & ((1u << lane) - 1u));
+  const unsigned int below = (1u << lane) - 1u;
+#pragma unroll
+  for (int j = 0; j < PLAN_GROUPS; j++) {
+    const int p = q0 + 32 * j + lane, e = idv[j];
+    const unsigned int peers = same_lanes(e);
+    if (e >= 0) {
+      const int pos = cnt[e] + __popc(peers & below);
       pair_of[p] = pos;
       sorted_pair[pos] = p;
       packed_token[pos] = p / K;
     }
-    __syncthreads(); /* warp_total is rewritten by the next chunk */
-    base += total;
+    __syncwarp();
+    if (e >= 0 && lane == __ffs(peers) - 1) cnt[e] += __popc(peers);
+    __syncwarp();
   }
 }

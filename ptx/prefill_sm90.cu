@@ -41,9 +41,15 @@
  * epilogue of the last one, and the launch and pipeline fill are paid once per SM instead of
  * once per tile.
  *
+ * MOERT_ORDER=1: work items with the row tile outer (w / ncol, w % ncol) instead of the
+ * column tile (w % ntile, w / ntile), so the column tiles of one row tile run together and
+ * read its A rows from memory once (with one CTA per item, a 1-D grid).
+ * MOERT_FUSED_GU=1 (gated, 128-row tiles): the gate and up tiles lie one after the other in
+ * shared memory, and one m64n256 wgmma reads both, so A is read once per K step, not twice.
+ *
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down), MOERT_STAGES (default 4),
- * MOERT_A_TMA (default 0), MOERT_PERSISTENT (default 0).  K need only be a multiple of 8 (a short last K step is
+ * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU (default 0).  K need only be a multiple of 8 (a short last K step is
  * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
 #include "moert_prefill.h"
@@ -77,6 +83,12 @@
 #ifndef MOERT_PERSISTENT
 #define MOERT_PERSISTENT 0
 #endif
+#ifndef MOERT_ORDER
+#define MOERT_ORDER 0
+#endif
+#ifndef MOERT_FUSED_GU
+#define MOERT_FUSED_GU 0
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -100,6 +112,21 @@
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
+#endif
+/* MOERT_FUSED_GU=1: the gate and up tiles lie one after the other in shared memory, so one
+ * wgmma of twice the width reads both (A is read once instead of twice); the up value of a
+ * gate accumulator is ACC registers further */
+#if MOERT_FUSED_GU
+#if !MOERT_GATED || WGN != 128
+#error "MOERT_FUSED_GU needs the gated GEMM with 128-row tiles (BN = 128, one consumer per 64 rows)"
+#endif
+#define NACC 1
+#define MMA_ACC (2 * ACC)
+#define UP_OFF ACC
+#else
+#define NACC NB
+#define MMA_ACC ACC
+#define UP_OFF 0
 #endif
 
 typedef unsigned short act_t;
@@ -242,23 +269,39 @@ static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long
       : "l"(da), "l"(db));
 }
 
-static __device__ __forceinline__ void wgmma_tile(float (&d)[ACC], unsigned long long da,
+static __device__ __forceinline__ void wgmma_tile(float (&d)[32], unsigned long long da,
                                                   unsigned long long db) {
-#if WGN == 64
   wgmma_n64(d, da, db);
-#elif WGN == 128
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[64], unsigned long long da,
+                                                  unsigned long long db) {
   wgmma_n128(d, da, db);
-#else
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[128], unsigned long long da,
+                                                  unsigned long long db) {
   wgmma_n256(d, da, db);
-#endif
 }
 
-static __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
+/* v / (1 + e^-v) with the approximate divide (rcp + mul; 0 once the denominator passes 2^126,
+ * v < -87, where the exact value is -0 in bf16 anyway): the IEEE divide is a long sequence
+ * in the gated epilogue, which all the consumers run while the tensor cores wait */
+static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
 
 /* a barrier of the producer warpgroup alone (named barrier 1, 128 threads) */
 static __device__ __forceinline__ void producer_sync() {
   asm volatile("bar.sync 1, 128;\n" ::: "memory");
 }
+
+/* Work item w of ntile row tiles x ncol column tiles: MOERT_ORDER=0 column tile outer (row
+ * tile w % ntile, column tile w / ntile), 1 row tile outer (w / ncol, w % ncol: the column
+ * tiles of one row tile run together, so its A rows are read from memory once). */
+#if MOERT_ORDER
+#define ITEM_ROW(w) ((w) / ncol)
+#define ITEM_COL(w) ((w) % ncol)
+#else
+#define ITEM_ROW(w) ((w) % ntile)
+#define ITEM_COL(w) ((w) / ntile)
+#endif
 
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
@@ -270,15 +313,19 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
   __shared__ int s_arow[BM];
+  const int ntile = *tile_count, ncol = (N + BN - 1) / BN;
 #if MOERT_PERSISTENT
-  /* work items w = blockIdx.x + i gridDim.x: row tile w % ntile, column tile w / ntile */
-  const int ntile = *tile_count;
-  const int total = ntile * (int)((N + BN - 1) / BN);
+  /* work items w = blockIdx.x + i gridDim.x */
+  const int total = ntile * ncol;
   if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
   const int w_first = blockIdx.x, w_step = gridDim.x;
+#elif MOERT_ORDER
+  /* one work item: w = blockIdx.x of a 1-D grid over an upper bound of the tiles */
+  const int total = ntile * ncol;
+  if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
+  const int w_first = blockIdx.x, w_step = total;
 #else
   /* one work item: row tile blockIdx.x, column tile blockIdx.y */
-  const int ntile = *tile_count;
   if ((int)blockIdx.x >= ntile) return; /* uniform over the CTA */
   const int total = ntile * (int)(blockIdx.y + 1);
   const int w_first = blockIdx.x + ntile * blockIdx.y, w_step = total;
@@ -303,9 +350,9 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
     int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
     for (int w = w_first; w < total; w += w_step) {
-      const moert_row_tile tile = tiles[w % ntile];
+      const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int expert = tile.x, row0 = tile.y, row_end = tile.z;
-      const int n0 = (w / ntile) * BN;
+      const int n0 = ITEM_COL(w) * BN;
       const moert_tmap *map0 = b_maps + expert;
       const moert_tmap *map1 = b_maps + (size_t)E + expert;
       if (tid == 0) {
@@ -360,14 +407,14 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
     for (int w = w_first; w < total; w += w_step) {
-      const moert_row_tile tile = tiles[w % ntile];
+      const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int row0 = tile.y, row_end = tile.z;
-      const int n0 = (w / ntile) * BN;
-      float acc[NB][ACC];
+      const int n0 = ITEM_COL(w) * BN;
+      float acc[NACC][MMA_ACC];
 #pragma unroll
-      for (int b = 0; b < NB; b++)
+      for (int b = 0; b < NACC; b++)
 #pragma unroll
-        for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
+        for (int i = 0; i < MMA_ACC; i++) acc[b][i] = 0.0f;
       for (int kt = 0; kt < ktiles; kt++, it++) {
         const int s = it % STAGES;
         mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
@@ -379,25 +426,25 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
         const unsigned long long da = smem_desc(sa);
 #pragma unroll
-        for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+        for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {
           /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
 #pragma unroll
-          for (int b = 0; b < NB; b++)
+          for (int b = 0; b < NACC; b++)
             wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
         }
         wgmma_commit();
 #pragma unroll
-        for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+        for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
         /* the batch of step it-1 has completed: its stage can be refilled */
         wgmma_wait<1>();
         if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
       }
       wgmma_wait<0>();
 #pragma unroll
-      for (int b = 0; b < NB; b++) fence_regs(acc[b]);
+      for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 
@@ -420,8 +467,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           if (col >= N) continue;
           const int i = 4 * jn + 2 * half;
 #if MOERT_GATED
-          const float h0 = silu(acc[0][i]) * acc[NB - 1][i];
-          const float h1 = silu(acc[0][i + 1]) * acc[NB - 1][i + 1];
+          const float h0 = silu(acc[0][i]) * acc[NACC - 1][UP_OFF + i];
+          const float h1 = silu(acc[0][i + 1]) * acc[NACC - 1][UP_OFF + i + 1];
           *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
 #else
           *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);

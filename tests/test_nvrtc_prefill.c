@@ -63,9 +63,10 @@ static void compile_cubin(const moert_nvrtc *nv, const moert_prefill_config *c, 
   free(image);
 }
 
-/* sm_90a: act x gated x bm x A path = 16 compiles, split over 4 loop iterations; the
- * configured kernels, and the other A path persistent when they are not (and not when they
- * are) */
+/* sm_90a, act x bm over 4 loop iterations, gate/up and down each: the configured kernels
+ * (persistent, row tile outer, 128-row gate/up as one wgmma); the other A path, one CTA per
+ * tile, column tile outer, two wgmmas; one CTA per tile, row tile outer (a 1-D grid);
+ * persistent, column tile outer */
 START_TEST(test_sm90a_compiles) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   const moert_dtype dt = _i & 1 ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
@@ -76,11 +77,20 @@ START_TEST(test_sm90a_compiles) {
   ck_assert_int_eq(dn.a_tma, 1);
   compile_cubin(nv, &gu, "sm_90a");
   compile_cubin(nv, &dn, "sm_90a");
-  gu.a_tma = 1; /* x already gathered into sorted order */
-  dn.a_tma = 0; /* h read by cp.async */
-  gu.persistent = dn.persistent = !gu.persistent;
-  compile_cubin(nv, &gu, "sm_90a");
-  compile_cubin(nv, &dn, "sm_90a");
+  moert_prefill_config g2 = gu, d2 = dn;
+  g2.a_tma = 1; /* x already gathered into sorted order */
+  d2.a_tma = 0; /* h read by cp.async */
+  g2.persistent = d2.persistent = g2.order = d2.order = g2.fused_gu = 0;
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  g2 = gu;
+  d2 = dn;
+  g2.persistent = d2.persistent = 0;
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  g2 = gu;
+  g2.order = 0;
+  compile_cubin(nv, &g2, "sm_90a");
 }
 END_TEST
 
@@ -200,20 +210,40 @@ START_TEST(test_tiles_and_grid) {
   moert_prefill_config gu, dn;
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   unsigned gx, gy;
-  /* 128-row tiles: one CTA per tile; 64-row tiles: persistent, one CTA per SM, or one per
-   * work item when fewer */
-  ck_assert_int_eq(gu.persistent, 0);
+  /* persistent (one CTA per SM, or one per work item when fewer), row tile outer; gate and
+   * up by one wgmma with 128-row tiles only */
+  ck_assert_int_eq(gu.persistent, 1);
+  ck_assert_int_eq(gu.order, 1);
+  ck_assert_int_eq(gu.fused_gu, 1);
+  ck_assert_int_eq(dn.fused_gu, 0);
   moert_prefill_config g64, d64;
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 64, &g64, &d64), MOERT_OK);
   ck_assert_int_eq(g64.persistent, 1);
   ck_assert_int_eq(d64.persistent, 1);
-  gu.persistent = 1;
+  ck_assert_int_eq(g64.fused_gu, 0);
+  /* above hidden 2048: one CTA per 128-row tile, column tile outer, two wgmmas; 64-row
+   * tiles persistent (unless the benchmark hooks are set) */
+  if (!getenv("MOERT_PREFILL_PERSISTENT") && !getenv("MOERT_PREFILL_ORDER") &&
+      !getenv("MOERT_PREFILL_FUSED_GU")) {
+    moert_prefill_config g = gu, d = dn;
+    moert_prefill_fit(&g, &d, 2048);
+    ck_assert_int_eq(g.persistent + g.order + g.fused_gu + d.order, 4);
+    moert_prefill_fit(&g, &d, 4096);
+    ck_assert_int_eq(g.persistent + d.persistent + g.order + d.order + g.fused_gu, 0);
+    moert_prefill_fit(&g64, &d64, 7168);
+    ck_assert_int_eq(g64.persistent + d64.persistent, 2);
+    ck_assert_int_eq(g64.order + d64.order, 0);
+  }
   moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 132);
   ck_assert_uint_eq(gy, 1);
   moert_prefill_grid(&gu, 5, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, (1 + 5) * 6);
-  gu.persistent = dn.persistent = 0;
+  gu.persistent = dn.persistent = 0; /* one CTA per tile, row tile outer: 1-D */
+  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
+  ck_assert_uint_eq(gx, 640 * 6);
+  ck_assert_uint_eq(gy, 1);
+  gu.order = dn.order = 0; /* column tile outer: row tiles x column tiles */
   moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 640);
   ck_assert_uint_eq(gy, 6);
@@ -240,10 +270,14 @@ START_TEST(test_requests) {
   moert_prefill_request q;
   moert_prefill_make_request(&dn, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
-  ck_assert_uint_eq(q.req.num_defines, 7);
-  const char *want[] = {"MOERT_ACT=2", "MOERT_GATED=0", "MOERT_BM=64", "MOERT_BN=256",
-                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1"};
-  for (int i = 0; i < 7; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+  ck_assert_uint_eq(q.req.num_defines, 8);
+  const char *want[] = {"MOERT_ACT=2",    "MOERT_GATED=0", "MOERT_BM=64",        "MOERT_BN=256",
+                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1", "MOERT_ORDER=1"};
+  for (int i = 0; i < 8; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
+  moert_prefill_make_request(&gu, &q);
+  ck_assert_uint_eq(q.req.num_defines, 9);
+  ck_assert_str_eq(q.req.defines[8], "MOERT_FUSED_GU=1");
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

@@ -44,6 +44,7 @@ typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
       block_expert, meta, bias, h, ypair, hs, ys;
+  CUdeviceptr plan_counts; /* [chunks, E] expert counts of ptx/plan.cu's chunks */
   CUdeviceptr shared_offsets; /* {0, T}: the shared expert as a plan of one expert (0 set
                                * once, T by a memset on the stream at each forward) */
   void *pinned; /* [E] bias, then [pinned_rows, E] logits: host routing of device logits */
@@ -54,7 +55,7 @@ typedef struct cuda_scratch {
   bool host_fresh;    /* the host arrays hold the current routing */
   bool plan_on_host;  /* the current plan was built on the host: its block count is known */
   CUstream last_stream;
-  CUfunction fn_route, fn_plan, fn_gate_up, fn_down, fn_combine;
+  CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
   /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
@@ -152,7 +153,10 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
   return moert_cuda_prefill_due(r->cc_major, r->cc_minor, T, d->top_k, d->num_experts,
                                 expert_bytes);
 }
-#define PLAN_THREADS 1024
+/* ptx/plan.cu: blocks of PLAN_THREADS threads, each over PLAN_CHUNK pairs */
+#define PLAN_THREADS 512
+#define PLAN_CHUNK 4096
+static size_t plan_chunks(size_t pairs) { return pairs ? (pairs + PLAN_CHUNK - 1) / PLAN_CHUNK : 1; }
 /* ptx/route.cu's moert_route_plan: one CTA of up to 1024 threads, a warp a token and a
  * thread a pair */
 #define ROUTE_PLAN_MAX_E 256
@@ -308,6 +312,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(sorted_pair, pairs * 4);
   TAKE(block_expert, blocks * 4);
   TAKE(meta, 16);
+  TAKE(plan_counts, plan_chunks(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
   if (c->forward_ok && c->prefill_ok) TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
@@ -459,7 +464,9 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       return st;
     moert_jit_request p = {.source = "plan.cu", .fmad = true};
     if ((st = moert_jit_module(&r->jit, &p, &m)) != MOERT_OK) return st;
-    if ((st = get_function(r, m, "moert_plan", &c->fn_plan)) != MOERT_OK) return st;
+    if ((st = get_function(r, m, "moert_plan_count", &c->fn_plan_count)) != MOERT_OK ||
+        (st = get_function(r, m, "moert_plan_assign", &c->fn_plan_assign)) != MOERT_OK)
+      return st;
   }
   if (c->forward_ok) {
     moert_jit_request q = {.source = "expert.cu", .fmad = true};
@@ -509,6 +516,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, i ? 128 : 64, &gu,
                                       &dn)) != MOERT_OK)
         return st;
+      moert_prefill_fit(&gu, &dn, d->hidden);
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;
@@ -799,9 +807,17 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
                   1, 32 * ROUTE_TOKENS_PER_BLOCK, 0, stream, params, "moert_route");
       if (st != MOERT_OK) goto done;
     }
-    void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &c->offsets, &c->packed_token, &c->pair_of,
-                       &c->sorted_pair, &c->padded_offsets, &c->block_expert, &c->meta};
-    st = launch_pdl(r, c->fn_plan, E, 1, PLAN_THREADS, 0, stream, pparams, "moert_plan");
+    int n = T * K;
+    const unsigned chunks = (unsigned)plan_chunks((size_t)n);
+    void *cparams[] = {&c->ids, &n, &Ei, &c->plan_counts};
+    st = launch_pdl(r, c->fn_plan_count, chunks, 1, PLAN_THREADS, 0, stream, cparams,
+                    "moert_plan_count");
+    if (st != MOERT_OK) goto done;
+    void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &c->plan_counts, &c->offsets,
+                       &c->packed_token, &c->pair_of, &c->sorted_pair, &c->padded_offsets,
+                       &c->block_expert, &c->meta};
+    st = launch_pdl(r, c->fn_plan_assign, chunks, 1, PLAN_THREADS, 0, stream, pparams,
+                    "moert_plan_assign");
     c->last_stream = stream;
   }
 done:

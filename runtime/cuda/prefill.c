@@ -36,6 +36,12 @@ int moert_prefill_pick_bm(const int32_t *offsets, uint32_t E, uint64_t pairs) {
   return pad64 * 8 < pad128 * 7 ? 64 : 128;
 }
 
+/* a 0|1 benchmark hook: its value when set to 0 or 1, else dflt */
+static int env_flag(const char *name, int dflt) {
+  const char *v = getenv(name);
+  return v && !strcmp(v, "0") ? 0 : v && !strcmp(v, "1") ? 1 : dflt;
+}
+
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gu, moert_prefill_config *dn) {
   const int cc = cc_major * 10 + cc_minor;
@@ -63,12 +69,14 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     dn->bn = 256;
     gu->a_tma = 0; /* x rows gathered by packed_token */
     dn->a_tma = 1; /* h is contiguous in sorted-row order */
-    /* persistent grids for 64-row tiles only: on the H100 (docs/bench/prefill-log.md, v2)
-     * Qwen3-30B-A3B T=8192 took 1.727 ms persistent against 1.967 one CTA per tile with
-     * 64-row tiles, but 1.739 against 1.659 with 128-row tiles.  MOERT_PREFILL_PERSISTENT=0|1
-     * (a benchmark hook) forces either. */
-    const char *p = getenv("MOERT_PREFILL_PERSISTENT");
-    gu->persistent = dn->persistent = p && !strcmp(p, "0") ? 0 : p && !strcmp(p, "1") ? 1 : bm == 64;
+    /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
+     * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
+     * 128-row tile, column tile outer, two wgmmas (docs/bench/prefill-log.md, v5); larger
+     * hidden sizes keep the old order (moert_prefill_fit).  MOERT_PREFILL_PERSISTENT,
+     * MOERT_PREFILL_ORDER, MOERT_PREFILL_FUSED_GU = 0|1 (benchmark hooks) force either. */
+    gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", 1);
+    gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", 1);
+    gu->fused_gu = bm == 128 && env_flag("MOERT_PREFILL_FUSED_GU", 1);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -77,6 +85,13 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->bn = dn->bn = 128;
   }
   return MOERT_OK;
+}
+
+void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden) {
+  if (gu->sm != 90 || hidden <= 2048) return;
+  if (!getenv("MOERT_PREFILL_PERSISTENT")) gu->persistent = dn->persistent = gu->bm == 64;
+  if (!getenv("MOERT_PREFILL_ORDER")) gu->order = dn->order = 0;
+  if (!getenv("MOERT_PREFILL_FUSED_GU")) gu->fused_gu = 0;
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -92,6 +107,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
   if (c->sm == 90) {
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_TMA=%d", c->a_tma);
     if (c->persistent) snprintf(out->text[n++], sizeof out->text[0], "MOERT_PERSISTENT=1");
+    if (c->order) snprintf(out->text[n++], sizeof out->text[0], "MOERT_ORDER=1");
+    if (c->fused_gu) snprintf(out->text[n++], sizeof out->text[0], "MOERT_FUSED_GU=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -126,6 +143,9 @@ void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t 
   if (c->persistent) {
     const uint64_t items = (uint64_t)*gx * *gy, ctas = sm_count ? sm_count : 132;
     *gx = (unsigned int)(items < ctas ? items : ctas);
+    *gy = 1;
+  } else if (c->order) {
+    *gx *= *gy; /* 1-D: row tile w / ncol, column tile w % ncol */
     *gy = 1;
   }
 }

@@ -31,6 +31,8 @@ typedef struct moert_prefill_config {
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
+  int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
+  int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 when the experts have about
@@ -39,17 +41,25 @@ typedef struct moert_prefill_config {
 int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t pairs);
 
 /* The configurations of both GEMMs for a GPU of compute capability major.minor, dtype
- * (bf16 or f16) and tile rows bm (64 or 128).  sm_90 kernels with 64-row tiles are
- * persistent, 128-row ones one CTA per tile (measured; MOERT_PREFILL_PERSISTENT=0|1, a
- * benchmark hook, forces either).  MOERT_ERR_UNSUPPORTED for another dtype or a
- * GPU older than sm_80. */
+ * (bf16 or f16) and tile rows bm (64 or 128).  sm_90 kernels are persistent, take the row
+ * tile outer, and with 128-row tiles compute gate and up by one wgmma; moert_prefill_fit
+ * changes that by the layer's shape.  MOERT_ERR_UNSUPPORTED for another dtype or a GPU
+ * older than sm_80. */
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gate_up, moert_prefill_config *down);
+
+/* The work order for a layer of this hidden size (the gate/up GEMM's K): the sm_90a defaults
+ * (persistent, row tile outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one
+ * CTA per 128-row tile, column tile outer, two wgmmas (64-row tiles stay persistent), which
+ * measured faster on the H100 for Qwen3-235B-A22B T=4096, DeepSeek-V3 T=8192 and
+ * Mixtral-8x7B T=256 (docs/bench/prefill-log.md, v5).  The benchmark hooks
+ * MOERT_PREFILL_PERSISTENT, _ORDER and _FUSED_GU, when set, win over both. */
+void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
   moert_jit_request req;
-  char text[8][40];
+  char text[12][40];
 } moert_prefill_request;
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out);
 
