@@ -1,8 +1,10 @@
 /* plan.cu — the device bucket plan: the same stable counting sort as runtime/plan.c, in two
  * launches over chunks of the T*k pairs, with no host round trip.
  *
- *   moert_plan_count   block c counts the expert ids of its chunk of PLAN_CHUNK pairs
- *                      (pairs c*PLAN_CHUNK .. (c+1)*PLAN_CHUNK-1) into counts[c*E + e]
+ *   moert_plan_count   block c counts the expert ids of its chunk of 512 * groups pairs
+ *                      (the host takes groups 1..8: 1 for up to 32768 pairs, then more so
+ *                      that there are at most 64 chunks up to 262144 pairs) into
+ *                      counts[c*E + e]
  *   moert_plan_assign  block c (launched behind it, programmatic dependent launch) reads all
  *                      counts: expert e's rows start at offsets[e] = the pairs of the experts
  *                      before it, and its chunk's pairs of e at offsets[e] + the pairs of e in
@@ -21,18 +23,17 @@
 #define PLAN_THREADS 512
 #define PLAN_WARPS (PLAN_THREADS / 32)
 #define PLAN_MAX_E 512
-#define PLAN_GROUPS 8 /* groups of 32 pairs per warp */
-#define PLAN_CHUNK (PLAN_THREADS * PLAN_GROUPS) /* pairs per block: 4096 */
+#define PLAN_GROUPS 8 /* the most groups of 32 pairs per warp (the host picks 1..8) */
 
 extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
-moert_plan_count(const int *ids, int n, int E, int *counts) {
+moert_plan_count(const int *ids, int n, int E, int groups, int *counts) {
   __shared__ int hist[PLAN_MAX_E];
   const int c = blockIdx.x, tid = threadIdx.x;
   moert_pdl_wait();    /* launched behind the router: its ids */
   moert_pdl_trigger(); /* the assign kernel may launch; it waits for these counts */
   for (int e = tid; e < E; e += PLAN_THREADS) hist[e] = 0;
   __syncthreads();
-  const int p0 = c * PLAN_CHUNK, p1 = min(p0 + PLAN_CHUNK, n);
+  const int chunk = PLAN_THREADS * groups, p0 = c * chunk, p1 = min(p0 + chunk, n);
   for (int p = p0 + tid; p < p1; p += PLAN_THREADS) atomicAdd(&hist[ids[p]], 1);
   __syncthreads();
   for (int e = tid; e < E; e += PLAN_THREADS) counts[(size_t)c * E + e] = hist[e];
@@ -75,7 +76,7 @@ static __device__ __forceinline__ unsigned int same_lanes(int e) {
 }
 
 extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
-moert_plan_assign(const int *ids, int T, int K, int E, int block_rows,
+moert_plan_assign(const int *ids, int T, int K, int E, int block_rows, int groups,
                   const int *counts, int *offsets, int *packed_token, int *pair_of,
                   int *sorted_pair, int *padded_offsets, int *block_expert, int *meta) {
   __shared__ int s_cnt[PLAN_WARPS][PLAN_MAX_E]; /* per warp: its pairs, then its next row */
@@ -88,12 +89,12 @@ moert_plan_assign(const int *ids, int T, int K, int E, int block_rows,
 
   /* warp w owns the pairs [q0, q1) of the chunk, lane l the pairs q0 + 32 j + l: their ids
    * are loaded once, all at the same time, before the counts are read */
-  const int q0 = c * PLAN_CHUNK + warp * (32 * PLAN_GROUPS), q1 = min(q0 + 32 * PLAN_GROUPS, n);
+  const int q0 = c * (PLAN_THREADS * groups) + warp * (32 * groups), q1 = min(q0 + 32 * groups, n);
   int idv[PLAN_GROUPS];
 #pragma unroll
   for (int j = 0; j < PLAN_GROUPS; j++) {
     const int p = q0 + 32 * j + lane;
-    idv[j] = p < q1 ? ids[p] : -1;
+    idv[j] = j < groups && p < q1 ? ids[p] : -1;
   }
 
   /* the experts' totals and this chunk's share before it; E <= PLAN_THREADS */
@@ -131,6 +132,7 @@ moert_plan_assign(const int *ids, int T, int K, int E, int block_rows,
   __syncwarp();
 #pragma unroll
   for (int j = 0; j < PLAN_GROUPS; j++) {
+    if (j >= groups) break; /* uniform */
     const int e = idv[j];
     const unsigned int peers = same_lanes(e);
     if (e >= 0 && lane == __ffs(peers) - 1) cnt[e] += __popc(peers);
@@ -151,6 +153,7 @@ moert_plan_assign(const int *ids, int T, int K, int E, int block_rows,
   const unsigned int below = (1u << lane) - 1u;
 #pragma unroll
   for (int j = 0; j < PLAN_GROUPS; j++) {
+    if (j >= groups) break; /* uniform */
     const int p = q0 + 32 * j + lane, e = idv[j];
     const unsigned int peers = same_lanes(e);
     if (e >= 0) {

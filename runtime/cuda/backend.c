@@ -153,10 +153,20 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
   return moert_cuda_prefill_due(r->cc_major, r->cc_minor, T, d->top_k, d->num_experts,
                                 expert_bytes);
 }
-/* ptx/plan.cu: blocks of PLAN_THREADS threads, each over PLAN_CHUNK pairs */
+/* ptx/plan.cu: blocks of PLAN_THREADS threads, each over a chunk of PLAN_THREADS * groups
+ * pairs; groups 1..8, so that there are at most 64 chunks up to 262144 pairs (short blocks at
+ * decode sizes, a short count list for each block to sum at prefill sizes) */
 #define PLAN_THREADS 512
-#define PLAN_CHUNK 4096
-static size_t plan_chunks(size_t pairs) { return pairs ? (pairs + PLAN_CHUNK - 1) / PLAN_CHUNK : 1; }
+static int plan_groups(size_t pairs) {
+  const size_t g = (pairs + PLAN_THREADS * 64 - 1) / (PLAN_THREADS * 64);
+  return g < 1 ? 1 : g > 8 ? 8 : (int)g;
+}
+static size_t plan_chunks(size_t pairs) {
+  const size_t chunk = PLAN_THREADS * (size_t)plan_groups(pairs);
+  return pairs ? (pairs + chunk - 1) / chunk : 1;
+}
+/* the most chunks of any pair count up to pairs (plan_chunks is not monotonic) */
+static size_t plan_chunks_max(size_t pairs) { return 64 + (pairs + 4095) / 4096; }
 /* ptx/route.cu's moert_route_plan: one CTA of up to 1024 threads, a warp a token and a
  * thread a pair */
 #define ROUTE_PLAN_MAX_E 256
@@ -312,7 +322,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(sorted_pair, pairs * 4);
   TAKE(block_expert, blocks * 4);
   TAKE(meta, 16);
-  TAKE(plan_counts, plan_chunks(pairs) * E * 4);
+  TAKE(plan_counts, plan_chunks_max(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
   if (c->forward_ok && c->prefill_ok) TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
@@ -807,13 +817,13 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
                   1, 32 * ROUTE_TOKENS_PER_BLOCK, 0, stream, params, "moert_route");
       if (st != MOERT_OK) goto done;
     }
-    int n = T * K;
+    int n = T * K, groups = plan_groups((size_t)n);
     const unsigned chunks = (unsigned)plan_chunks((size_t)n);
-    void *cparams[] = {&c->ids, &n, &Ei, &c->plan_counts};
+    void *cparams[] = {&c->ids, &n, &Ei, &groups, &c->plan_counts};
     st = launch_pdl(r, c->fn_plan_count, chunks, 1, PLAN_THREADS, 0, stream, cparams,
                     "moert_plan_count");
     if (st != MOERT_OK) goto done;
-    void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &c->plan_counts, &c->offsets,
+    void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &groups, &c->plan_counts, &c->offsets,
                        &c->packed_token, &c->pair_of, &c->sorted_pair, &c->padded_offsets,
                        &c->block_expert, &c->meta};
     st = launch_pdl(r, c->fn_plan_assign, chunks, 1, PLAN_THREADS, 0, stream, pparams,
