@@ -72,7 +72,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
      * 128-row tile, column tile outer, two wgmmas (docs/bench/prefill-log.md, v5); larger
-     * hidden sizes keep the old order (moert_prefill_fit).  MOERT_PREFILL_PERSISTENT,
+     * hidden sizes take another configuration (moert_prefill_fit).  MOERT_PREFILL_PERSISTENT,
      * MOERT_PREFILL_ORDER, MOERT_PREFILL_FUSED_GU = 0|1 (benchmark hooks) force either. */
     gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", 1);
     gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", 1);
@@ -89,8 +89,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
 
 void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden) {
   if (gu->sm != 90 || hidden <= 2048) return;
-  if (!getenv("MOERT_PREFILL_PERSISTENT")) gu->persistent = dn->persistent = gu->bm == 64;
-  if (!getenv("MOERT_PREFILL_ORDER")) gu->order = dn->order = 0;
+  const int tall = gu->bm == 128;
+  if (!getenv("MOERT_PREFILL_PERSISTENT")) gu->persistent = dn->persistent = !tall;
+  if (!getenv("MOERT_PREFILL_ORDER")) gu->order = dn->order = tall;
   if (!getenv("MOERT_PREFILL_FUSED_GU")) gu->fused_gu = 0;
 }
 
