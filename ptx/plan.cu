@@ -2,20 +2,21 @@
  * launches over chunks of the T*k pairs, with no host round trip.
  *
  *   moert_plan_count   block c counts the expert ids of its chunk of 512 * groups pairs
- *                      (the host takes groups 1..8: 1 for up to 32768 pairs, then more so
- *                      that there are at most 64 chunks up to 262144 pairs) into
- *                      counts[c*E + e]
- *   moert_plan_assign  block c (launched behind it, programmatic dependent launch) reads all
- *                      counts: expert e's rows start at offsets[e] = the pairs of the experts
- *                      before it, and its chunk's pairs of e at offsets[e] + the pairs of e in
- *                      the chunks before c.  Each of its warps owns a contiguous part of the
- *                      chunk: it counts its part per expert, an exclusive scan over the warps
- *                      gives each warp its start per expert, and the warp walks its part again
- *                      in pair order, ranking the pairs of one expert among a group of 32 by
- *                      the lanes with the same id (ten ballots).  So the order inside an expert is the pair order:
- *                      stable, the host's result bit for bit.  Block 0 writes offsets,
+ *                      into counts[c*E + e] (the host takes groups 1..8: 1 up to 32768
+ *                      pairs, then enough for at most 64 chunks up to 262144 pairs)
+ *   moert_plan_assign  block c (launched behind it, programmatic dependent launch) reads
+ *                      all counts: expert e's rows start at offsets[e] = the pairs of the
+ *                      experts before it, and its chunk's pairs of e at offsets[e] + the
+ *                      pairs of e in the chunks before c.  Each of its warps owns a
+ *                      contiguous part of the chunk: it counts its part per expert, an
+ *                      exclusive scan over the warps gives each warp its start per expert,
+ *                      and the warp walks its part again in pair order, ranking the pairs of
+ *                      one expert among a group of 32 by the lanes with the same id (ten
+ *                      ballots).  So the order inside an expert is the pair order: stable,
+ *                      the host's result bit for bit.  Block 0 writes offsets,
  *                      padded_offsets and meta[0]; block c the block_expert entries of the
- *                      experts c, c + gridDim.x, ... (a thread an expert).  Every output element is written once.
+ *                      experts c, c + gridDim.x, ... (a thread an expert).  Every output
+ *                      element is written once.
  *
  * At most 512 experts (shared arrays), ids in [0, E) (the router's output). */
 #include "moert_device.h"
