@@ -25,23 +25,38 @@ MOERT_MATH_FN float moert_bits_to_float(unsigned int u) {
 }
 #endif
 
+/* The constants of moert_expf, named once for it and for the host's vector copies of it
+ * (runtime/router.c: expf4, expf8, expf16 perform the same operations lane by lane) */
+#define MOERT_EXP_HI 88.72283935546875f     /* above: +inf */
+#define MOERT_EXP_LO (-103.97208404541015625f) /* below: 0 */
+#define MOERT_EXP_MAGIC 12582912.0f          /* 1.5 * 2^23: adding it rounds to an integer */
+#define MOERT_EXP_LOG2E 1.44269502162933349609375f
+#define MOERT_EXP_LN2_HI 0.693145751953125f /* ln2 = hi + lo; hi has 16 significant bits */
+#define MOERT_EXP_LN2_LO 1.428606765330187045e-06f
+#define MOERT_EXP_C7 1.98412698412698413e-4f /* 1/7!, ..., 1/2!, 1, 1 */
+#define MOERT_EXP_C6 1.38888888888888889e-3f
+#define MOERT_EXP_C5 8.33333333333333333e-3f
+#define MOERT_EXP_C4 4.16666666666666667e-2f
+#define MOERT_EXP_C3 1.66666666666666667e-1f
+#define MOERT_EXP_C2 0.5f
+
 /* e^x to within about 1 ulp: x = n ln2 + r, |r| <= ln2/2, a degree-7 Taylor polynomial for
  * e^r (truncation under 6e-9 relative), then a scale by 2^n built from bits. */
 MOERT_MATH_FN float moert_expf(float x) {
   if (x != x) return x;
-  if (x > 88.72283935546875f) return moert_bits_to_float(0x7f800000u); /* +inf */
-  if (x < -103.97208404541015625f) return 0.0f;
-  const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float n = MOERT_FADD(MOERT_FADD(MOERT_FMUL(x, 1.44269502162933349609375f), magic), -magic);
-  /* ln2 = hi + lo; hi has 16 significant bits so n * hi is exact */
-  float r = MOERT_FADD(x, -MOERT_FMUL(n, 0.693145751953125f));
-  r = MOERT_FADD(r, -MOERT_FMUL(n, 1.428606765330187045e-06f));
-  float p = 1.98412698412698413e-4f; /* 1/7! */
-  p = MOERT_FADD(MOERT_FMUL(p, r), 1.38888888888888889e-3f);
-  p = MOERT_FADD(MOERT_FMUL(p, r), 8.33333333333333333e-3f);
-  p = MOERT_FADD(MOERT_FMUL(p, r), 4.16666666666666667e-2f);
-  p = MOERT_FADD(MOERT_FMUL(p, r), 1.66666666666666667e-1f);
-  p = MOERT_FADD(MOERT_FMUL(p, r), 0.5f);
+  if (x > MOERT_EXP_HI) return moert_bits_to_float(0x7f800000u); /* +inf */
+  if (x < MOERT_EXP_LO) return 0.0f;
+  const float magic = MOERT_EXP_MAGIC;
+  float n = MOERT_FADD(MOERT_FADD(MOERT_FMUL(x, MOERT_EXP_LOG2E), magic), -magic);
+  /* n * hi is exact */
+  float r = MOERT_FADD(x, -MOERT_FMUL(n, MOERT_EXP_LN2_HI));
+  r = MOERT_FADD(r, -MOERT_FMUL(n, MOERT_EXP_LN2_LO));
+  float p = MOERT_EXP_C7;
+  p = MOERT_FADD(MOERT_FMUL(p, r), MOERT_EXP_C6);
+  p = MOERT_FADD(MOERT_FMUL(p, r), MOERT_EXP_C5);
+  p = MOERT_FADD(MOERT_FMUL(p, r), MOERT_EXP_C4);
+  p = MOERT_FADD(MOERT_FMUL(p, r), MOERT_EXP_C3);
+  p = MOERT_FADD(MOERT_FMUL(p, r), MOERT_EXP_C2);
   p = MOERT_FADD(MOERT_FMUL(p, r), 1.0f);
   p = MOERT_FADD(MOERT_FMUL(p, r), 1.0f);
   int ni = (int)n;

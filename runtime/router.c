@@ -159,18 +159,18 @@ static const uint8_t compact_lanes[256][8] = {
 
 /* exp of 8 lanes: the operations of expf4 (and so of moert_expf) lane by lane. */
 __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
-  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  const __m256 magic = _mm256_set1_ps(MOERT_EXP_MAGIC);
   __m256 n = _mm256_add_ps(
-      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269502162933349609375f)), magic),
-      _mm256_set1_ps(-12582912.0f));
-  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693145751953125f)));
-  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(1.428606765330187045e-06f)));
-  __m256 p = _mm256_set1_ps(1.98412698412698413e-4f);
-  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.38888888888888889e-3f));
-  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.33333333333333333e-3f));
-  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.16666666666666667e-2f));
-  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.66666666666666667e-1f));
-  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(MOERT_EXP_LOG2E)), magic),
+      _mm256_set1_ps(-MOERT_EXP_MAGIC));
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(MOERT_EXP_LN2_HI)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(MOERT_EXP_LN2_LO)));
+  __m256 p = _mm256_set1_ps(MOERT_EXP_C7);
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(MOERT_EXP_C6));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(MOERT_EXP_C5));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(MOERT_EXP_C4));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(MOERT_EXP_C3));
+  p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(MOERT_EXP_C2));
   p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
   p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
   const __m256i ni = _mm256_cvttps_epi32(n);
@@ -178,8 +178,8 @@ __attribute__((target("avx2"))) static inline __m256 expf8(__m256 x) {
   const __m256i bias = _mm256_set1_epi32(127);
   p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
   p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
-  const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
-  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-103.97208404541015625f), _CMP_LT_OQ);
+  const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(MOERT_EXP_HI), _CMP_GT_OQ);
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(MOERT_EXP_LO), _CMP_LT_OQ);
   const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
   p = _mm256_andnot_ps(_mm256_or_ps(big, tiny), p);
   p = _mm256_or_ps(p, _mm256_and_ps(big, _mm256_set1_ps(__builtin_inff())));
@@ -621,18 +621,18 @@ select_avx512(const float *row, const int32_t *slot, const uint32_t b, uint32_t 
 /* exp of 16 lanes: expf8's operations (and so expf4's) lane by lane, with mask registers
  * for the special cases (two expf8 calls instead cost 80 ns of the 1.9 us at T=32). */
 __attribute__((target(MOERT_AVX512_TARGET))) static inline __m512 expf16(__m512 x) {
-  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  const __m512 magic = _mm512_set1_ps(MOERT_EXP_MAGIC);
   __m512 n = _mm512_add_ps(
-      _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269502162933349609375f)), magic),
-      _mm512_set1_ps(-12582912.0f));
-  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693145751953125f)));
-  r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(1.428606765330187045e-06f)));
-  __m512 p = _mm512_set1_ps(1.98412698412698413e-4f);
-  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.38888888888888889e-3f));
-  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.33333333333333333e-3f));
-  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.16666666666666667e-2f));
-  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.66666666666666667e-1f));
-  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
+      _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(MOERT_EXP_LOG2E)), magic),
+      _mm512_set1_ps(-MOERT_EXP_MAGIC));
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(MOERT_EXP_LN2_HI)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(MOERT_EXP_LN2_LO)));
+  __m512 p = _mm512_set1_ps(MOERT_EXP_C7);
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(MOERT_EXP_C6));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(MOERT_EXP_C5));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(MOERT_EXP_C4));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(MOERT_EXP_C3));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(MOERT_EXP_C2));
   p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
   p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
   const __m512i ni = _mm512_cvttps_epi32(n);
@@ -640,8 +640,8 @@ __attribute__((target(MOERT_AVX512_TARGET))) static inline __m512 expf16(__m512 
   const __m512i bias = _mm512_set1_epi32(127);
   p = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
   p = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
-  const __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.72283935546875f), _CMP_GT_OQ);
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.97208404541015625f), _CMP_LT_OQ);
+  const __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(MOERT_EXP_HI), _CMP_GT_OQ);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(MOERT_EXP_LO), _CMP_LT_OQ);
   const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   p = _mm512_maskz_mov_ps((__mmask16)~(big | tiny), p);
   p = _mm512_mask_mov_ps(p, big, _mm512_set1_ps(__builtin_inff()));
@@ -778,17 +778,17 @@ static float warp_order_sum(const float *v, uint32_t n) {
  * like the scalar code does. */
 #if defined(__SSE2__)
 static inline __m128 expf4(__m128 x) {
-  const __m128 magic = _mm_set1_ps(12582912.0f);
-  __m128 n = _mm_add_ps(_mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(1.44269502162933349609375f)), magic),
-                        _mm_set1_ps(-12582912.0f));
-  __m128 r = _mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(0.693145751953125f)));
-  r = _mm_sub_ps(r, _mm_mul_ps(n, _mm_set1_ps(1.428606765330187045e-06f)));
-  __m128 p = _mm_set1_ps(1.98412698412698413e-4f);
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.38888888888888889e-3f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.33333333333333333e-3f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.16666666666666667e-2f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.66666666666666667e-1f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(0.5f));
+  const __m128 magic = _mm_set1_ps(MOERT_EXP_MAGIC);
+  __m128 n = _mm_add_ps(_mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(MOERT_EXP_LOG2E)), magic),
+                        _mm_set1_ps(-MOERT_EXP_MAGIC));
+  __m128 r = _mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(MOERT_EXP_LN2_HI)));
+  r = _mm_sub_ps(r, _mm_mul_ps(n, _mm_set1_ps(MOERT_EXP_LN2_LO)));
+  __m128 p = _mm_set1_ps(MOERT_EXP_C7);
+  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(MOERT_EXP_C6));
+  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(MOERT_EXP_C5));
+  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(MOERT_EXP_C4));
+  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(MOERT_EXP_C3));
+  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(MOERT_EXP_C2));
   p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
   p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
   /* n is in [-150, 128] wherever the result is used: 2^n = 2^(n>>1) * 2^(n - (n>>1)) */
@@ -797,8 +797,8 @@ static inline __m128 expf4(__m128 x) {
   const __m128i bias = _mm_set1_epi32(127);
   p = _mm_mul_ps(p, _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(n1, bias), 23)));
   p = _mm_mul_ps(p, _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(n2, bias), 23)));
-  const __m128 big = _mm_cmpgt_ps(x, _mm_set1_ps(88.72283935546875f));
-  const __m128 tiny = _mm_cmplt_ps(x, _mm_set1_ps(-103.97208404541015625f));
+  const __m128 big = _mm_cmpgt_ps(x, _mm_set1_ps(MOERT_EXP_HI));
+  const __m128 tiny = _mm_cmplt_ps(x, _mm_set1_ps(MOERT_EXP_LO));
   const __m128 nan = _mm_cmpunord_ps(x, x);
   p = _mm_andnot_ps(_mm_or_ps(big, tiny), p);
   p = _mm_or_ps(p, _mm_and_ps(big, _mm_set1_ps(__builtin_inff())));

@@ -166,7 +166,9 @@ static size_t plan_chunks(size_t pairs) {
   return pairs ? (pairs + chunk - 1) / chunk : 1;
 }
 /* the most chunks of any pair count up to pairs (plan_chunks is not monotonic) */
-static size_t plan_chunks_max(size_t pairs) { return 64 + (pairs + 4095) / 4096; }
+static size_t plan_chunks_max(size_t pairs) {
+  return 64 + (pairs + PLAN_THREADS * 8 - 1) / (PLAN_THREADS * 8);
+}
 /* ptx/route.cu's moert_route_plan: one CTA of up to 1024 threads, a warp a token and a
  * thread a pair */
 #define ROUTE_PLAN_MAX_E 256

@@ -90,9 +90,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
 void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden) {
   if (gu->sm != 90 || hidden <= 2048) return;
   const int tall = gu->bm == 128;
-  if (!getenv("MOERT_PREFILL_PERSISTENT")) gu->persistent = dn->persistent = !tall;
-  if (!getenv("MOERT_PREFILL_ORDER")) gu->order = dn->order = tall;
-  if (!getenv("MOERT_PREFILL_FUSED_GU")) gu->fused_gu = 0;
+  gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall);
+  gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", tall);
+  gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {

@@ -52,9 +52,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
  * (persistent, row tile outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one
  * CTA per 128-row tile with the row tile outer and two wgmmas, and persistent 64-row tiles
  * with the column tile outer, which measured faster on the H100 for Qwen3-235B-A22B
- * T=4096, DeepSeek-V3 T=8192 and Mixtral-8x7B T=256: persistence cost 12-45 % there
+ * T=4096, DeepSeek-V3 T=8192 and Mixtral-8x7B T=256: persistence cost 11-45 % there
  * (docs/bench/prefill-log.md, v5).  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
- * _FUSED_GU, when set, win over both. */
+ * _FUSED_GU, set to 0 or 1, win over both. */
 void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
