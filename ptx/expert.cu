@@ -446,6 +446,105 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
 }
 
 #if MOERT_ACT != 3
+/* moert_combine for rows in the activation dtype (the sm_90a prefill GEMMs with
+ * MOERT_OUT_ACT): ypair [pairs, H] act, yshared [T, H] act (shared_act) or f32, H a multiple
+ * of 8.  A thread owns 8 consecutive columns and loads each pair's 8 values with one 16-byte
+ * load, all k loads in flight before it adds any (moert_combine's column pairs would make
+ * these 4-byte loads: twice the requests of its f32 rows for half the bytes).  Each
+ * column sums its pairs in pair order, then the shared expert, then y: the same order as
+ * moert_combine, on the rows rounded to the activation dtype. */
+static __device__ __forceinline__ void unpack8(uint4 v, float (&f)[8]) {
+  const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    f[2 * i] = moert_act_f32((unsigned short)(w[i] & 0xffffu));
+    f[2 * i + 1] = moert_act_f32((unsigned short)(w[i] >> 16));
+  }
+}
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
+moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, int K, int H,
+                  const void *yshared, int shared_act, const act_t *shared_gate_w,
+                  const act_t *x, long long x_stride, act_t *y, long long y_stride,
+                  int accumulate) {
+  __shared__ int s_row[16];
+  __shared__ float s_w[16];
+  __shared__ float s_warp[COMBINE_THREADS / 32];
+  __shared__ float s_gate;
+  const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
+  moert_pdl_wait();
+  moert_pdl_trigger();
+  if (tid < K) {
+    s_row[tid] = pair_of[(size_t)t * K + tid];
+    s_w[tid] = weights[(size_t)t * K + tid];
+  }
+  if (yshared && shared_gate_w) {
+    float d = 0.0f;
+    const act_t *xr = x + (size_t)t * (size_t)x_stride;
+    for (int i = tid; i < H; i += COMBINE_THREADS)
+      d = fmaf(act_f32(xr[i]), act_f32(shared_gate_w[i]), d);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(MOERT_FULL_MASK, d, o);
+    if ((tid & 31) == 0) s_warp[tid >> 5] = d;
+    __syncthreads();
+    if (tid == 0) {
+      float sum = 0.0f;
+      for (int w = 0; w < COMBINE_THREADS / 32; w++) sum += s_warp[w];
+      s_gate = 1.0f / (1.0f + expf(-sum));
+    }
+  } else if (tid == 0) {
+    s_gate = 1.0f;
+  }
+  __syncthreads();
+  const float sg = s_gate;
+  act_t *yr = y + (size_t)t * (size_t)y_stride;
+  const int nchunk = H / 8;
+  for (int c = split * COMBINE_THREADS + tid; c < nchunk; c += COMBINE_THREADS * nsplit) {
+    float a[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) a[i] = 0.0f;
+    for (int j0 = 0; j0 < K; j0 += 8) {
+      uint4 v[8];
+#pragma unroll
+      for (int jj = 0; jj < 8; jj++)
+        if (j0 + jj < K)
+          v[jj] = __ldcs((const uint4 *)(ypair + (size_t)s_row[j0 + jj] * H) + c);
+#pragma unroll
+      for (int jj = 0; jj < 8; jj++)
+        if (j0 + jj < K) {
+          const float wj = s_w[j0 + jj];
+          float f[8];
+          unpack8(v[jj], f);
+#pragma unroll
+          for (int i = 0; i < 8; i++) a[i] = fmaf(wj, f[i], a[i]);
+        }
+    }
+    const int col = 8 * c;
+    if (yshared) {
+      float f[8];
+      if (shared_act) {
+        unpack8(*((const uint4 *)((const act_t *)yshared + (size_t)t * H) + c), f);
+      } else {
+        const float4 *ys4 = (const float4 *)((const float *)yshared + (size_t)t * H + col);
+        const float4 lo = ys4[0], hi = ys4[1];
+        f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w;
+        f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
+      }
+#pragma unroll
+      for (int i = 0; i < 8; i++) a[i] = fmaf(sg, f[i], a[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) {
+      float a0 = a[i], a1 = a[i + 1];
+      if (accumulate) {
+        const float2 old = load2(yr + col + i);
+        a0 += old.x;
+        a1 += old.y;
+      }
+      store2(yr + col + i, a0, a1);
+    }
+  }
+}
+
 /* ---- the decode path: few rows per expert ----
  *
  * When an expert has a handful of rows, the padded 16-row tile wastes most of its MMA rows

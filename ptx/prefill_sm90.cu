@@ -4,7 +4,7 @@
  * MOERT_STAGES stages between one producer warpgroup and two consumer warpgroups.
  *
  *   MOERT_GATED=1  h[row]   = silu(A[row] . Wg[e]^T) * (A[row] . Wu[e]^T)   act dtype [rows, N]
- *   MOERT_GATED=0  out[row] = A[row] . Wd[e]^T                               f32       [rows, N]
+ *   MOERT_GATED=0  out[row] = A[row] . Wd[e]^T                  f32 (act with MOERT_OUT_ACT) [rows, N]
  *
  * for every row tile {e, row0, row_end} of the plan (moert_prefill.h).  A is [rows, K]
  * K-contiguous; W[e] is [N, K] row-major (K contiguous), so both wgmma operands are
@@ -49,7 +49,8 @@
  *
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down), MOERT_STAGES (default 4),
- * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU (default 0).  K need only be a multiple of 8 (a short last K step is
+ * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
+ * (default 0).  K need only be a multiple of 8 (a short last K step is
  * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
 #include "moert_prefill.h"
@@ -89,10 +90,17 @@
 #ifndef MOERT_FUSED_GU
 #define MOERT_FUSED_GU 0
 #endif
+#ifndef MOERT_OUT_ACT
+#define MOERT_OUT_ACT 0
+#endif
+#ifndef MOERT_EPI_WIDE
+#define MOERT_EPI_WIDE 0
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
-#define BK 64 /* 64 x 2 bytes: one 128-byte swizzle row */
+#define BK 64 /* 64 x 2 bytes: one 128-byte swizzle row (K steps of 32 with the 64-byte
+                 * swizzle measured slower: docs/bench/prefill-log.md, v6) */
 #define STAGES MOERT_STAGES
 #define NB (MOERT_GATED ? 2 : 1) /* weight matrices per CTA */
 #define NTHREADS 384
@@ -451,12 +459,54 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
        * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */
       const int rbase = wm * 64 + warp * 16 + (lane >> 2);
+#if (MOERT_GATED || MOERT_OUT_ACT) && MOERT_EPI_WIDE
+      /* 2-byte outputs: the 4 lanes of a quad hold 4 bytes each of every 8 columns of a row;
+       * a 4 x 4 transpose of 32-bit words inside the quad (two xor shuffles) gives each lane
+       * 8 whole columns, one 16-byte store, whole 32-byte sectors per pair of lanes.  Needs
+       * N a multiple of 8 (the sm_90a path has N % 32 == 0): a block of 8 columns is all in
+       * or all out.  Every lane runs the shuffles; the stores are predicated. */
+      const int q = lane & 3;
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int r = row0 + rbase + 8 * half;
+        act_t *orow = (act_t *)out + (long long)r * out_stride;
+#pragma unroll
+        for (int m = 0; m < WGN / 32; m++) {
+          unsigned int w[4];
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const int i = 4 * (4 * m + j) + 2 * half;
+#if MOERT_GATED
+            w[j] = moert_pack2(silu(acc[0][i]) * acc[NACC - 1][UP_OFF + i],
+                               silu(acc[0][i + 1]) * acc[NACC - 1][UP_OFF + i + 1]);
+#else
+            w[j] = moert_pack2(acc[0][i], acc[0][i + 1]);
+#endif
+          }
+          /* w[j] of lane q: columns 8 (4m + j) + 2q, +1.  After the transpose, w[i] of lane q:
+           * columns 8 (4m + q) + 2i, +1 (from lane i) */
+          const bool b1 = q & 2, b0 = q & 1;
+          unsigned int s0 = b1 ? w[0] : w[2], s1 = b1 ? w[1] : w[3];
+          s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 2);
+          s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 2);
+          if (b1) w[0] = s0, w[1] = s1;
+          else w[2] = s0, w[3] = s1;
+          s0 = b0 ? w[0] : w[1], s1 = b0 ? w[2] : w[3];
+          s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 1);
+          s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 1);
+          if (b0) w[0] = s0, w[2] = s1;
+          else w[1] = s0, w[3] = s1;
+          const int col = n0 + wn * WGN + 8 * (4 * m + q);
+          if (r < row_end && col < N) *(uint4 *)(orow + col) = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+      }
+#else
       const int cbase = n0 + wn * WGN + 2 * (lane & 3);
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r = row0 + rbase + 8 * half;
         if (r >= row_end) continue;
-#if MOERT_GATED
+#if MOERT_GATED || MOERT_OUT_ACT
         act_t *orow = (act_t *)out + (long long)r * out_stride;
 #else
         float *orow = (float *)out + (long long)r * out_stride;
@@ -470,11 +520,14 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           const float h0 = silu(acc[0][i]) * acc[NACC - 1][UP_OFF + i];
           const float h1 = silu(acc[0][i + 1]) * acc[NACC - 1][UP_OFF + i + 1];
           *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
+#elif MOERT_OUT_ACT
+          *(unsigned int *)(orow + col) = moert_pack2(acc[0][i], acc[0][i + 1]);
 #else
           *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
 #endif
         }
       }
+#endif
     }
   }
 }

@@ -80,6 +80,7 @@ START_TEST(test_sm90a_compiles) {
   moert_prefill_config g2 = gu, d2 = dn;
   g2.a_tma = 1; /* x already gathered into sorted order */
   d2.a_tma = 0; /* h read by cp.async */
+  d2.out_act = 0; /* f32 rows */
   g2.persistent = d2.persistent = g2.order = d2.order = g2.fused_gu = 0;
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
@@ -90,6 +91,7 @@ START_TEST(test_sm90a_compiles) {
   compile_cubin(nv, &d2, "sm_90a");
   g2 = gu;
   g2.order = 0;
+  g2.epi_wide = 0; /* 4-byte stores */
   compile_cubin(nv, &g2, "sm_90a");
 }
 END_TEST
@@ -224,7 +226,8 @@ START_TEST(test_tiles_and_grid) {
   /* above hidden 2048: one CTA per 128-row tile, row tile outer, two wgmmas; 64-row tiles
    * persistent, column tile outer (unless the benchmark hooks are set) */
   if (!getenv("MOERT_PREFILL_PERSISTENT") && !getenv("MOERT_PREFILL_ORDER") &&
-      !getenv("MOERT_PREFILL_FUSED_GU")) {
+      !getenv("MOERT_PREFILL_FUSED_GU") && !getenv("MOERT_PREFILL_YPAIR_ACT") &&
+      !getenv("MOERT_PREFILL_EPI_WIDE")) {
     moert_prefill_config g = gu, d = dn;
     moert_prefill_fit(&g, &d, 2048);
     ck_assert_int_eq(g.persistent + g.order + g.fused_gu + d.order, 4);
@@ -234,6 +237,11 @@ START_TEST(test_tiles_and_grid) {
     moert_prefill_fit(&g64, &d64, 7168);
     ck_assert_int_eq(g64.persistent + d64.persistent, 2);
     ck_assert_int_eq(g64.order + d64.order, 0);
+    /* the down rows in the activation dtype only where moert_combine_act can read them (8
+     * columns at a time) */
+    ck_assert_int_eq(d.out_act + d64.out_act, 2);
+    moert_prefill_fit(&g64, &d64, 2052);
+    ck_assert_int_eq(d64.out_act, 0);
   }
   moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 132);
@@ -271,14 +279,16 @@ START_TEST(test_requests) {
   moert_prefill_request q;
   moert_prefill_make_request(&dn, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
-  ck_assert_uint_eq(q.req.num_defines, 8);
+  ck_assert_uint_eq(q.req.num_defines, 10);
   const char *want[] = {"MOERT_ACT=2",    "MOERT_GATED=0", "MOERT_BM=64",        "MOERT_BN=256",
-                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1", "MOERT_ORDER=1"};
-  for (int i = 0; i < 8; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1", "MOERT_ORDER=1",
+                        "MOERT_OUT_ACT=1", "MOERT_EPI_WIDE=1"};
+  for (int i = 0; i < 10; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
-  ck_assert_uint_eq(q.req.num_defines, 9);
+  ck_assert_uint_eq(q.req.num_defines, 10);
   ck_assert_str_eq(q.req.defines[8], "MOERT_FUSED_GU=1");
+  ck_assert_str_eq(q.req.defines[9], "MOERT_EPI_WIDE=1");
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

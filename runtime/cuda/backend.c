@@ -56,6 +56,7 @@ typedef struct cuda_scratch {
   bool plan_on_host;  /* the current plan was built on the host: its block count is known */
   CUstream last_stream;
   CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
+  CUfunction fn_combine_act; /* rows in the activation dtype (prefill down.out_act), or NULL */
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
   /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
@@ -492,7 +493,9 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_gate_up", &c->fn_gate_up)) != MOERT_OK ||
         (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
-        (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK)
+        (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK ||
+        (d->act_dtype != MOERT_DTYPE_F32 &&
+         (st = get_function(r, m, "moert_combine_act", &c->fn_combine_act)) != MOERT_OK))
       return st;
     c->smem_gate_up = expert_smem(c->tile, s->plan.block_rows, 2, es);
     c->smem_down = expert_smem(c->tile, s->plan.block_rows, 1, es);
@@ -920,6 +923,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
    * kernels need the experts' tensor maps */
   const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
                        (c->pf[0].gate_up.sm != 90 || ce->maps);
+  /* the prefill GEMMs may write their rows (ypair, ys) in the activation dtype: both tile
+   * heights' modules are built with the same out_act */
+  const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
@@ -998,7 +1004,15 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     if (d->shared_gate == MOERT_SHARED_GATE_SIGMOID)
       sgate = (CUdeviceptr)(uintptr_t)a->experts->shared_expert_gate;
   }
-  {
+  if (rows_act && prefill) {
+    /* ypair in the activation dtype; ys too if the shared expert took the prefill GEMMs */
+    long long ystride = ys;
+    int shared_act = shared_prefill;
+    void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
+                  (void *)&xs, &y, &ystride, &accumulate};
+    st = launch(r, c->fn_combine_act, T, combine_splits(c, T, H), 256, 0, stream, p5,
+                "moert_combine_act");
+  } else {
     long long ystride = ys;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};

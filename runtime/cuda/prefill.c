@@ -41,6 +41,13 @@ static int env_flag(const char *name, int dflt) {
   const char *v = getenv(name);
   return v && !strcmp(v, "0") ? 0 : v && !strcmp(v, "1") ? 1 : dflt;
 }
+/* a numeric benchmark hook: its value when set to a number in [lo, hi], else dflt */
+static int env_int(const char *name, int lo, int hi, int dflt) {
+  const char *v = getenv(name);
+  char *end;
+  const long n = v && *v ? strtol(v, &end, 10) : 0;
+  return v && *v && !*end && n >= lo && n <= hi ? (int)n : dflt;
+}
 
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gu, moert_prefill_config *dn) {
@@ -64,7 +71,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
   if (cc == 90 && !(f80 && !strcmp(f80, "1"))) { /* wgmma exists only on sm_90a; later GPUs take the mma.sync kernel */
     gu->sm = dn->sm = 90;
     gu->bk = dn->bk = 64;
-    gu->stages = dn->stages = 4; /* 4 x 48 KB of the 227 KB */
+    /* 4 x 48 KB of the 227 KB at 128-row tiles; a benchmark hook MOERT_PREFILL_STAGES=n
+     * (2..5; 5 fits 64-row tiles only: 5 x 40 KB) */
+    gu->stages = dn->stages = env_int("MOERT_PREFILL_STAGES", 2, bm == 64 ? 5 : 4, 4);
     gu->bn = 128;                /* x 2 matrices: 128 accumulators per consumer thread */
     dn->bn = 256;
     gu->a_tma = 0; /* x rows gathered by packed_token */
@@ -77,6 +86,15 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", 1);
     gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", 1);
     gu->fused_gu = bm == 128 && env_flag("MOERT_PREFILL_FUSED_GU", 1);
+    /* the down GEMM's rows (ypair) in the activation dtype, summed by moert_combine_act: on
+     * the H100 Qwen3-30B-A3B T=8192 took 1539-1540 us against 1625-1638 with f32 rows, the
+     * combine 99 against 195 us (docs/bench/prefill-log.md, v6).  Hook:
+     * MOERT_PREFILL_YPAIR_ACT = 0|1. */
+    dn->out_act = env_flag("MOERT_PREFILL_YPAIR_ACT", 1);
+    /* 2-byte outputs stored 16 bytes a lane after a transpose in each quad, not 4: on the
+     * H100 Qwen3-30B-A3B T=8192 took 1354-1361 us against 1534-1537 (docs/bench/
+     * prefill-log.md, v6).  Hook: MOERT_PREFILL_EPI_WIDE = 0|1. */
+    gu->epi_wide = dn->epi_wide = env_flag("MOERT_PREFILL_EPI_WIDE", 1);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -88,6 +106,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
 }
 
 void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden) {
+  if (hidden % 8) dn->out_act = 0; /* moert_combine_act reads rows by 8 columns */
   if (gu->sm != 90 || hidden <= 2048) return;
   const int tall = gu->bm == 128;
   gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall);
@@ -110,6 +129,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->persistent) snprintf(out->text[n++], sizeof out->text[0], "MOERT_PERSISTENT=1");
     if (c->order) snprintf(out->text[n++], sizeof out->text[0], "MOERT_ORDER=1");
     if (c->fused_gu) snprintf(out->text[n++], sizeof out->text[0], "MOERT_FUSED_GU=1");
+    if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
+    if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];

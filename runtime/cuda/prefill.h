@@ -5,11 +5,12 @@
  *
  *   moert_prefill_tiles   row tiles of BM rows cut from the plan's offsets (1 CTA)
  *   moert_prefill_gemm    gate/up: h = silu(x Wg^T) * (x Wu^T), x rows gathered by packed_token
- *   moert_prefill_gemm    down:    out = h Wd^T (f32, one row per sorted pair)
+ *   moert_prefill_gemm    down:    out = h Wd^T (one row per sorted pair)
  *
  * h and out are laid out like the decode path's (runtime/cuda/backend.c: c->h [pairs, I],
- * c->ypair [pairs, H] f32, by sorted row), so the combine kernel of ptx/expert.cu follows
- * unchanged.  Private to the library; called by backend.c's forward for bf16/f16 layers with
+ * c->ypair [pairs, H], by sorted row).  out is f32 like the decode path's, or on sm_90a (by
+ * default, down.out_act) in the activation dtype, which ptx/expert.cu's moert_combine_act
+ * reads.  Private to the library; called by backend.c's forward for bf16/f16 layers with
  * many rows per expert (docs/prefill.md, docs/cuda.md). */
 #ifndef MOERT_CUDA_PREFILL_H
 #define MOERT_CUDA_PREFILL_H
@@ -33,6 +34,8 @@ typedef struct moert_prefill_config {
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
   int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
+  int out_act;    /* sm90 down only: rows in the activation dtype instead of f32 */
+  int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 when the experts have about
@@ -48,7 +51,8 @@ int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gate_up, moert_prefill_config *down);
 
-/* The work order for a layer of this hidden size (the gate/up GEMM's K): the sm_90a defaults
+/* The work order for a layer of this hidden size (the gate/up GEMM's K), and the down rows
+ * in f32 when the hidden size is not a multiple of 8: the sm_90a defaults
  * (persistent, row tile outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one
  * CTA per 128-row tile with the row tile outer and two wgmmas, and persistent 64-row tiles
  * with the column tile outer, which measured faster on the H100 for Qwen3-235B-A22B
@@ -60,7 +64,7 @@ void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
   moert_jit_request req;
-  char text[12][40];
+  char text[16][40];
 } moert_prefill_request;
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out);
 
@@ -133,7 +137,7 @@ typedef struct moert_prefill_args {
   CUdeviceptr tiles;     /* scratch of moert_prefill_tiles_bytes() */
   CUdeviceptr h;         /* [pairs, I] activation dtype */
   long long h_stride;
-  CUdeviceptr out;       /* [pairs, H] f32 */
+  CUdeviceptr out;       /* [pairs, H] f32, or the activation dtype (down.out_act) */
   long long out_stride;
 } moert_prefill_args;
 
