@@ -25,8 +25,8 @@
  * experts equally spaced in memory); the maps live in global memory and are encoded once
  * per moert_experts (runtime/cuda/prefill.c).
  *
- * CTA: 384 threads = warpgroup 0 (producer; setmaxnreg down to 40 registers) + warpgroups
- * 1, 2 (consumers; up to 232).  Tile BM x BN per weight matrix, K steps of 64 (one 128-byte
+ * CTA: 384 threads = warpgroup 0 (producer; setmaxnreg down to 48 registers) + warpgroups
+ * 1, 2 (consumers; up to 224).  Tile BM x BN per weight matrix, K steps of 64 (one 128-byte
  * swizzle atom per row).  BM = 128: each consumer takes 64 rows and all BN columns; BM = 64:
  * both take the 64 rows, BN/2 columns each.  Gated: BN = 128 (gate and up tiles computed
  * together: 128 accumulator registers per consumer thread at BM = 128); down: BN = 256.
@@ -295,11 +295,6 @@ static __device__ __forceinline__ void wgmma_tile(float (&d)[128], unsigned long
  * in the gated epilogue, which all the consumers run while the tensor cores wait */
 static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
 
-/* a barrier of the producer warpgroup alone (named barrier 1, 128 threads) */
-static __device__ __forceinline__ void producer_sync() {
-  asm volatile("bar.sync 1, 128;\n" ::: "memory");
-}
-
 /* Work item w of ntile row tiles x ncol column tiles: MOERT_ORDER=0 column tile outer (row
  * tile w % ntile, column tile w / ntile), 1 row tile outer (w / ncol, w % ncol: the column
  * tiles of one row tile run together, so its A rows are read from memory once). */
@@ -320,7 +315,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
-  __shared__ int s_arow[BM];
   const int ntile = *tile_count, ncol = (N + BN - 1) / BN;
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
@@ -354,7 +348,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 
   if (wg == 0) {
     /* ---------------- producer warpgroup ---------------- */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 48;\n");
     if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
     int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
     for (int w = w_first; w < total; w += w_step) {
@@ -368,14 +362,20 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         if (NB == 2) tma_prefetch_map(map1);
       }
 #if !MOERT_A_TMA
-      /* the rows of this item (every producer thread is done issuing the last item's
-       * copies, whose source addresses were taken at issue) */
-      producer_sync();
-      for (int i = tid; i < BM; i += 128) {
-        const int r = row0 + i;
-        s_arow[i] = r < row_end ? (gather ? gather[r] : r) : -1;
+      /* the BM / 16 rows this thread copies, r = tid / 8 + 16 i (8 threads a row, 16 bytes
+       * each): their sources, once per item, so that a K step costs a 64-bit add and a
+       * cp.async per row (the producer, not the tensor cores, set the pace when it read the
+       * row list from shared memory and multiplied by the stride at every step) */
+      const act_t *src[BM / 16];
+      unsigned int row_ok = 0;
+#pragma unroll
+      for (int i = 0; i < BM / 16; i++) {
+        const int r = row0 + (tid >> 3) + 16 * i;
+        const bool ok = r < row_end;
+        const long long g = ok ? (gather ? gather[r] : r) : 0;
+        src[i] = a + g * a_stride + (tid & 7) * 8;
+        row_ok |= (ok ? 1u : 0u) << i;
       }
-      producer_sync();
 #else
       (void)row_end;
 #endif
@@ -392,14 +392,16 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }
 #if !MOERT_A_TMA
-        /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments */
-        const int j = tid & 7, kc = k0 + j * 8;
-#pragma unroll 4
-        for (int r = tid >> 3; r < BM; r += 16) {
-          const int src = s_arow[r];
-          const bool ok = src >= 0 && kc < K;
-          const act_t *gp = ok ? a + (long long)src * a_stride + kc : a;
-          cp_async16(sa + r * 128 + ((j ^ (r & 7)) << 4), gp, ok ? 16 : 0);
+        /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments;
+         * row r's 16-byte chunk j goes to chunk j ^ (r % 8) of its 128-byte line (the
+         * swizzle), and r % 8 = (tid / 8) % 8 for every row of this thread */
+        const int j = tid & 7;
+        const bool k_ok = k0 + j * 8 < K;
+        const unsigned int dst = sa + (tid >> 3) * 128 + ((j ^ ((tid >> 3) & 7)) << 4);
+#pragma unroll
+        for (int i = 0; i < BM / 16; i++) {
+          const bool ok = k_ok && (row_ok >> i & 1u);
+          cp_async16(dst + i * 16 * 128, ok ? src[i] + k0 : a, ok ? 16 : 0);
         }
         cp_async_arrive_noinc(full);
 #endif
@@ -410,7 +412,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
   } else {
     /* ---------------- consumer warpgroups ---------------- */
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
