@@ -111,7 +111,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   (void)b_maps;
   (void)E;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  __shared__ int s_arow[BM];
   if ((int)blockIdx.x >= *tile_count) return; /* uniform over the CTA */
   const moert_row_tile tile = tiles[blockIdx.x];
   const int expert = tile.x, row0 = tile.y, row_end = tile.z;
@@ -124,21 +123,32 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   act_t *Bs = As + STAGES * BM * LDS;      /* [STAGES][NB][BN][LDS] */
   const int ktiles = (K + BK - 1) / BK;
 
-  for (int i = tid; i < BM; i += NTHREADS) {
-    const int r = row0 + i;
-    s_arow[i] = r < row_end ? (gather ? gather[r] : r) : -1;
+  /* the A rows this thread copies (chunk ch = tid + i NTHREADS: row ch / CPR, the same
+   * 16-byte column (tid % CPR) at every K step): their sources once, so a K step costs an
+   * add and a cp.async per chunk (as on sm_90a, where reading the row list and multiplying
+   * by the stride at every step set the pace) */
+  static_assert(NTHREADS % CPR == 0 && (BM * CPR) % NTHREADS == 0, "A chunks per thread");
+  const act_t *asrc[BM * CPR / NTHREADS];
+  unsigned int arow_ok = 0;
+#pragma unroll
+  for (int i = 0; i < BM * CPR / NTHREADS; i++) {
+    const int r = row0 + (tid + i * NTHREADS) / CPR;
+    const bool ok = r < row_end;
+    const long long g = ok ? (gather ? gather[r] : r) : 0;
+    asrc[i] = a + g * a_stride + (tid % CPR) * 8;
+    arow_ok |= (ok ? 1u : 0u) << i;
   }
-  __syncthreads();
 
   auto load_stage = [&](int stage, int kt) {
     const int k0 = kt * BK;
     const unsigned int as = smem_u32(As + stage * BM * LDS);
+    const int kc = (tid % CPR) * 8;
+    const bool k_ok = k0 + kc < K;
 #pragma unroll
-    for (int ch = tid; ch < BM * CPR; ch += NTHREADS) {
-      const int r = ch / CPR, kc = (ch % CPR) * 8, src = s_arow[r];
-      const bool ok = src >= 0 && k0 + kc < K;
-      const act_t *gp = ok ? a + (long long)src * a_stride + k0 + kc : a;
-      cp_async16(as + (r * LDS + kc) * 2, gp, ok ? 16 : 0);
+    for (int i = 0; i < BM * CPR / NTHREADS; i++) {
+      const int r = (tid + i * NTHREADS) / CPR;
+      const bool ok = k_ok && (arow_ok >> i & 1u);
+      cp_async16(as + (r * LDS + kc) * 2, ok ? asrc[i] + k0 : a, ok ? 16 : 0);
     }
     const unsigned int bs = smem_u32(Bs + stage * NB * BN * LDS);
 #pragma unroll

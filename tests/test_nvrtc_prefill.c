@@ -261,8 +261,10 @@ START_TEST(test_tiles_and_grid) {
   /* T = 262144: 2^21 rows, 2^32 elements of h; the grid still fits */
   moert_prefill_grid(&gu, 262144ull * 8, 128, 768, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 16384 + 128);
-  /* the tile height: about 64 rows per expert -> 64; 512 -> 128 */
-  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 1024 * 8), 64);
+  /* the tile height: 32 rows per expert -> 64; 64 and more -> 128 */
+  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 512 * 8), 64);
+  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 1024 * 8 - 1), 64);
+  ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 1024 * 8), 128);
   ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 8192 * 8), 128);
   int32_t offs[5] = {0, 40, 100, 130, 200}; /* 40, 60, 30, 70 rows */
   ck_assert_int_eq(moert_prefill_pick_bm(offs, 4, 200), 64); /* 320 vs 512 padded rows */

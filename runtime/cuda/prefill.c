@@ -18,9 +18,14 @@ enum {
 };
 
 int moert_prefill_pick_bm(const int32_t *offsets, uint32_t E, uint64_t pairs) {
-  /* padded rows with each tile size; a 64-row tile runs the tensor cores less efficiently
-   * (sm90: n64 wgmma instead of n128; sm80: half the reuse of each B fragment), so it must
-   * save more than an eighth of the rows to be chosen.  A first guess: tune on a GPU. */
+  /* 128 from 64 rows per expert on average: on the H200 Qwen3-30B-A3B T=1024 (64 an
+   * expert) took 356-359 us with 128-row tiles against 384-388 with 64, and T=512 (32)
+   * 319 against 329 the other way (docs/bench/prefill-log.md, v7).  A layer of one expert
+   * (the shared expert) keeps the padding rule alone. */
+  if (E > 1 && pairs >= 64ull * E) return 128;
+  /* below, padded rows with each tile size; a 64-row tile runs the tensor cores less
+   * efficiently (sm90: n64 wgmma instead of n128; sm80: half the reuse of each B fragment),
+   * so it must save more than an eighth of the rows to be chosen */
   uint64_t pad64 = 0, pad128 = 0;
   if (offsets) {
     for (uint32_t e = 0; e < E; e++) {

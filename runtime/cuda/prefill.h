@@ -38,9 +38,10 @@ typedef struct moert_prefill_config {
   int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
 } moert_prefill_config;
 
-/* Rows of a tile for a plan with the given rows per expert: 128 when the experts have about
- * a tile's worth or more, else 64 (less padding at small T).  counts (E values) may be NULL
- * when only the total is known (device routing): the average is used then. */
+/* Rows of a tile for a plan with the given rows per expert: 128 from 64 rows per expert on
+ * average, or where 64-row tiles would not save an eighth of the padded rows; else 64 (less
+ * padding at small T).  offsets (E + 1 values) may be NULL when only the total is known
+ * (device routing): the average is used then. */
 int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t pairs);
 
 /* The configurations of both GEMMs for a GPU of compute capability major.minor, dtype
