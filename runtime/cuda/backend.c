@@ -171,9 +171,14 @@ static size_t plan_chunks_max(size_t pairs) {
   return 64 + (pairs + PLAN_THREADS * 8 - 1) / (PLAN_THREADS * 8);
 }
 /* ptx/route.cu's moert_route_plan: one CTA of up to 1024 threads, a warp a token and a
- * thread a pair */
+ * thread a pair; taken up to 32 tokens (one token a warp).  Above, the multi-CTA route and
+ * the two-launch plan are faster: on the H200 Qwen3-30B-A3B T=128 took 304 us with them
+ * against 324 with the one CTA, T=64 299 against 302, Qwen3-235B-A22B T=128 1287-1301 against
+ * 1306-1312, Mixtral-8x7B T=128 684-686 against 694; T=32 and below the one CTA wins by 1-7 us
+ * (docs/bench/decode-log.md, seventh session) */
 #define ROUTE_PLAN_MAX_E 256
 #define ROUTE_PLAN_MAX_PAIRS 1024
+#define ROUTE_PLAN_MAX_TOKENS 32
 
 static cuda_runtime *rt_of(const moert_scratch *s) {
   return (cuda_runtime *)s->runtime->backend_state;
@@ -803,7 +808,8 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     int br = (int)s->plan.block_rows;
     long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
     float scale = s->router.scale;
-    if (T > 0 && c->fn_route_plan && (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
+    if (T > 0 && T <= ROUTE_PLAN_MAX_TOKENS && c->fn_route_plan &&
+        (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
       /* a decoding step: route and plan in one launch, a warp a token (at least a thread a
        * pair, k <= 32); it resets the NaN token itself and waits for the kernel before it
        * (programmatic dependent launch), so nothing else is put on the stream */
