@@ -352,28 +352,24 @@ moert_down(const unsigned long long *wtab, const act_t *h, long long h_stride, i
 
 #define COMBINE_THREADS 256
 
-/* One CTA per token and column split: blockIdx.y of gridDim.y takes the chunks of
- * COMBINE_THREADS column pairs y, y + gridDim.y, ... (the host splits the columns when T is
- * small, so that a decoding step's combine spreads over several SMs; each column's sum is
- * the same whatever the split).  The shared expert's sigmoid gate (x[t] . g) is reduced in a
- * fixed order: per thread, then a xor butterfly per warp, then the warps in index order
- * (every split computes it, with the same bits). */
-extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
-moert_combine(const float *ypair, const int *pair_of, const float *weights, int K, int H,
-              const float *yshared, const act_t *shared_gate_w, const act_t *x,
-              long long x_stride, act_t *y, long long y_stride, int accumulate) {
-  __shared__ int s_row[16];
-  __shared__ float s_w[16];
+/* The start of a combine CTA (token blockIdx.x): waits for the kernel before it
+ * (programmatic dependent launch; the next layer's route may launch, it waits for this
+ * one), loads the token's k sorted rows and weights into s_row / s_w, and returns the
+ * shared expert's sigmoid gate (1 without one): x[t] . shared_gate_w summed by the CTA in a
+ * fixed order, so every column split gets the same bits. */
+static __device__ float combine_begin(const int *pair_of, const float *weights, int K, int H,
+                                      bool shared, const act_t *shared_gate_w, const act_t *x,
+                                      long long x_stride, int *s_row, float *s_w) {
   __shared__ float s_warp[COMBINE_THREADS / 32];
   __shared__ float s_gate;
-  const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
-  moert_pdl_wait();    /* launched early behind the decode down kernel: wait for its ypair */
-  moert_pdl_trigger(); /* the next layer's route may launch: it waits for this kernel */
+  const int t = blockIdx.x, tid = threadIdx.x;
+  moert_pdl_wait();
+  moert_pdl_trigger();
   if (tid < K) {
     s_row[tid] = pair_of[(size_t)t * K + tid];
     s_w[tid] = weights[(size_t)t * K + tid];
   }
-  if (yshared && shared_gate_w) {
+  if (shared && shared_gate_w) {
     float d = 0.0f;
     const act_t *xr = x + (size_t)t * (size_t)x_stride;
     for (int i = tid; i < H; i += COMBINE_THREADS)
@@ -391,7 +387,24 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
     s_gate = 1.0f;
   }
   __syncthreads();
-  const float sg = s_gate;
+  return s_gate;
+}
+
+/* One CTA per token and column split: blockIdx.y of gridDim.y takes the chunks of
+ * COMBINE_THREADS column pairs y, y + gridDim.y, ... (the host splits the columns when T is
+ * small, so that a decoding step's combine spreads over several SMs; each column's sum is
+ * the same whatever the split).  The shared expert's sigmoid gate (x[t] . g) is reduced in a
+ * fixed order: per thread, then a xor butterfly per warp, then the warps in index order
+ * (every split computes it, with the same bits). */
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
+moert_combine(const float *ypair, const int *pair_of, const float *weights, int K, int H,
+              const float *yshared, const act_t *shared_gate_w, const act_t *x,
+              long long x_stride, act_t *y, long long y_stride, int accumulate) {
+  __shared__ int s_row[16];
+  __shared__ float s_w[16];
+  const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
+  const float sg = combine_begin(pair_of, weights, K, H, yshared != nullptr, shared_gate_w, x,
+                                 x_stride, s_row, s_w);
   act_t *yr = y + (size_t)t * (size_t)y_stride;
   /* Thread tid owns the column pairs tid, tid + 256, ... (columns 2c, 2c + 1), CB of them at
    * a time, and loads the rows of CJ pairs for all CB before it adds any: CB * CJ loads in
@@ -468,34 +481,9 @@ moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, 
                   int accumulate) {
   __shared__ int s_row[16];
   __shared__ float s_w[16];
-  __shared__ float s_warp[COMBINE_THREADS / 32];
-  __shared__ float s_gate;
   const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
-  moert_pdl_wait();
-  moert_pdl_trigger();
-  if (tid < K) {
-    s_row[tid] = pair_of[(size_t)t * K + tid];
-    s_w[tid] = weights[(size_t)t * K + tid];
-  }
-  if (yshared && shared_gate_w) {
-    float d = 0.0f;
-    const act_t *xr = x + (size_t)t * (size_t)x_stride;
-    for (int i = tid; i < H; i += COMBINE_THREADS)
-      d = fmaf(act_f32(xr[i]), act_f32(shared_gate_w[i]), d);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(MOERT_FULL_MASK, d, o);
-    if ((tid & 31) == 0) s_warp[tid >> 5] = d;
-    __syncthreads();
-    if (tid == 0) {
-      float sum = 0.0f;
-      for (int w = 0; w < COMBINE_THREADS / 32; w++) sum += s_warp[w];
-      s_gate = 1.0f / (1.0f + expf(-sum));
-    }
-  } else if (tid == 0) {
-    s_gate = 1.0f;
-  }
-  __syncthreads();
-  const float sg = s_gate;
+  const float sg = combine_begin(pair_of, weights, K, H, yshared != nullptr, shared_gate_w, x,
+                                 x_stride, s_row, s_w);
   act_t *yr = y + (size_t)t * (size_t)y_stride;
   const int nchunk = H / 8;
   for (int c = split * COMBINE_THREADS + tid; c < nchunk; c += COMBINE_THREADS * nsplit) {
