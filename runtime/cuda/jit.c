@@ -66,6 +66,10 @@ static int build_options(const moert_jit_request *req, const char *arch, char st
   n++;
   opts[n++] = "-std=c++17";
   opts[n++] = req->fmad ? "-fmad=true" : "-fmad=false";
+  if (req->no_spills) {
+    opts[n++] = "--ptxas-options=--warn-on-spills";
+    opts[n++] = "--ptxas-options=--warning-as-error";
+  }
   for (size_t i = 0; i < req->num_defines; i++) {
     snprintf(storage[n], 96, "-D%s", req->defines[i]);
     opts[n] = storage[n];
@@ -105,8 +109,8 @@ moert_status moert_jit_compile(const moert_nvrtc *nv, const moert_jit_request *r
   if (rc != 0)
     return moert_fail(MOERT_ERR_COMPILE, "nvrtcCreateProgram(%s) failed: %s", req->source,
                       nv->nvrtcGetErrorString(rc));
-  char storage[MOERT_JIT_MAX_DEFINES + 4][96];
-  const char *opts[MOERT_JIT_MAX_DEFINES + 4];
+  char storage[MOERT_JIT_MAX_DEFINES + 6][96];
+  const char *opts[MOERT_JIT_MAX_DEFINES + 6];
   int nopt = build_options(req, arch, storage, opts);
   atomic_fetch_add(&compile_count, 1);
   rc = nv->nvrtcCompileProgram(prog, nopt, opts);
@@ -183,8 +187,8 @@ static uint64_t request_key(const moert_nvrtc *nv, const moert_jit_request *req,
     h = moert_fnv1a(h, s->text, s->size);
   }
   h = moert_fnv1a(h, req->source, strlen(req->source) + 1);
-  char storage[MOERT_JIT_MAX_DEFINES + 4][96];
-  const char *opts[MOERT_JIT_MAX_DEFINES + 4];
+  char storage[MOERT_JIT_MAX_DEFINES + 6][96];
+  const char *opts[MOERT_JIT_MAX_DEFINES + 6];
   int nopt = build_options(req, arch, storage, opts);
   for (int i = 0; i < nopt; i++) h = moert_fnv1a(h, opts[i], strlen(opts[i]) + 1);
   int ver[2] = {nv->major, nv->minor};

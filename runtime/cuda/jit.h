@@ -21,6 +21,8 @@ typedef struct moert_jit_request {
   const char *defines[MOERT_JIT_MAX_DEFINES]; /* "NAME=VALUE" each */
   size_t num_defines;
   bool fmad; /* allow fused multiply-add contraction (false for the bit-exact router) */
+  bool no_spills; /* a test hook: ptxas fails on any register spill (--warn-on-spills
+                   * --warning-as-error), so a register budget that no longer fits fails CI */
 } moert_jit_request;
 
 /* Compiles req for the NVRTC architecture option arch ("sm_90a" gives a CUBIN,
