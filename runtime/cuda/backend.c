@@ -813,7 +813,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
       /* a decoding step: route and plan in one launch, a warp a token (at least a thread a
        * pair, k <= 32); it resets the NaN token itself and waits for the kernel before it
        * (programmatic dependent launch), so nothing else is put on the stream */
-      const unsigned threads = T < 32 ? 32u * (unsigned)T : 1024u;
+      const unsigned threads = 32u * (unsigned)T; /* T <= ROUTE_PLAN_MAX_TOKENS: <= 1024 */
       void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
                         &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
                         &c->sorted_pair, &c->padded_offsets, &c->block_expert};
@@ -1010,19 +1010,17 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     if (d->shared_gate == MOERT_SHARED_GATE_SIGMOID)
       sgate = (CUdeviceptr)(uintptr_t)a->experts->shared_expert_gate;
   }
+  long long ystride = ys;
+  const unsigned splits = combine_splits(c, T, H);
   if (rows_act && prefill) {
     /* ypair in the activation dtype; ys too if the shared expert took the prefill GEMMs */
-    long long ystride = ys;
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
                   (void *)&xs, &y, &ystride, &accumulate};
-    st = launch(r, c->fn_combine_act, T, combine_splits(c, T, H), 256, 0, stream, p5,
-                "moert_combine_act");
+    st = launch(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
   } else {
-    long long ystride = ys;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};
-    const unsigned splits = combine_splits(c, T, H);
     /* behind the decode kernels (no shared expert) it may start early: it waits first */
     if (dec >= 0 && !Is)
       st = launch_pdl(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
