@@ -606,7 +606,7 @@ static __device__ int dec_expert(const int *offsets, int E, int j) {
 
 /* acc[m][ch] += W_m[16 rows] . X[ch: 8 rows]^T over this warp's batches of k (K a multiple
  * of 32).
- * w[m] points at row g of matrix m's 16-row tile (row g + 8 is 8*K further), xp[ch] at the
+ * w[m] points at row g of matrix m's 16-row tile (row g + 8 is 8*ld further), xp[ch] at the
  * row of token g of chunk ch (nullptr: a missing row, read as zeros).
  *
  * The bytes go through a per-thread ring in shared memory with cp.async, DEC_STAGES batches
@@ -625,8 +625,8 @@ static __device__ __forceinline__ void cp_async16_l2(void *dst, const void *src,
   asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
                "l"(src), "r"(src_bytes));
 }
-template <int NM, int NCH, int U>
-static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int K,
+template <int NM, int NCH, int U, int STG = DEC_STAGES>
+static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int K, long long ld,
                                                const act_t *const (&xp)[NCH],
                                                unsigned char *ring, float (&acc)[NM][NCH][4]) {
   constexpr int CH = (NM * 2 + NCH) * U; /* 16-byte copies per thread per batch */
@@ -642,7 +642,7 @@ static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int 
     return ring + ((size_t)(stage * CH + i) * DEC_THREADS + tid) * 16;
   };
   auto issue = [&](int st) {
-    const int s = st % DEC_STAGES, kb = (st * DEC_WARPS + warp) * 32 * U + 8 * c;
+    const int s = st % STG, kb = (st * DEC_WARPS + warp) * 32 * U + 8 * c;
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int kk = kb + 32 * u;
@@ -651,7 +651,7 @@ static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int 
       for (int m = 0; m < NM; m++)
 #pragma unroll
         for (int hh = 0; hh < 2; hh++)
-          cp_async16_l2(slot(s, (m * 2 + hh) * U + u), ok ? w[m] + (size_t)hh * 8 * K + kk : w[0],
+          cp_async16_l2(slot(s, (m * 2 + hh) * U + u), ok ? w[m] + (size_t)hh * 8 * (size_t)ld + kk : w[0],
                         ok ? 16 : 0);
 #pragma unroll
       for (int ch = 0; ch < NCH; ch++) {
@@ -661,18 +661,18 @@ static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int 
     }
   };
 #pragma unroll
-  for (int st = 0; st < DEC_STAGES - 1; st++) {
+  for (int st = 0; st < STG - 1; st++) {
     if (st < nst) issue(st);
     cp_async_commit();
   }
   for (int st = 0; st < nst; st++) {
-    cp_async_wait<DEC_STAGES - 2>();
+    cp_async_wait<STG - 2>();
     {
-      const int next = st + DEC_STAGES - 1; /* refills the slot this thread emptied last */
+      const int next = st + STG - 1; /* refills the slot this thread emptied last */
       if (next < nst) issue(next);
       cp_async_commit();
     }
-    const int s = st % DEC_STAGES;
+    const int s = st % STG;
 #pragma unroll
     for (int u = 0; u < U; u++) {
       uint4 xa[NCH];
@@ -730,7 +730,7 @@ static __device__ __forceinline__ void dec_gate_up(const unsigned long long *wta
       for (int ch = 0; ch < NCH; ch++)
 #pragma unroll
         for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
-    dec_mma<2, NCH, U>(w, K, xp, smem_raw, acc);
+    dec_mma<2, NCH, U>(w, K, K, xp, smem_raw, acc);
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
@@ -798,7 +798,7 @@ static __device__ __forceinline__ void dec_down(const unsigned long long *wtab, 
       for (int ch = 0; ch < NCH; ch++)
 #pragma unroll
         for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
-    dec_mma<2, NCH, U>(w, K, xp, smem_raw, acc);
+    dec_mma<2, NCH, U>(w, K, K, xp, smem_raw, acc);
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
@@ -819,6 +819,218 @@ static __device__ __forceinline__ void dec_down(const unsigned long long *wtab, 
   }
 }
 
+/* ---- split-K decode: both projections in one kernel (a row an expert) ----
+ *
+ * The two decode kernels above stream the touched experts' weights in two phases with a
+ * grid-wide wait between them: no down slab starts before every h of its expert exists, so
+ * at T = 1 each phase pays its own ramp and tail with SMs idle (decode-log.md).  Here a work
+ * item (32 rows of I, touched expert) computes its h slab (rows x 32, rounded to the
+ * activation dtype as the two-kernel path stores it) and multiplies it at once by the
+ * matching 32 columns of Wd: a partial down row for each of the expert's rows,
+ * part[(row * S + slab) * H + n] in f32, S = I / 32.  moert_combine_slabs sums each pair's S
+ * partials in slab order.  No CTA waits on another's output, so the weights of both
+ * projections stream as one phase (T = 1 on the H200: 33.0 us against 34.8, decode-log.md
+ * v9; a cluster of two CTAs a work item, each with half of K, was slower: 40.3).
+ *
+ * The gate/up phase is dec_mma over 4 weight tiles (gate and up, 2 x 16 rows).  The down
+ * phase: 16 H rows x 32 I columns (1 KB, rows 64 bytes apart in Wd) a tile; warp w takes the
+ * tiles w, w + 4, ...; its lanes copy them with cp.async (L2 fetches of 256
+ * bytes: the neighbouring slabs' CTAs read the rest of each run) into the warp's part of the
+ * gate/up ring (free by then; 3 stages of 4 tiles), read them back with ldmatrix (the 16-byte
+ * chunks of each row rotated: no bank conflicts) and multiply them by h^T (m16n8k16: Wd rows
+ * as M, the expert's rows as N). */
+#define DF_SLAB 32  /* rows of I a work item: Wd is read in runs of 64 bytes */
+#define DF_STAGES 3 /* Wd ring: DEC_WARPS x DF_STAGES x 4 KB (48 KB, in the gate/up ring) */
+static __device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+/* byte offset of 16-byte chunk q of row r (0..15) in a Wd tile of SL columns (rows of 2 SL
+ * bytes): the chunks of the rows that share 128 bytes are rotated, so that an ldmatrix of 8
+ * rows hits 8 different 16-byte bank groups */
+template <int SL>
+static __device__ __forceinline__ int df_swz(int r, int q) {
+  constexpr int RB = 2 * SL, QPR = SL / 8;
+  return r * RB + ((q ^ ((r / (128 / RB)) % QPR)) << 4);
+}
+
+template <int NCH, int SL>
+static __device__ __forceinline__ void dec_fused(const unsigned long long *wtab, int up_offset,
+                                                 const act_t *x, long long x_stride, int K,
+                                                 int N, int E, const int *offsets,
+                                                 const int *packed_token, float *part) {
+  constexpr int MS = SL / 16, NM = 2 * MS, U = 1;
+  constexpr int TB = 32 * SL, TPS = 4096 / TB, QPR = SL / 8; /* tile bytes, tiles a stage */
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float4 s_red[DEC_WARPS][NM][NCH][32];
+  __shared__ __align__(16) act_t s_h[8 * NCH][SL];
+  moert_pdl_wait();
+  moert_pdl_trigger();
+  const int e = dec_expert(offsets, E, blockIdx.y);
+  if (e < 0) return;
+  const int row0 = offsets[e], rows = offsets[e + 1] - row0;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int slab = blockIdx.x, S = gridDim.x, n0 = slab * SL;
+  const int ntile = K / 16; /* Wd tiles of 16 H rows */
+  const act_t *const wd = (const act_t *)wtab[2 * up_offset + e] + n0; /* column n0 of row 0 */
+  const act_t *w[NM];
+#pragma unroll
+  for (int m = 0; m < MS; m++) {
+    w[m] = (const act_t *)wtab[e] + (size_t)(n0 + 16 * m + g) * K;
+    w[MS + m] = (const act_t *)wtab[up_offset + e] + (size_t)(n0 + 16 * m + g) * K;
+  }
+  const int nmine = warp < ntile ? (ntile - warp + DEC_WARPS - 1) / DEC_WARPS : 0;
+  const int nst = (nmine + TPS - 1) / TPS;
+  unsigned char *const ring = smem_raw + warp * (DF_STAGES * 4096);
+  auto issue = [&](int st) {
+    unsigned char *dst = ring + (st % DF_STAGES) * 4096;
+#pragma unroll
+    for (int u = 0; u < TPS; u++) {
+      const int i = st * TPS + u;
+      if (i < nmine)
+#pragma unroll
+        for (int p = 0; p < QPR / 2; p++) {
+          const int qq = lane + 32 * p, r = qq / QPR, q = qq % QPR;
+          cp_async16_l2(dst + u * TB + df_swz<SL>(r, q),
+                        wd + (size_t)((warp + DEC_WARPS * i) * 16 + r) * N + 8 * q, 16);
+        }
+    }
+  };
+  for (int r0 = 0; r0 < rows; r0 += 8 * NCH) {
+    /* gate/up: h slab of these rows into s_h (rows past the expert's are zero) */
+    {
+      const act_t *xp[NCH];
+#pragma unroll
+      for (int ch = 0; ch < NCH; ch++) {
+        const int r = r0 + ch * 8 + g;
+        xp[ch] = r < rows ? x + (size_t)packed_token[row0 + r] * (size_t)x_stride : nullptr;
+      }
+      float acc[NM][NCH][4];
+#pragma unroll
+      for (int m = 0; m < NM; m++)
+#pragma unroll
+        for (int ch = 0; ch < NCH; ch++)
+#pragma unroll
+          for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
+      dec_mma<NM, NCH, U>(w, K, K, xp, smem_raw, acc);
+#pragma unroll
+      for (int m = 0; m < NM; m++)
+#pragma unroll
+        for (int ch = 0; ch < NCH; ch++)
+          s_red[warp][m][ch][lane] =
+              make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
+      __syncthreads(); /* s_red written; every thread is past dec_mma: the ring is free */
+      for (int i = tid; i < MS * NCH * 128; i += DEC_THREADS) {
+        const int mt = i / (NCH * 128), ch = (i >> 7) % NCH, l = (i >> 2) & 31, q = i & 3;
+        float gs = 0.0f, us = 0.0f;
+#pragma unroll
+        for (int ww = 0; ww < DEC_WARPS; ww++) { /* warp order: deterministic */
+          gs += ((const float *)&s_red[ww][mt][ch][l])[q];
+          us += ((const float *)&s_red[ww][MS + mt][ch][l])[q];
+        }
+        s_h[ch * 8 + 2 * (l & 3) + (q & 1)][16 * mt + (l >> 2) + 8 * (q >> 1)] =
+            moert_f32_act(silu(gs) * us);
+      }
+      __syncthreads();
+    }
+    /* down: part[row, slab] = Wd[:, n0 .. n0 + SL - 1] . h[row] */
+    unsigned int bfr[NCH][MS][2];
+#pragma unroll
+    for (int ch = 0; ch < NCH; ch++)
+#pragma unroll
+      for (int kk = 0; kk < MS; kk++) {
+        bfr[ch][kk][0] = *(const unsigned int *)&s_h[ch * 8 + g][16 * kk + 2 * c];
+        bfr[ch][kk][1] = *(const unsigned int *)&s_h[ch * 8 + g][16 * kk + 2 * c + 8];
+      }
+#pragma unroll
+    for (int st = 0; st < DF_STAGES - 1; st++) {
+      if (st < nst) issue(st);
+      cp_async_commit();
+    }
+    const int lr = (lane & 7) + 8 * ((lane >> 3) & 1), lh = lane >> 4; /* ldmatrix row, chunk */
+    for (int st = 0; st < nst; st++) {
+      cp_async_wait<DF_STAGES - 2>();
+      __syncwarp(); /* every lane's copies of stage st landed; stage st - 1 is read */
+      if (st + DF_STAGES - 1 < nst) issue(st + DF_STAGES - 1);
+      cp_async_commit();
+      const unsigned char *stage = ring + (st % DF_STAGES) * 4096;
+#pragma unroll
+      for (int u = 0; u < TPS; u++) {
+        const int i = st * TPS + u;
+        if (i >= nmine) break;
+        unsigned int a[MS][4];
+#pragma unroll
+        for (int kk = 0; kk < MS; kk++) ldmatrix_x4(a[kk], stage + u * TB + df_swz<SL>(lr, 2 * kk + lh));
+        const int nrow = (warp + DEC_WARPS * i) * 16 + g;
+#pragma unroll
+        for (int ch = 0; ch < NCH; ch++) {
+          float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+          for (int kk = 0; kk < MS; kk++) mma16816(d, a[kk], bfr[ch][kk]);
+#pragma unroll
+          for (int q = 0; q < 4; q++) {
+            const int r = r0 + ch * 8 + 2 * c + (q & 1);
+            if (r < rows)
+              part[((size_t)(row0 + r) * (size_t)S + slab) * (size_t)K + nrow + 8 * (q >> 1)] = d[q];
+          }
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the ring and s_h are rewritten by the next pass */
+  }
+}
+
+/* moert_combine for the split-K decode kernel's partial rows: part [pairs * S, H] f32, the S
+ * partials of a pair in slab order.  CTA (token blockIdx.x, 32 columns blockIdx.y): a lane
+ * owns a column, warp w sums the rows f = w, w + 8, ... of the token's k * S (pair f / S,
+ * slab f % S) times their pair's weight, CF loads in flight; the warps' sums are added in
+ * warp order, then the shared expert and y as moert_combine.  Fixed order: same bits on
+ * every run. */
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
+moert_combine_slabs(const float *part, int S, const int *pair_of, const float *weights, int K,
+                    int H, const float *yshared, const act_t *shared_gate_w, const act_t *x,
+                    long long x_stride, act_t *y, long long y_stride, int accumulate) {
+  constexpr int NW = COMBINE_THREADS / 32, CF = 16;
+  __shared__ int s_row[16];
+  __shared__ float s_w[16];
+  __shared__ float s_sum[NW][32];
+  const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float sg = combine_begin(pair_of, weights, K, H, yshared != nullptr, shared_gate_w, x,
+                                 x_stride, s_row, s_w);
+  const int col = blockIdx.y * 32 + lane, nrow = K * S; /* H is a multiple of 32 */
+  float a = 0.0f;
+  for (int f0 = warp; f0 < nrow; f0 += NW * CF) {
+    float v[CF], wv[CF];
+#pragma unroll
+    for (int u = 0; u < CF; u++) {
+      const int f = f0 + NW * u, j = f / S;
+      const bool in = f < nrow;
+      v[u] = in ? part[((size_t)s_row[j] * (size_t)S + (size_t)(f - j * S)) * (size_t)H + col]
+                : 0.0f;
+      wv[u] = in ? s_w[j] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < CF; u++) a = fmaf(wv[u], v[u], a);
+  }
+  s_sum[warp][lane] = a;
+  __syncthreads();
+  if (warp != 0) return;
+  a = 0.0f;
+#pragma unroll
+  for (int w = 0; w < NW; w++) a += s_sum[w][lane]; /* warp order */
+  if (yshared) a = fmaf(sg, yshared[(size_t)t * H + col], a);
+  act_t *yr = y + (size_t)t * (size_t)y_stride;
+#if MOERT_ACT == 3
+  if (accumulate) a += yr[col];
+  yr[col] = a;
+#else
+  if (accumulate) a += moert_act_f32(yr[col]);
+  yr[col] = moert_f32_act(a);
+#endif
+}
+
 #define MOERT_DEC_KERNELS(NCH)                                                             \
   extern "C" __global__ void __launch_bounds__(DEC_THREADS) moert_dec_gate_up_##NCH(       \
       const unsigned long long *wtab, int up_offset, const act_t *x, long long x_stride,   \
@@ -836,4 +1048,9 @@ MOERT_DEC_KERNELS(1)
 MOERT_DEC_KERNELS(2)
 MOERT_DEC_KERNELS(4)
 MOERT_DEC_KERNELS(8)
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 3) moert_dec_fused(
+    const unsigned long long *wtab, int up_offset, const act_t *x, long long x_stride, int K,
+    int N, int E, const int *offsets, const int *packed_token, float *part) {
+  dec_fused<1, DF_SLAB>(wtab, up_offset, x, x_stride, K, N, E, offsets, packed_token, part);
+}
 #endif

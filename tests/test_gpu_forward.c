@@ -7,8 +7,10 @@
  *    tokens (routing is per token, so rows of a T-token run equal a run on those rows) with
  *    relative L2 error < 1e-2;
  *  - the shared expert with its sigmoid gate, and accumulate (y += moe(x));
- *  - a CUDA graph capturing route + forward, replayed on new inputs (the decode path, and
- *    the prefill GEMMs forced with MOERT_CUDA_PREFILL=1);
+ *  - a CUDA graph capturing route + forward, replayed on new inputs (the decode path, the
+ *    split-K decode kernel at T=1, and the prefill GEMMs forced with MOERT_CUDA_PREFILL=1);
+ *  - the split-K decode kernel (both projections in one launch): taken at T=1, and forced at
+ *    every T in the quick case "splitk" (five passes of 8 rows at T=129);
  *  - the expert path each forward took: the prefill GEMMs (runtime/cuda/prefill.c) for bf16
  *    and f16 where rows per expert > 8 (T >= 129 here), or at every T when forced (the quick case "prefill", small shapes with partial tiles);
  *  - the disk cache: a second process loads every kernel without compiling; cold and warm
@@ -34,6 +36,8 @@ moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runti
     moert_cuda_backend_open;
 
 static int cc_major, cc_minor; /* the GPU's compute capability (which expert path is due) */
+static int smem_optin;         /* the split-K decode kernel needs 65 KB of shared memory */
+#define SPLITK_SMEM (65 * 1024)
 static moert_runtime *gpu_rt, *cpu_rt;
 
 /* ---- random data ---- */
@@ -494,9 +498,19 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
       const bool due = half && !off &&
                        (forced || moert_cuda_prefill_due(cc_major, cc_minor, T, m->k, m->E, eb));
       strncat(what, path == MOERT_CUDA_PATH_PREFILL ? " [prefill]" : path == MOERT_CUDA_PATH_DECODE
-                    ? " [decode]" : " [tiled]", sizeof what - strlen(what) - 1);
+                    ? " [decode]" : path == MOERT_CUDA_PATH_DECODE_SPLITK ? " [decode split-K]"
+                    : " [tiled]", sizeof what - strlen(what) - 1);
       ck_assert_msg(due == (path == MOERT_CUDA_PATH_PREFILL), "%s: expert path %d, the prefill "
                     "GEMMs were %sexpected", what, path, due ? "" : "not ");
+      /* the split-K decode kernel: on sm_90 at T=1 (k pairs, a row an expert: one wave of
+       * work items for these shapes) wherever the decode kernels run, and at every T when
+       * forced (MOERT_CUDA_DEC_FUSED=1) */
+      const char *df = getenv("MOERT_CUDA_DEC_FUSED");
+      const bool splitk_forced = df && !strcmp(df, "1") && smem_optin >= SPLITK_SMEM;
+      if (half && (path == MOERT_CUDA_PATH_DECODE || path == MOERT_CUDA_PATH_DECODE_SPLITK) &&
+          ((T == 1 && cc_major == 9) || splitk_forced) && !(df && !strcmp(df, "0")))
+        ck_assert_msg(path == MOERT_CUDA_PATH_DECODE_SPLITK, "%s: the split-K decode kernel was "
+                      "expected", what);
     }
     check_no_nan(L, y0, (size_t)T * H, what);
     /* device routing = host routing, bit for bit */
@@ -591,11 +605,15 @@ START_TEST(test_graph_replay) {
     printf("graph test skipped: the driver has no graph capture entry points\n");
     return;
   }
-  /* _i = 0: the decode kernels, _i = 1: the prefill GEMMs (read when the scratch is made) */
+  /* _i = 0: the decode kernels, _i = 1: the prefill GEMMs (read when the scratch is made),
+   * _i = 2: the split-K decode kernel (T = 1) */
   setenv("MOERT_CUDA_PREFILL", _i == 1 ? "1" : "0", 1);
   const model *m = &qwen3;
   const moert_dtype dt = MOERT_DTYPE_BF16;
-  const uint32_t T = 32, E = m->E, H = m->H;
+  const uint32_t T = _i == 2 ? 1 : 32, E = m->E, H = m->H;
+  const int want_path = _i == 1 ? MOERT_CUDA_PATH_PREFILL
+                        : _i == 2 && cc_major == 9 ? MOERT_CUDA_PATH_DECODE_SPLITK
+                                                              : MOERT_CUDA_PATH_DECODE;
   moert_layer_desc d = make_desc(m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
   layer L;
   layer_make(&L, m, dt, &d);
@@ -630,8 +648,7 @@ START_TEST(test_graph_replay) {
     CU(cu->cuStreamSynchronize(st));
     CU(cu->cuMemcpyDtoH(yg, dy, (size_t)T * H * 2));
     check_no_nan(&L, yg, (size_t)T * H, "graph replay");
-    ck_assert_int_eq(moert_cuda_forward_path(gs),
-                     _i == 1 ? MOERT_CUDA_PATH_PREFILL : MOERT_CUDA_PATH_DECODE);
+    ck_assert_int_eq(moert_cuda_forward_path(gs), want_path);
     poison(dy, (size_t)T * H * 2);
     OK(moert_moe(gs, &r, &f, st));
     CU(cu->cuStreamSynchronize(st));
@@ -641,7 +658,7 @@ START_TEST(test_graph_replay) {
     cpu_run(cs, &L, 0, T, logits, NULL, x, yc, NULL);
     double e = rel_l2(&L, yg, yc, 0, T);
     printf("graph replay%s round %d: rel L2 against the CPU %.2e\n",
-           _i == 1 ? " (prefill GEMMs forced)" : "", round, e);
+           _i == 1 ? " (prefill GEMMs forced)" : _i == 2 ? " (T=1, split-K decode)" : "", round, e);
     ck_assert_msg(e < 1e-2, "graph replay round %d: relative L2 error %.3e", round, e);
   }
   cu->cuGraphExecDestroy(exec);
@@ -713,6 +730,42 @@ START_TEST(test_quick_prefill) {
   layer_make(&L, &small, dt, &d);
   forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 4, false, &L);
   layer_free(&L);
+  unsetenv("MOERT_CUDA_PREFILL");
+}
+END_TEST
+
+/* The split-K decode kernel forced at every T (MOERT_CUDA_DEC_FUSED=1, the prefill GEMMs
+ * off), bf16 (_i = 0) and f16: T=1 (a row an expert), 7, and 129 (about 33 rows an expert:
+ * five passes of 8 rows); H = 288 (18 Wd tiles: the warps' last stages partly empty, a
+ * partial 64-column chunk in the combine); a gated shared expert and accumulate, both
+ * routers. */
+START_TEST(test_quick_splitk) {
+  static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
+  const moert_dtype dt = dts[_i];
+  const model small = {"small E16 k4 H288 I96", 16, 4, 288, 96, 0};
+  model shared = small;
+  shared.name = "small + shared expert Is32";
+  shared.Is = 32;
+  static const uint32_t Ts[] = {1, 7, 129};
+  const char *only = getenv("MOERT_QUICK_SPLITK"); /* 0 skips, n runs only dtype n - 1 */
+  if (only && atoi(only) != _i + 1) return;
+  if (smem_optin < SPLITK_SMEM) {
+    printf("split-K decode case skipped: %d bytes of shared memory a CTA\n", smem_optin);
+    return;
+  }
+  setenv("MOERT_CUDA_DEC_FUSED", "1", 1);
+  setenv("MOERT_CUDA_PREFILL", "0", 1);
+  layer L;
+  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &shared, dt, &d);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, false, &L);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, true, &L);
+  layer_free(&L);
+  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
+  layer_make(&L, &small, dt, &d);
+  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 3, false, &L);
+  layer_free(&L);
+  unsetenv("MOERT_CUDA_DEC_FUSED");
   unsetenv("MOERT_CUDA_PREFILL");
 }
 END_TEST
@@ -960,6 +1013,8 @@ int main(int argc, char **argv) {
   }
   cu->cuDeviceGetAttribute(&cc_major, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
   cu->cuDeviceGetAttribute(&cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+  cu->cuDeviceGetAttribute(&smem_optin, MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                           dev);
   moert_runtime_options o;
   moert_runtime_options_init(&o);
   o.backend = MOERT_BACKEND_CUDA;
@@ -979,12 +1034,13 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tf, 900);
   tcase_add_loop_test(tf, test_forward_vs_cpu, 0, (int)(sizeof fwd_cases / sizeof fwd_cases[0]));
   tcase_add_loop_test(tf, test_shared_expert, 0, 3);
-  tcase_add_loop_test(tf, test_graph_replay, 0, 2);
+  tcase_add_loop_test(tf, test_graph_replay, 0, 3);
   suite_add_tcase(s, tf);
   TCase *tq = tcase_create("quick");
   tcase_set_timeout(tq, 600);
   tcase_add_loop_test(tq, test_quick_block_sizes, 0, 12);
   tcase_add_loop_test(tq, test_quick_prefill, 0, 2);
+  tcase_add_loop_test(tq, test_quick_splitk, 0, 2);
   tcase_add_test(tq, test_caller_context);
   suite_add_tcase(s, tq);
   TCase *tt = tcase_create("timing");

@@ -22,7 +22,7 @@ typedef struct cuda_runtime {
   CUcontext ctx;
   CUdevice device;
   bool primary; /* ctx is the device's retained primary context */
-  int cc_major, cc_minor, sm_count, smem_optin;
+  int cc_major, cc_minor, sm_count, smem_optin, smem_per_sm;
   bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
   moert_jit_cache jit;
 } cuda_runtime;
@@ -62,6 +62,11 @@ typedef struct cuda_scratch {
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
   unsigned int smem_dec[4];
   bool dec_ok[4];
+  /* the split-K decode kernel (both projections in one launch) and its combine, or NULL */
+  CUfunction fn_dec_fused, fn_combine_slabs;
+  int dec_fused_mode;   /* MOERT_CUDA_DEC_FUSED: -1 auto, 0 never, 1 wherever it fits */
+  uint64_t fused_ctas;  /* its CTAs resident at once on the GPU (one wave) */
+  uint64_t fused_pairs; /* the most pairs its partial rows (in ypair) have room for */
   bool combine_split; /* MOERT_CUDA_COMBINE_SPLIT (not 0): column splits at small T */
   bool shared_prefill; /* MOERT_CUDA_SHARED_PREFILL (not 0): the shared expert may take the
                         * prefill GEMMs */
@@ -103,6 +108,18 @@ static unsigned int dec_smem(int nch) {
   return (unsigned int)(DEC_THREADS * DEC_STAGES * (4 + nch) * u * 16);
 }
 static unsigned int dec_static_smem(int nch) { return (unsigned int)(4 * 2 * nch * 32 * 16 + 64); }
+/* The split-K decode kernel (ptx/expert.cu: moert_dec_fused, moert_combine_slabs) takes
+ * decoding steps of up to this many pairs where the 8-row decode kernels are due and its work
+ * items fit one wave (Qwen3-30B-A3B: T = 1; ypair then holds its partial rows, 3 MiB at 16
+ * pairs). */
+#define DEC_FUSED_PAIRS 16
+/* its dynamic shared memory: the gate/up ring (DEC_THREADS x DEC_STAGES x 9 copies of 16
+ * bytes: 4 weight tiles of 16 rows and the x rows), which then holds the Wd ring (4 warps x
+ * 3 x 4 KB); its static: the gate/up partial sums, the h slab, dec_expert's words */
+#define DEC_FUSED_SLAB 32 /* ptx/expert.cu: DF_SLAB, rows of I a work item */
+static unsigned int fused_smem(void) { return DEC_THREADS * DEC_STAGES * 9 * 16; }
+static unsigned int fused_static_smem(void) { return 4 * 4 * 32 * 16 + 8 * 32 * 2 + 64; }
+#define DEC_FUSED_FORCED_PAIRS 1024 /* MOERT_CUDA_DEC_FUSED=1: at any rows per expert, up to here */
 /* Column splits of the combine: one CTA a token leaves most SMs idle at small T, so the
  * columns are split in chunks of 256 pairs (the sums do not change) up to about 64 CTAs. */
 static unsigned combine_splits(const cuda_scratch *c, uint32_t T, uint32_t H) {
@@ -279,6 +296,10 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
   cu->cuDeviceGetAttribute(&r->sm_count, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, r->device);
   cu->cuDeviceGetAttribute(&r->smem_optin, MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                            r->device);
+  if (cu->cuDeviceGetAttribute(&r->smem_per_sm,
+                               MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+                               r->device) != MOERT_CUDA_SUCCESS)
+    r->smem_per_sm = 0;
   {
     const char *pdl = getenv("MOERT_CUDA_PDL");
     r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
@@ -337,7 +358,9 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
     TAKE(h, pairs * d->intermediate * es);
-    TAKE(ypair, pairs * d->hidden * 4);
+    /* the split-K decode kernel's partial rows, I / 32 a pair, share ypair */
+    const size_t fused_rows = (size_t)c->fused_pairs * (d->intermediate / DEC_FUSED_SLAB);
+    TAKE(ypair, (pairs > fused_rows ? pairs : fused_rows) * d->hidden * 4);
     if (d->shared_intermediate) {
       TAKE(hs, T * d->shared_intermediate * es);
       TAKE(ys, T * d->hidden * 4);
@@ -375,6 +398,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     c->shared_prefill_min_t = sm && atoi(sm) > 0 ? (uint32_t)atoi(sm) : 1;
     const char *cs = getenv("MOERT_CUDA_COMBINE_SPLIT"); /* a benchmark hook: 0 = off */
     c->combine_split = !(cs && !strcmp(cs, "0"));
+    const char *df = getenv("MOERT_CUDA_DEC_FUSED"); /* a test and benchmark hook */
+    c->dec_fused_mode = df && !strcmp(df, "0") ? 0 : df && !strcmp(df, "1") ? 1 : -1;
   }
   if (!is_float(d->act_dtype) || d->weight_dtype != d->act_dtype)
     snprintf(c->forward_why, sizeof c->forward_why,
@@ -393,6 +418,14 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
                   (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
                   want_prefill(r, c, d, s->max_tokens);
+  /* the split-K decode kernel takes bf16/f16 decoding steps of up to DEC_FUSED_PAIRS pairs
+   * (DEC_FUSED_FORCED_PAIRS when forced); its partial rows need ypair to hold I / 16 rows a
+   * pair */
+  if (c->forward_ok && d->act_dtype != MOERT_DTYPE_F32 && c->dec_fused_mode != 0) {
+    const uint64_t pairs = (uint64_t)s->max_tokens * d->top_k;
+    const uint64_t most = c->dec_fused_mode == 1 ? DEC_FUSED_FORCED_PAIRS : DEC_FUSED_PAIRS;
+    c->fused_pairs = pairs < most ? pairs : most;
+  }
   c->last_path = MOERT_CUDA_PATH_NONE;
   moert_status st = MOERT_OK;
   if ((st = push_ctx(r)) != MOERT_OK) {
@@ -528,6 +561,19 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
                                        (int)c->smem_dec[i]);
       if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
       c->dec_ok[i] = true;
+    }
+    const unsigned int fsm = fused_smem() + fused_static_smem();
+    if (c->dec_ok[0] && c->fused_pairs && fsm <= (unsigned int)r->smem_optin) {
+      if ((st = get_function(r, m, "moert_dec_fused", &c->fn_dec_fused)) != MOERT_OK ||
+          (st = get_function(r, m, "moert_combine_slabs", &c->fn_combine_slabs)) != MOERT_OK)
+        return st;
+      rc = r->cu->cuFuncSetAttribute(c->fn_dec_fused,
+                                     MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     (int)fused_smem());
+      /* CTAs an SM holds (1 KB of shared memory is reserved per CTA), at least one */
+      const unsigned int per_sm = r->smem_per_sm > 0 ? (unsigned int)r->smem_per_sm / (fsm + 1024) : 1;
+      c->fused_ctas = (uint64_t)(per_sm ? per_sm : 1) * (uint64_t)(r->sm_count > 0 ? r->sm_count : 1);
+      if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
     }
   }
   if (c->prefill_ok) {
@@ -933,7 +979,13 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
    * heights' modules are built with the same out_act */
   const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
+  /* the split-K decode kernel: where its work items fit one wave (Qwen3-30B-A3B: T = 1 on an
+   * H100/H200, 192 CTAs of 264), unless forced */
+  const uint64_t fused_items = ((uint64_t)T * k < E ? (uint64_t)T * k : E) * (I / DEC_FUSED_SLAB);
+  const bool fused = dec >= 0 && c->fn_dec_fused && (uint64_t)T * k <= c->fused_pairs &&
+                     (c->dec_fused_mode == 1 || (dec == 0 && fused_items <= c->fused_ctas));
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
+                 : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
   if (prefill) {
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
@@ -949,6 +1001,15 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
                              .out = c->ypair, .out_stride = H};
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
+  } else if (fused) {
+    /* split-K decode: a work item per (16 rows of I, touched expert), partial rows in ypair */
+    const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
+    int Ei = (int)E;
+    void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &Hi, &Ii, &Ei, &c->offsets,
+                  &c->packed_token, &c->ypair};
+    if ((st = launch_pdl(r, c->fn_dec_fused, I / DEC_FUSED_SLAB, jmax, DEC_THREADS, fused_smem(),
+                         stream, p1, "moert_dec_fused")) != MOERT_OK)
+      goto done;
   } else if (dec >= 0) {
     /* decode: a work item per (slab, touched expert); at most min(T k, E) experts touched */
     const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
@@ -1012,7 +1073,14 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   }
   long long ystride = ys;
   const unsigned splits = combine_splits(c, T, H);
-  if (rows_act && prefill) {
+  if (fused) {
+    int S = (int)(I / DEC_FUSED_SLAB);
+    void *p5[] = {&c->ypair, &S, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs,
+                  &y, &ystride, &accumulate};
+    const unsigned ncol = H / 32;
+    st = Is ? launch(r, c->fn_combine_slabs, T, ncol, 256, 0, stream, p5, "moert_combine_slabs")
+            : launch_pdl(r, c->fn_combine_slabs, T, ncol, 256, 0, stream, p5, "moert_combine_slabs");
+  } else if (rows_act && prefill) {
     /* ypair in the activation dtype; ys too if the shared expert took the prefill GEMMs */
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,

@@ -165,7 +165,8 @@ enum {
   MOERT_CUDA_PATH_NONE = 0, /* no forward yet, another backend, or no rows */
   MOERT_CUDA_PATH_DECODE = 1,
   MOERT_CUDA_PATH_TILED = 2,
-  MOERT_CUDA_PATH_PREFILL = 3
+  MOERT_CUDA_PATH_PREFILL = 3,
+  MOERT_CUDA_PATH_DECODE_SPLITK = 4 /* both decode projections in one kernel */
 };
 struct moert_scratch;
 /* The expert path the scratch's last moert_forward launched (a private hook for the tests
