@@ -829,7 +829,7 @@ static __device__ __forceinline__ void dec_down(const unsigned long long *wtab, 
  * matching 32 columns of Wd: a partial down row for each of the expert's rows,
  * part[(row * S + slab) * H + n] in f32, S = I / 32.  moert_combine_slabs sums each pair's S
  * partials in slab order.  No CTA waits on another's output, so the weights of both
- * projections stream as one phase (T = 1 on the H200: 33.0 us against 34.8, decode-log.md
+ * projections stream as one phase (T = 1 on the H200: 33.0 us against 34.9, decode-log.md
  * v9; a cluster of two CTAs a work item, each with half of K, was slower: 40.3).
  *
  * The gate/up phase is dec_mma over 4 weight tiles (gate and up, 2 x 16 rows).  The down

@@ -37,6 +37,7 @@ moert_status (*volatile moert_test_keep_open)(moert_runtime *, const moert_runti
 
 static int cc_major, cc_minor; /* the GPU's compute capability (which expert path is due) */
 static int smem_optin;         /* the split-K decode kernel needs 65 KB of shared memory */
+static int smem_per_sm, sm_count;
 #define SPLITK_SMEM (65 * 1024)
 static moert_runtime *gpu_rt, *cpu_rt;
 
@@ -88,6 +89,16 @@ typedef struct model {
   const char *name;
   uint32_t E, k, H, I, Is;
 } model;
+
+/* Whether the split-K decode kernel is due for a decoding step of T tokens: a row per expert
+ * and its work items (32 rows of I, touched expert) at most half of the CTAs (64064 bytes of
+ * shared memory + 1 KB reserved) the GPU holds at once (runtime/cuda/backend.c). */
+static bool splitk_due(const model *m, uint32_t T) {
+  const uint64_t pairs = (uint64_t)T * m->k, touched = pairs < m->E ? pairs : m->E;
+  const uint64_t per_sm = smem_per_sm / (64064 + 1024);
+  return smem_optin >= SPLITK_SMEM && pairs <= 16 && (pairs + m->E - 1) / m->E <= 1 &&
+         2 * touched * (m->I / 32) <= (per_sm ? per_sm : 1) * (uint64_t)sm_count;
+}
 
 static const model qwen3 = {"Qwen3-30B-A3B", 128, 8, 2048, 768, 0};
 static const model mixtral = {"Mixtral-8x7B", 8, 2, 4096, 14336, 0};
@@ -502,13 +513,12 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
                     : " [tiled]", sizeof what - strlen(what) - 1);
       ck_assert_msg(due == (path == MOERT_CUDA_PATH_PREFILL), "%s: expert path %d, the prefill "
                     "GEMMs were %sexpected", what, path, due ? "" : "not ");
-      /* the split-K decode kernel: on sm_90 at T=1 (k pairs, a row an expert: one wave of
-       * work items for these shapes) wherever the decode kernels run, and at every T when
-       * forced (MOERT_CUDA_DEC_FUSED=1) */
+      /* the split-K decode kernel: where it is due (splitk_due) and the decode kernels run,
+       * and at every T when forced (MOERT_CUDA_DEC_FUSED=1) */
       const char *df = getenv("MOERT_CUDA_DEC_FUSED");
       const bool splitk_forced = df && !strcmp(df, "1") && smem_optin >= SPLITK_SMEM;
       if (half && (path == MOERT_CUDA_PATH_DECODE || path == MOERT_CUDA_PATH_DECODE_SPLITK) &&
-          ((T == 1 && cc_major == 9) || splitk_forced) && !(df && !strcmp(df, "0")))
+          (splitk_due(m, T) || splitk_forced) && !(df && !strcmp(df, "0")))
         ck_assert_msg(path == MOERT_CUDA_PATH_DECODE_SPLITK, "%s: the split-K decode kernel was "
                       "expected", what);
     }
@@ -612,7 +622,7 @@ START_TEST(test_graph_replay) {
   const moert_dtype dt = MOERT_DTYPE_BF16;
   const uint32_t T = _i == 2 ? 1 : 32, E = m->E, H = m->H;
   const int want_path = _i == 1 ? MOERT_CUDA_PATH_PREFILL
-                        : _i == 2 && cc_major == 9 ? MOERT_CUDA_PATH_DECODE_SPLITK
+                        : _i == 2 && splitk_due(m, T) ? MOERT_CUDA_PATH_DECODE_SPLITK
                                                               : MOERT_CUDA_PATH_DECODE;
   moert_layer_desc d = make_desc(m, dt, MOERT_ROUTER_SOFTMAX_TOPK);
   layer L;
@@ -1015,6 +1025,9 @@ int main(int argc, char **argv) {
   cu->cuDeviceGetAttribute(&cc_minor, MOERT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
   cu->cuDeviceGetAttribute(&smem_optin, MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                            dev);
+  cu->cuDeviceGetAttribute(&smem_per_sm, MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+                           dev);
+  cu->cuDeviceGetAttribute(&sm_count, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
   moert_runtime_options o;
   moert_runtime_options_init(&o);
   o.backend = MOERT_BACKEND_CUDA;

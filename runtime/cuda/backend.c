@@ -65,7 +65,7 @@ typedef struct cuda_scratch {
   /* the split-K decode kernel (both projections in one launch) and its combine, or NULL */
   CUfunction fn_dec_fused, fn_combine_slabs;
   int dec_fused_mode;   /* MOERT_CUDA_DEC_FUSED: -1 auto, 0 never, 1 wherever it fits */
-  uint64_t fused_ctas;  /* its CTAs resident at once on the GPU (one wave) */
+  uint64_t fused_ctas;  /* its CTAs resident at once on the GPU */
   uint64_t fused_pairs; /* the most pairs its partial rows (in ypair) have room for */
   bool combine_split; /* MOERT_CUDA_COMBINE_SPLIT (not 0): column splits at small T */
   bool shared_prefill; /* MOERT_CUDA_SHARED_PREFILL (not 0): the shared expert may take the
@@ -110,8 +110,8 @@ static unsigned int dec_smem(int nch) {
 static unsigned int dec_static_smem(int nch) { return (unsigned int)(4 * 2 * nch * 32 * 16 + 64); }
 /* The split-K decode kernel (ptx/expert.cu: moert_dec_fused, moert_combine_slabs) takes
  * decoding steps of up to this many pairs where the 8-row decode kernels are due and its work
- * items fit one wave (Qwen3-30B-A3B: T = 1; ypair then holds its partial rows, 3 MiB at 16
- * pairs). */
+ * items fill at most half of the GPU's resident CTAs (Qwen3-30B-A3B: T = 1; ypair then holds
+ * its partial rows, 3 MiB at 16 pairs). */
 #define DEC_FUSED_PAIRS 16
 /* its dynamic shared memory: the gate/up ring (DEC_THREADS x DEC_STAGES x 9 copies of 16
  * bytes: 4 weight tiles of 16 rows and the x rows), which then holds the Wd ring (4 warps x
@@ -979,11 +979,13 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
    * heights' modules are built with the same out_act */
   const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
-  /* the split-K decode kernel: where its work items fit one wave (Qwen3-30B-A3B: T = 1 on an
-   * H100/H200, 192 CTAs of 264), unless forced */
+  /* the split-K decode kernel: where its work items fill at most half of the CTAs the GPU
+   * holds at once, unless forced.  On the H200 (396 places): Qwen3-30B-A3B T = 1, 192 items,
+   * 33.0 us against 34.9 on the two decode kernels; T = 2, 384 items, 56.2 against 55.8
+   * (docs/bench/decode-log.md, v9) */
   const uint64_t fused_items = ((uint64_t)T * k < E ? (uint64_t)T * k : E) * (I / DEC_FUSED_SLAB);
   const bool fused = dec >= 0 && c->fn_dec_fused && (uint64_t)T * k <= c->fused_pairs &&
-                     (c->dec_fused_mode == 1 || (dec == 0 && fused_items <= c->fused_ctas));
+                     (c->dec_fused_mode == 1 || (dec == 0 && 2 * fused_items <= c->fused_ctas));
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
