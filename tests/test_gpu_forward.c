@@ -9,8 +9,9 @@
  *  - the shared expert with its sigmoid gate, and accumulate (y += moe(x));
  *  - a CUDA graph capturing route + forward, replayed on new inputs (the decode path, the
  *    split-K decode kernel at T=1, and the prefill GEMMs forced with MOERT_CUDA_PREFILL=1);
- *  - the split-K decode kernel (both projections in one launch): taken at T=1, and forced at
- *    every T in the quick case "splitk" (five passes of 8 rows at T=129);
+ *  - the split-K decode kernel (both projections in one launch): taken at T=1 where due, and
+ *    forced at every T in the quick case "splitk" (five passes of 8 rows at T=129), which
+ *    also runs the two decode kernels at every T (on sm_90 the prefill GEMMs take T > 1);
  *  - the expert path each forward took: the prefill GEMMs (runtime/cuda/prefill.c) for bf16
  *    and f16 where rows per expert > 8 (T >= 129 here), or at every T when forced (the quick case "prefill", small shapes with partial tiles);
  *  - the disk cache: a second process loads every kernel without compiling; cold and warm
@@ -744,26 +745,28 @@ START_TEST(test_quick_prefill) {
 }
 END_TEST
 
-/* The split-K decode kernel forced at every T (MOERT_CUDA_DEC_FUSED=1, the prefill GEMMs
- * off), bf16 (_i = 0) and f16: T=1 (a row an expert), 7, and 129 (about 33 rows an expert:
- * five passes of 8 rows); H = 288 (18 Wd tiles: the warps' last stages partly empty, a
- * partial 64-column chunk in the combine); a gated shared expert and accumulate, both
- * routers. */
+/* The decode kernels at every T, the prefill GEMMs off (on sm_90 they take every T > 1 by
+ * default): _i = 0, 1 the split-K decode kernel forced (MOERT_CUDA_DEC_FUSED=1), _i = 2, 3
+ * the two decode kernels (MOERT_CUDA_DEC_FUSED=0); bf16 then f16.  T=1 (a row an expert), 7,
+ * and 129 (about 33 rows an expert: five passes of 8 rows for the split-K kernel, 8-row
+ * chunks x 8 for the others); H = 288 (18 Wd tiles: the warps' last stages partly empty);
+ * a gated shared expert and accumulate, both routers. */
 START_TEST(test_quick_splitk) {
   static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
-  const moert_dtype dt = dts[_i];
+  const moert_dtype dt = dts[_i % 2];
+  const bool splitk = _i < 2;
   const model small = {"small E16 k4 H288 I96", 16, 4, 288, 96, 0};
   model shared = small;
   shared.name = "small + shared expert Is32";
   shared.Is = 32;
   static const uint32_t Ts[] = {1, 7, 129};
-  const char *only = getenv("MOERT_QUICK_SPLITK"); /* 0 skips, n runs only dtype n - 1 */
+  const char *only = getenv("MOERT_QUICK_SPLITK"); /* 0 skips, n runs only case n - 1 */
   if (only && atoi(only) != _i + 1) return;
-  if (smem_optin < SPLITK_SMEM) {
+  if (splitk && smem_optin < SPLITK_SMEM) {
     printf("split-K decode case skipped: %d bytes of shared memory a CTA\n", smem_optin);
     return;
   }
-  setenv("MOERT_CUDA_DEC_FUSED", "1", 1);
+  setenv("MOERT_CUDA_DEC_FUSED", splitk ? "1" : "0", 1);
   setenv("MOERT_CUDA_PREFILL", "0", 1);
   layer L;
   moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
@@ -1053,7 +1056,7 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tq, 600);
   tcase_add_loop_test(tq, test_quick_block_sizes, 0, 12);
   tcase_add_loop_test(tq, test_quick_prefill, 0, 2);
-  tcase_add_loop_test(tq, test_quick_splitk, 0, 2);
+  tcase_add_loop_test(tq, test_quick_splitk, 0, 4);
   tcase_add_test(tq, test_caller_context);
   suite_add_tcase(s, tq);
   TCase *tt = tcase_create("timing");

@@ -151,11 +151,14 @@ static int pick_decode(const cuda_scratch *c, uint32_t T, uint32_t k, uint32_t E
 }
 /* The prefill GEMMs (runtime/cuda/prefill.c) take bf16/f16 layers (moert_cuda_prefill_due,
  * prefill.h)
- *  - on sm_90 (wgmma + TMA), from T k >= E (a row per expert on average) on, and at any T
- *    where one expert's weights are 16 MiB or more: on the H100 the whole layer took, decode
- *    path against prefill GEMMs (docs/bench/decode-log.md, v5): Qwen3-30B-A3B (9 MiB experts)
- *    44.8/49.9 us at T=1, 119.5/119.7 at T=4, 186.8/188.6 at T=8, 290.8/283.2 at T=16,
- *    398.7/392.3 at T=32, 449.4/431.9 at T=64;
+ *  - on sm_90 (wgmma + TMA), from T = 2 on (and at T = 1 where T k >= E, a row per expert on
+ *    average, or where one expert's weights are 16 MiB or more): on the H100 the whole layer
+ *    took, decode path against prefill GEMMs (docs/bench/decode-log.md, v5): Qwen3-30B-A3B
+ *    (9 MiB experts) 44.8/49.9 us at T=1, 119.5/119.7 at T=4, 186.8/188.6 at T=8,
+ *    290.8/283.2 at T=16, 398.7/392.3 at T=32, 449.4/431.9 at T=64; since prefill v7 (its
+ *    producer fix), on an H200 (decode-log.md v9, call 9): 33.1-33.2 (split-K decode) /
+ *    38.1-38.2 at T=1, 56.1-56.2 / 51.8 at T=2, 92.6-92.8 / 87.8-88.2 at T=4,
+ *    144.8-145.0 / 135.4-135.5 at T=8;
  *    Qwen3-235B-A22B (36 MiB) 135.5/122.8 at T=1, 1522.6/1449.7 at T=32; Mixtral-8x7B
  *    (336 MiB) 328.5/266.0 at T=1, 1246.0/937.8 at T=32;
  *  - elsewhere (the mma.sync version, not measured on hardware yet) from rpe > 8 on

@@ -150,14 +150,16 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
 /* ---- the backend's choice (runtime/cuda/backend.c) ---- */
 
 /* Whether bf16/f16 layers take the prefill GEMMs (unless MOERT_CUDA_PREFILL=0|1 says
- * otherwise): on sm_90 (wgmma + TMA) when the tokens give at least one row per expert on
- * average (T k >= E) or one expert's weights are 16 MiB or more; elsewhere (mma.sync, not
+ * otherwise): on sm_90 (wgmma + TMA) from T = 2 on, when the tokens give at least one row
+ * per expert on average (T k >= E), or when one expert's weights are 16 MiB or more;
+ * elsewhere (mma.sync, not
  * measured on hardware yet) when the expected rows per expert ceil(T k / E) exceed
  * MOERT_CUDA_PREFILL_MIN_RPE.  The measurements behind it: runtime/cuda/backend.c. */
 #define MOERT_CUDA_PREFILL_MIN_RPE 8
 static inline bool moert_cuda_prefill_due(int cc_major, int cc_minor, uint64_t T, uint32_t k,
                                           uint32_t E, uint64_t expert_bytes) {
-  if (cc_major == 9 && cc_minor == 0) return T * k >= E || expert_bytes >= (16ull << 20);
+  if (cc_major == 9 && cc_minor == 0)
+    return T >= 2 || T * k >= E || expert_bytes >= (16ull << 20);
   return (T * k + E - 1) / E > MOERT_CUDA_PREFILL_MIN_RPE;
 }
 
