@@ -683,6 +683,26 @@ START_TEST(test_graph_replay) {
 }
 END_TEST
 
+/* The quick cases' suites on a small layer: with a gated shared expert of 32 rows (softmax
+ * router, then accumulate), then without one (sigmoid-groups router). */
+static void small_suites(const model *small, moert_dtype dt, const uint32_t *Ts, size_t nT) {
+  model shared = *small;
+  char name[96];
+  snprintf(name, sizeof name, "%s + shared expert Is32", small->name);
+  shared.name = name;
+  shared.Is = 32;
+  layer L;
+  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &shared, dt, &d);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, nT, false, &L);
+  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, nT, true, &L);
+  layer_free(&L);
+  d = make_desc(small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
+  layer_make(&L, small, dt, &d);
+  forward_suite(small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, nT, false, &L);
+  layer_free(&L);
+}
+
 /* A small layer, for every plan block size (and so every tile shape of ptx/expert.cu) and
  * under compute-sanitizer (CK_RUN_CASE=quick):
  * bf16, f16 and f32, both routers, a gated shared expert, accumulate. */
@@ -691,26 +711,14 @@ START_TEST(test_quick_block_sizes) {
   static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16, MOERT_DTYPE_F32};
   /* H and I not multiples of 64: short last K steps and partial column tiles */
   const model small = {"small E16 k4 H288 I96", 16, 4, 288, 96, 0};
-  model shared = small;
-  shared.name = "small + shared expert Is32";
-  shared.Is = 32;
   static const uint32_t Ts[] = {1, 7, 129};
   /* run only cases MOERT_QUICK_MIN <= i < MOERT_QUICK_MAX (sanitizer runs split them) */
   const char *max = getenv("MOERT_QUICK_MAX"), *min = getenv("MOERT_QUICK_MIN");
   if ((max && _i >= atoi(max)) || (min && _i < atoi(min))) return;
   g_block_rows = rows[_i % 4];
   const moert_dtype dt = dts[_i / 4];
-  layer L;
-  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
-  layer_make(&L, &shared, dt, &d);
   printf("plan_block_rows %u:\n", g_block_rows);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, false, &L);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, true, &L);
-  layer_free(&L);
-  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
-  layer_make(&L, &small, dt, &d);
-  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 3, false, &L);
-  layer_free(&L);
+  small_suites(&small, dt, Ts, 3);
   g_block_rows = 0;
 }
 END_TEST
@@ -723,24 +731,12 @@ START_TEST(test_quick_prefill) {
   static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
   const moert_dtype dt = dts[_i];
   const model small = {"small E16 k4 H320 I192", 16, 4, 320, 192, 0};
-  model shared = small;
-  shared.name = "small H320 I192 + shared expert Is32";
-  shared.Is = 32;
   static const uint32_t Ts[] = {1, 7, 129, 1000};
   /* MOERT_QUICK_PREFILL: 0 skips this case, n runs only its dtype n - 1 (sanitizer jobs) */
   const char *only = getenv("MOERT_QUICK_PREFILL");
   if (only && atoi(only) != _i + 1) return;
   setenv("MOERT_CUDA_PREFILL", "1", 1);
-  layer L;
-  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
-  layer_make(&L, &shared, dt, &d);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 4, false, &L);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 4, true, &L);
-  layer_free(&L);
-  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
-  layer_make(&L, &small, dt, &d);
-  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 4, false, &L);
-  layer_free(&L);
+  small_suites(&small, dt, Ts, 4);
   unsetenv("MOERT_CUDA_PREFILL");
 }
 END_TEST
@@ -756,9 +752,6 @@ START_TEST(test_quick_splitk) {
   const moert_dtype dt = dts[_i % 2];
   const bool splitk = _i < 2;
   const model small = {"small E16 k4 H288 I96", 16, 4, 288, 96, 0};
-  model shared = small;
-  shared.name = "small + shared expert Is32";
-  shared.Is = 32;
   static const uint32_t Ts[] = {1, 7, 129};
   const char *only = getenv("MOERT_QUICK_SPLITK"); /* 0 skips, n runs only case n - 1 */
   if (only && atoi(only) != _i + 1) return;
@@ -768,16 +761,7 @@ START_TEST(test_quick_splitk) {
   }
   setenv("MOERT_CUDA_DEC_FUSED", splitk ? "1" : "0", 1);
   setenv("MOERT_CUDA_PREFILL", "0", 1);
-  layer L;
-  moert_layer_desc d = make_desc(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK);
-  layer_make(&L, &shared, dt, &d);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, false, &L);
-  forward_suite(&shared, dt, MOERT_ROUTER_SOFTMAX_TOPK, Ts, 3, true, &L);
-  layer_free(&L);
-  d = make_desc(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK);
-  layer_make(&L, &small, dt, &d);
-  forward_suite(&small, dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, Ts, 3, false, &L);
-  layer_free(&L);
+  small_suites(&small, dt, Ts, 3);
   unsetenv("MOERT_CUDA_DEC_FUSED");
   unsetenv("MOERT_CUDA_PREFILL");
 }
