@@ -606,7 +606,7 @@ static __device__ int dec_expert(const int *offsets, int E, int j) {
 
 /* acc[m][ch] += W_m[16 rows] . X[ch: 8 rows]^T over this warp's batches of k (K a multiple
  * of 32).
- * w[m] points at row g of matrix m's 16-row tile (row g + 8 is 8*ld further), xp[ch] at the
+ * w[m] points at row g of matrix m's 16-row tile (row g + 8 is 8*K further), xp[ch] at the
  * row of token g of chunk ch (nullptr: a missing row, read as zeros).
  *
  * The bytes go through a per-thread ring in shared memory with cp.async, DEC_STAGES batches
@@ -626,7 +626,7 @@ static __device__ __forceinline__ void cp_async16_l2(void *dst, const void *src,
                "l"(src), "r"(src_bytes));
 }
 template <int NM, int NCH, int U, int STG = DEC_STAGES>
-static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int K, long long ld,
+static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int K,
                                                const act_t *const (&xp)[NCH],
                                                unsigned char *ring, float (&acc)[NM][NCH][4]) {
   constexpr int CH = (NM * 2 + NCH) * U; /* 16-byte copies per thread per batch */
@@ -651,7 +651,7 @@ static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int 
       for (int m = 0; m < NM; m++)
 #pragma unroll
         for (int hh = 0; hh < 2; hh++)
-          cp_async16_l2(slot(s, (m * 2 + hh) * U + u), ok ? w[m] + (size_t)hh * 8 * (size_t)ld + kk : w[0],
+          cp_async16_l2(slot(s, (m * 2 + hh) * U + u), ok ? w[m] + (size_t)hh * 8 * K + kk : w[0],
                         ok ? 16 : 0);
 #pragma unroll
       for (int ch = 0; ch < NCH; ch++) {
@@ -697,6 +697,52 @@ static __device__ __forceinline__ void dec_mma(const act_t *const (&w)[NM], int 
   cp_async_wait<0>();
 }
 
+/* The gate/up part of a decode work item, rows r0 .. r0 + 8 NCH - 1 of the expert: w holds
+ * MS gate tiles then MS up tiles (16 rows of I each, row g of each); the warps' partial sums
+ * go through s_red and are added in warp order (deterministic), then store(rr, col, gate,
+ * up) gets the chunk's row rr (0 .. 8 NCH - 1, rows past the expert's included: zero sums)
+ * and the slab's column col (0 .. 16 MS - 1).  Ends with a barrier: s_red and the ring may
+ * be reused. */
+template <int MS, int NCH, int U, typename Store>
+static __device__ __forceinline__ void dec_h_chunk(const act_t *const (&w)[2 * MS], int K,
+                                                   const act_t *x, long long x_stride,
+                                                   const int *packed_token, int row0, int rows,
+                                                   int r0, unsigned char *ring,
+                                                   float4 (*s_red)[2 * MS][NCH][32], Store store) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2;
+  const act_t *xp[NCH];
+#pragma unroll
+  for (int ch = 0; ch < NCH; ch++) {
+    const int r = r0 + ch * 8 + g;
+    xp[ch] = r < rows ? x + (size_t)packed_token[row0 + r] * (size_t)x_stride : nullptr;
+  }
+  float acc[2 * MS][NCH][4];
+#pragma unroll
+  for (int m = 0; m < 2 * MS; m++)
+#pragma unroll
+    for (int ch = 0; ch < NCH; ch++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
+  dec_mma<2 * MS, NCH, U>(w, K, xp, ring, acc);
+#pragma unroll
+  for (int m = 0; m < 2 * MS; m++)
+#pragma unroll
+    for (int ch = 0; ch < NCH; ch++)
+      s_red[warp][m][ch][lane] = make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
+  __syncthreads(); /* s_red written; every thread is past dec_mma: the ring is free */
+  for (int i = tid; i < MS * NCH * 128; i += DEC_THREADS) {
+    const int mt = i / (NCH * 128), ch = (i >> 7) % NCH, l = (i >> 2) & 31, q = i & 3;
+    float gs = 0.0f, us = 0.0f;
+#pragma unroll
+    for (int ww = 0; ww < DEC_WARPS; ww++) { /* warp order: deterministic */
+      gs += ((const float *)&s_red[ww][mt][ch][l])[q];
+      us += ((const float *)&s_red[ww][MS + mt][ch][l])[q];
+    }
+    store(ch * 8 + 2 * (l & 3) + (q & 1), 16 * mt + (l >> 2) + 8 * (q >> 1), gs, us);
+  }
+  __syncthreads(); /* s_red is rewritten by the next pass */
+}
+
 /* h = silu(x Wg^T) * (x Wu^T): work item (slab of 16 rows of I, touched expert). */
 template <int NCH>
 static __device__ __forceinline__ void dec_gate_up(const unsigned long long *wtab, int up_offset,
@@ -712,48 +758,17 @@ static __device__ __forceinline__ void dec_gate_up(const unsigned long long *wta
   const int e = dec_expert(offsets, E, blockIdx.y);
   if (e < 0) return;
   const int row0 = offsets[e], rows = offsets[e + 1] - row0;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2;
+  const int g = (threadIdx.x & 31) >> 2;
   const int n0 = blockIdx.x * 16;
   const act_t *const w[2] = {(const act_t *)wtab[e] + (size_t)(n0 + g) * K,
                              (const act_t *)wtab[up_offset + e] + (size_t)(n0 + g) * K};
-  for (int r0 = 0; r0 < rows; r0 += 8 * NCH) {
-    const act_t *xp[NCH];
-#pragma unroll
-    for (int ch = 0; ch < NCH; ch++) {
-      const int r = r0 + ch * 8 + g;
-      xp[ch] = r < rows ? x + (size_t)packed_token[row0 + r] * (size_t)x_stride : nullptr;
-    }
-    float acc[2][NCH][4];
-#pragma unroll
-    for (int m = 0; m < 2; m++)
-#pragma unroll
-      for (int ch = 0; ch < NCH; ch++)
-#pragma unroll
-        for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
-    dec_mma<2, NCH, U>(w, K, K, xp, smem_raw, acc);
-#pragma unroll
-    for (int m = 0; m < 2; m++)
-#pragma unroll
-      for (int ch = 0; ch < NCH; ch++)
-        s_red[warp][m][ch][lane] = make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
-    __syncthreads();
-    for (int i = tid; i < NCH * 32 * 4; i += DEC_THREADS) {
-      const int ch = i >> 7, l = (i >> 2) & 31, q = i & 3;
-      float gs = 0.0f, us = 0.0f;
-#pragma unroll
-      for (int ww = 0; ww < DEC_WARPS; ww++) { /* warp order: deterministic */
-        gs += ((const float *)&s_red[ww][0][ch][l])[q];
-        us += ((const float *)&s_red[ww][1][ch][l])[q];
-      }
-      const int r = r0 + ch * 8 + 2 * (l & 3) + (q & 1);
-      const int col = n0 + (l >> 2) + 8 * (q >> 1);
-      if (r < rows) {
-        const float v = silu(gs) * us;
-        h[(size_t)(row0 + r) * (size_t)h_stride + col] = moert_f32_act(v);
-      }
-    }
-    __syncthreads(); /* s_red is rewritten by the next pass */
-  }
+  for (int r0 = 0; r0 < rows; r0 += 8 * NCH)
+    dec_h_chunk<1, NCH, U>(w, K, x, x_stride, packed_token, row0, rows, r0, smem_raw, s_red,
+                           [&](int rr, int col, float gs, float us) {
+                             if (r0 + rr < rows)
+                               h[(size_t)(row0 + r0 + rr) * (size_t)h_stride + n0 + col] =
+                                   moert_f32_act(silu(gs) * us);
+                           });
 }
 
 /* ypair = h Wd^T (f32): work item (slab of 32 rows of H, touched expert).  The weights do
@@ -798,7 +813,7 @@ static __device__ __forceinline__ void dec_down(const unsigned long long *wtab, 
       for (int ch = 0; ch < NCH; ch++)
 #pragma unroll
         for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
-    dec_mma<2, NCH, U>(w, K, K, xp, smem_raw, acc);
+    dec_mma<2, NCH, U>(w, K, xp, smem_raw, acc);
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
@@ -899,41 +914,10 @@ static __device__ __forceinline__ void dec_fused(const unsigned long long *wtab,
   };
   for (int r0 = 0; r0 < rows; r0 += 8 * NCH) {
     /* gate/up: h slab of these rows into s_h (rows past the expert's are zero) */
-    {
-      const act_t *xp[NCH];
-#pragma unroll
-      for (int ch = 0; ch < NCH; ch++) {
-        const int r = r0 + ch * 8 + g;
-        xp[ch] = r < rows ? x + (size_t)packed_token[row0 + r] * (size_t)x_stride : nullptr;
-      }
-      float acc[NM][NCH][4];
-#pragma unroll
-      for (int m = 0; m < NM; m++)
-#pragma unroll
-        for (int ch = 0; ch < NCH; ch++)
-#pragma unroll
-          for (int q = 0; q < 4; q++) acc[m][ch][q] = 0.0f;
-      dec_mma<NM, NCH, U>(w, K, K, xp, smem_raw, acc);
-#pragma unroll
-      for (int m = 0; m < NM; m++)
-#pragma unroll
-        for (int ch = 0; ch < NCH; ch++)
-          s_red[warp][m][ch][lane] =
-              make_float4(acc[m][ch][0], acc[m][ch][1], acc[m][ch][2], acc[m][ch][3]);
-      __syncthreads(); /* s_red written; every thread is past dec_mma: the ring is free */
-      for (int i = tid; i < MS * NCH * 128; i += DEC_THREADS) {
-        const int mt = i / (NCH * 128), ch = (i >> 7) % NCH, l = (i >> 2) & 31, q = i & 3;
-        float gs = 0.0f, us = 0.0f;
-#pragma unroll
-        for (int ww = 0; ww < DEC_WARPS; ww++) { /* warp order: deterministic */
-          gs += ((const float *)&s_red[ww][mt][ch][l])[q];
-          us += ((const float *)&s_red[ww][MS + mt][ch][l])[q];
-        }
-        s_h[ch * 8 + 2 * (l & 3) + (q & 1)][16 * mt + (l >> 2) + 8 * (q >> 1)] =
-            moert_f32_act(silu(gs) * us);
-      }
-      __syncthreads();
-    }
+    dec_h_chunk<MS, NCH, U>(w, K, x, x_stride, packed_token, row0, rows, r0, smem_raw, s_red,
+                            [&](int rr, int col, float gs, float us) {
+                              s_h[rr][col] = moert_f32_act(silu(gs) * us);
+                            });
     /* down: part[row, slab] = Wd[:, n0 .. n0 + SL - 1] . h[row] */
     unsigned int bfr[NCH][MS][2];
 #pragma unroll

@@ -422,7 +422,7 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
                   want_prefill(r, c, d, s->max_tokens);
   /* the split-K decode kernel takes bf16/f16 decoding steps of up to DEC_FUSED_PAIRS pairs
-   * (DEC_FUSED_FORCED_PAIRS when forced); its partial rows need ypair to hold I / 16 rows a
+   * (DEC_FUSED_FORCED_PAIRS when forced); its partial rows need ypair to hold I / 32 rows a
    * pair */
   if (c->forward_ok && d->act_dtype != MOERT_DTYPE_F32 && c->dec_fused_mode != 0) {
     const uint64_t pairs = (uint64_t)s->max_tokens * d->top_k;
@@ -573,10 +573,10 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       rc = r->cu->cuFuncSetAttribute(c->fn_dec_fused,
                                      MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                      (int)fused_smem());
+      if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
       /* CTAs an SM holds (1 KB of shared memory is reserved per CTA), at least one */
       const unsigned int per_sm = r->smem_per_sm > 0 ? (unsigned int)r->smem_per_sm / (fsm + 1024) : 1;
       c->fused_ctas = (uint64_t)(per_sm ? per_sm : 1) * (uint64_t)(r->sm_count > 0 ? r->sm_count : 1);
-      if (rc != MOERT_CUDA_SUCCESS) return moert_cuda_fail(r->cu, rc, "cuFuncSetAttribute");
     }
   }
   if (c->prefill_ok) {
@@ -982,11 +982,13 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
    * heights' modules are built with the same out_act */
   const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
+  /* the decode kernels' work items: (slab, touched expert), at most min(T k, E) touched */
+  const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
   /* the split-K decode kernel: where its work items fill at most half of the CTAs the GPU
    * holds at once, unless forced.  On the H200 (396 places): Qwen3-30B-A3B T = 1, 192 items,
    * 33.0 us against 34.9 on the two decode kernels; T = 2, 384 items, 56.2 against 55.8
    * (docs/bench/decode-log.md, v9) */
-  const uint64_t fused_items = ((uint64_t)T * k < E ? (uint64_t)T * k : E) * (I / DEC_FUSED_SLAB);
+  const uint64_t fused_items = (uint64_t)jmax * (I / DEC_FUSED_SLAB);
   const bool fused = dec >= 0 && c->fn_dec_fused && (uint64_t)T * k <= c->fused_pairs &&
                      (c->dec_fused_mode == 1 || (dec == 0 && 2 * fused_items <= c->fused_ctas));
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
@@ -1007,8 +1009,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .out = c->ypair, .out_stride = H};
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
-    /* split-K decode: a work item per (16 rows of I, touched expert), partial rows in ypair */
-    const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
+    /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */
     int Ei = (int)E;
     void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &Hi, &Ii, &Ei, &c->offsets,
                   &c->packed_token, &c->ypair};
@@ -1016,8 +1017,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                          stream, p1, "moert_dec_fused")) != MOERT_OK)
       goto done;
   } else if (dec >= 0) {
-    /* decode: a work item per (slab, touched expert); at most min(T k, E) experts touched */
-    const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
+    /* decode: gate/up slabs of 16 rows of I, then down slabs of 32 rows of H */
     int Ei = (int)E;
     void *p1[] = {&tab, &up_offset, &x, (void *)&xs, &Hi, &Ii, &Ei, &c->offsets,
                   &c->packed_token, &c->h, &hstride};
