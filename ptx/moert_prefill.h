@@ -29,6 +29,8 @@ extern "C" __global__ void __launch_bounds__(MOERT_TILES_THREADS)
 moert_prefill_tiles(const int *offsets, int E, int bm, moert_row_tile *tiles, int *tile_count) {
   __shared__ int s_warp[MOERT_TILES_THREADS / 32];
   __shared__ int s_carry;
+  moert_pdl_wait();    /* launched behind route + plan (sm_90): the offsets */
+  moert_pdl_trigger(); /* the gate/up GEMM may be scheduled: it waits for these tiles */
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   if (tid == 0) s_carry = 0;
   __syncthreads();

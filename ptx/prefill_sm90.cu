@@ -315,6 +315,9 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
+  /* programmatic dependent launch: the kernel before (tiles, or the gate/up GEMM) may still
+   * be draining; nothing it wrote is read before this */
+  moert_pdl_wait();
   const int ntile = *tile_count, ncol = (N + BN - 1) / BN;
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
@@ -455,6 +458,11 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       wgmma_wait<0>();
 #pragma unroll
       for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
+      /* the CTA's last item: the next kernel may be scheduled (it waits for this grid to
+       * finish).  Late, not at the start: its CTAs then never sit on an SM between this
+       * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
+       * start, hung) */
+      if (w + w_step >= total) moert_pdl_trigger();
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 

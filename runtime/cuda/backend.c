@@ -77,6 +77,9 @@ typedef struct cuda_scratch {
   expert_tile tile;
   /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
   int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
+  unsigned prefill_pdl; /* MOERT_CUDA_PREFILL_PDL, a benchmark hook (default 15): which of the
+                         * routed prefill chain's launches are programmatic dependent ones:
+                         * bit 0 tiles, 1 gate/up, 2 down, 3 the combine after them */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
   moert_prefill_kernels pf[2];
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
@@ -395,6 +398,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
       c->decode_nch = 0;
     const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
+    const char *ppdl = getenv("MOERT_CUDA_PREFILL_PDL"); /* a benchmark hook: 0 .. 15 */
+    c->prefill_pdl = ppdl && atoi(ppdl) >= 0 && atoi(ppdl) <= 15 ? (unsigned)atoi(ppdl) : 15u;
     const char *sp = getenv("MOERT_CUDA_SHARED_PREFILL"); /* a benchmark hook: 0 = off */
     c->shared_prefill = !(sp && !strcmp(sp, "0"));
     const char *sm = getenv("MOERT_CUDA_SHARED_PREFILL_MIN_T"); /* a benchmark hook */
@@ -1006,7 +1011,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
                              .x_stride = xs, .wtab = tab, .maps = ce->maps,
                              .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
-                             .out = c->ypair, .out_stride = H};
+                             .out = c->ypair, .out_stride = H,
+                             .pdl = r->pdl ? c->prefill_pdl & 7u : 0u};
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
     /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */
@@ -1090,12 +1096,17 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
                   (void *)&xs, &y, &ystride, &accumulate};
-    st = launch(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
+    /* behind the sm_90 prefill GEMMs (no shared expert) it may start early: it waits first */
+    if (!Is && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90)
+      st = launch_pdl(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
+    else
+      st = launch(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
   } else {
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};
-    /* behind the decode kernels (no shared expert) it may start early: it waits first */
-    if (dec >= 0 && !Is)
+    /* behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) it may start
+     * early: it waits first */
+    if (!Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90)))
       st = launch_pdl(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
     else
       st = launch(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");

@@ -140,6 +140,10 @@ typedef struct moert_prefill_args {
   long long h_stride;
   CUdeviceptr out;       /* [pairs, H] f32, or the activation dtype (down.out_act) */
   long long out_stride;
+  unsigned pdl; /* programmatic dependent launch (sm_90 kernels, cuLaunchKernelEx): bit 0 the
+                 * tiles kernel, bit 1 the gate/up GEMM, bit 2 the down GEMM; a kernel so
+                 * launched is scheduled while the one before it drains and waits for it in
+                 * griddepcontrol.wait; 0 = plain launches */
 } moert_prefill_args;
 
 /* The three launches on stream: tiles, gate/up, down.  No allocation, no synchronisation:
