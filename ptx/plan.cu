@@ -16,7 +16,10 @@
  *                      the host's result bit for bit.  Block 0 writes offsets,
  *                      padded_offsets and meta[0]; block c the block_expert entries of the
  *                      experts c, c + gridDim.x, ... (a thread an expert).  Every output
- *                      element is written once.
+ *                      element is written once.  tile_bm > 0: the prefill GEMMs' row
+ *                      tiles of tile_bm rows too (tiles[0] their count, written by block
+ *                      0; tile i at tiles + 4 + 4 i, by the block of its expert), what
+ *                      moert_prefill_tiles would write.
  *
  * At most 512 experts (shared arrays), ids in [0, E) (the router's output). */
 #include "moert_device.h"
@@ -79,7 +82,8 @@ static __device__ __forceinline__ unsigned int same_lanes(int e) {
 extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
 moert_plan_assign(const int *ids, int T, int K, int E, int block_rows, int groups,
                   const int *counts, int *offsets, int *packed_token, int *pair_of,
-                  int *sorted_pair, int *padded_offsets, int *block_expert, int *meta) {
+                  int *sorted_pair, int *padded_offsets, int *block_expert, int *meta,
+                  int tile_bm, int *tiles) {
   __shared__ int s_cnt[PLAN_WARPS][PLAN_MAX_E]; /* per warp: its pairs, then its next row */
   __shared__ int s_start[PLAN_MAX_E];           /* offsets[e] + e's pairs in earlier chunks */
   __shared__ int s_warp[PLAN_WARPS];
@@ -126,6 +130,16 @@ moert_plan_assign(const int *ids, int T, int K, int E, int block_rows, int group
     offsets[E] = all;
     padded_offsets[E] = pall;
     meta[0] = pall / block_rows; /* number of blocks */
+  }
+  if (tile_bm > 0) { /* uniform: the prefill row tiles (the scan has barriers) */
+    const int nt = (tot + tile_bm - 1) / tile_bm; /* 0 past E: tot is 0 there */
+    int tall;
+    const int toff = block_exclusive_scan(nt, s_warp, &tall);
+    if (tid < E && tid % C == c) {
+      int4 *t = (int4 *)(tiles + 4) + toff;
+      for (int j = 0; j < nt; j++) t[j] = make_int4(tid, off + j * tile_bm, min(off + (j + 1) * tile_bm, off + tot), 0);
+    }
+    if (c == 0 && tid == 0) tiles[0] = tall;
   }
 
   int *cnt = s_cnt[warp];

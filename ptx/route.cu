@@ -249,7 +249,11 @@ moert_route(const void *logits, int dtype, long long stride, int T, const float 
  * The host launches 32 min(T, 32) threads (a warp a token, and at least a thread a pair:
  * K <= 32), so a step of one token runs one warp.  It is launched behind the caller's
  * kernel (programmatic dependent launch) and waits for it before it reads or writes global
- * memory; it resets the NaN token (meta[1]) itself, so no memset node precedes it. */
+ * memory; it resets the NaN token (meta[1]) itself, so no memset node precedes it.
+ *
+ * tile_bm > 0: it also writes the prefill GEMMs' row tiles of tile_bm rows (tiles[0] their
+ * count, tile i at tiles + 4 + 4 i), what moert_prefill_tiles would write from these
+ * offsets: the forward then needs no launch of it. */
 #define RP_MAX_THREADS 1024
 #define RP_MAX_PAIRS 1024
 #define RP_MAX_E 256
@@ -258,9 +262,9 @@ extern "C" __global__ void __launch_bounds__(RP_MAX_THREADS)
 moert_route_plan(const void *logits, int dtype, long long stride, int T, const float *bias,
                  float scale, int *ids, float *weights, int *meta, int block_rows, int *offsets,
                  int *packed_token, int *pair_of, int *sorted_pair, int *padded_offsets,
-                 int *block_expert) {
+                 int *block_expert, int tile_bm, int *tiles) {
   __shared__ int s_ids[RP_MAX_PAIRS];
-  __shared__ int s_hist[MOERT_E], s_start[MOERT_E], s_pstart[MOERT_E];
+  __shared__ int s_hist[MOERT_E], s_start[MOERT_E], s_pstart[MOERT_E], s_tstart[MOERT_E];
   __shared__ int s_wcount[RP_MAX_THREADS / 32][MOERT_E];
   __shared__ int s_nan;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n = T * K;
@@ -288,32 +292,38 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   }
   __syncthreads();
   if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
-    int c = 0, pc = 0;
+    const int tbm = tile_bm > 0 ? tile_bm : 1;
+    int c = 0, pc = 0, tc = 0;
 #pragma unroll 1
     for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
       c += s_hist[i];
       pc += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
+      tc += (s_hist[i] + tbm - 1) / tbm;
     }
-    int ic = c, ipc = pc;
+    int ic = c, ipc = pc, itc = tc;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const int a = __shfl_up_sync(MOERT_FULL_MASK, ic, o), b = __shfl_up_sync(MOERT_FULL_MASK, ipc, o);
-      if (lane >= o) ic += a, ipc += b;
+      const int d = __shfl_up_sync(MOERT_FULL_MASK, itc, o);
+      if (lane >= o) ic += a, ipc += b, itc += d;
     }
-    int s0 = ic - c, p0 = ipc - pc;
+    int s0 = ic - c, p0 = ipc - pc, t0 = itc - tc;
 #pragma unroll 1
     for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
       s_start[i] = s0;
       s_pstart[i] = p0;
+      s_tstart[i] = t0;
       offsets[i] = s0;
       padded_offsets[i] = p0;
       s0 += s_hist[i];
       p0 += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
+      t0 += (s_hist[i] + tbm - 1) / tbm;
     }
     if (lane == 31) {
       offsets[MOERT_E] = s0;
       padded_offsets[MOERT_E] = p0;
       meta[0] = p0 / block_rows; /* number of blocks */
+      if (tile_bm > 0) tiles[0] = t0;
     }
   }
   __syncthreads();
@@ -331,6 +341,12 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
     const int nb = (s_hist[i] + block_rows - 1) / block_rows, b0 = s_pstart[i] / block_rows;
 #pragma unroll 1
     for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
+    if (tile_bm > 0) { /* the prefill row tiles of expert i, as moert_prefill_tiles */
+      const int s = s_start[i], end = s + s_hist[i], nt = (s_hist[i] + tile_bm - 1) / tile_bm;
+      int4 *t = (int4 *)(tiles + 4) + s_tstart[i];
+#pragma unroll 1
+      for (int j = 0; j < nt; j++) t[j] = make_int4(i, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
+    }
   }
 }
 #endif

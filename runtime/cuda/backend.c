@@ -77,6 +77,9 @@ typedef struct cuda_scratch {
   expert_tile tile;
   /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
   int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
+  bool route_tiles; /* MOERT_CUDA_ROUTE_TILES (not 0): device routing writes the prefill row
+                     * tiles when the forward of its T will take the sm_90 GEMMs */
+  int tiles_bm;     /* the row tiles' height the last routing wrote (0: none written) */
   unsigned prefill_pdl; /* MOERT_CUDA_PREFILL_PDL, a benchmark hook (default 15): which of the
                          * routed prefill chain's launches are programmatic dependent ones:
                          * bit 0 tiles, 1 gate/up, 2 down, 3 the combine after them */
@@ -176,6 +179,25 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
       3ull * d->hidden * d->intermediate * moert_dtype_size(d->weight_dtype);
   return moert_cuda_prefill_due(r->cc_major, r->cc_minor, T, d->top_k, d->num_experts,
                                 expert_bytes);
+}
+
+/* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
+ * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook) */
+static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
+  const char *fb = getenv("MOERT_PREFILL_BM");
+  if (fb && (!strcmp(fb, "64") || !strcmp(fb, "128"))) return atoi(fb);
+  return moert_prefill_pick_bm(NULL, E, pairs);
+}
+
+/* The row tiles device routing writes for the forward of T tokens (0: none): where that
+ * forward takes the sm_90 prefill GEMMs on the routed experts and no shared expert (whose
+ * GEMMs rewrite the tiles) follows them.  The forward then skips moert_prefill_tiles. */
+static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const moert_layer_desc *d,
+                           uint32_t T) {
+  if (!c->route_tiles || !c->prefill_ok || !c->prefill_tiles || d->shared_intermediate ||
+      c->pf[0].gate_up.sm != 90 || !want_prefill(r, c, d, T))
+    return 0;
+  return prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k);
 }
 /* ptx/plan.cu: blocks of PLAN_THREADS threads, each over a chunk of PLAN_THREADS * groups
  * pairs; groups 1..8, so that there are at most 64 chunks up to 262144 pairs (short blocks at
@@ -398,6 +420,8 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
       c->decode_nch = 0;
     const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
+    const char *rt = getenv("MOERT_CUDA_ROUTE_TILES"); /* a benchmark hook: 0 = off */
+    c->route_tiles = !(rt && !strcmp(rt, "0"));
     const char *ppdl = getenv("MOERT_CUDA_PREFILL_PDL"); /* a benchmark hook: 0 .. 15 */
     c->prefill_pdl = ppdl && atoi(ppdl) >= 0 && atoi(ppdl) <= 15 ? (unsigned)atoi(ppdl) : 15u;
     const char *sp = getenv("MOERT_CUDA_SHARED_PREFILL"); /* a benchmark hook: 0 = off */
@@ -721,6 +745,7 @@ static moert_status upload_plan(moert_scratch *s, cuda_runtime *r, cuda_scratch 
   moert_status st = MOERT_OK;
   const moert_plan *p = &s->plan;
   const size_t pairs = (size_t)s->num_tokens * s->desc.top_k, E = s->desc.num_experts;
+  c->tiles_bm = 0; /* a host plan: the forward writes the row tiles itself */
   int32_t meta[4] = {(int32_t)p->num_blocks, 0x7fffffff, 0, 0};
   CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->meta, meta, sizeof meta, stream), "cuMemcpyHtoDAsync");
   CU_CHECK(r, r->cu->cuMemcpyHtoDAsync(c->offsets, p->offsets, (E + 1) * 4, stream), "cuMemcpyHtoDAsync");
@@ -849,6 +874,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
   if ((st = push_ctx(r)) != MOERT_OK) return st;
   c->host_fresh = false;
   c->plan_on_host = false;
+  c->tiles_bm = 0;
   if (a->memory == MOERT_MEMORY_HOST || a->mode == MOERT_ROUTING_HOST || !c->device_route_ok) {
     st = route_on_host(s, r, c, a, stream);
     goto done;
@@ -862,6 +888,8 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     int br = (int)s->plan.block_rows;
     long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
     float scale = s->router.scale;
+    int tbm = T > 0 ? route_tile_rows(r, c, d, (uint32_t)T) : 0;
+    CUdeviceptr tiles = tbm ? c->prefill_tiles : 0;
     if (T > 0 && T <= ROUTE_PLAN_MAX_TOKENS && c->fn_route_plan &&
         (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
       /* a decoding step: route and plan in one launch, a warp a token (at least a thread a
@@ -870,9 +898,10 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
       const unsigned threads = 32u * (unsigned)T; /* T <= ROUTE_PLAN_MAX_TOKENS: <= 1024 */
       void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
                         &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
-                        &c->sorted_pair, &c->padded_offsets, &c->block_expert};
+                        &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles};
       st = launch_pdl(r, c->fn_route_plan, 1, 1, threads, 0, stream, params, "moert_route_plan");
       c->last_stream = stream;
+      if (st == MOERT_OK) c->tiles_bm = tbm;
       goto done;
     }
     CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
@@ -890,10 +919,11 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     if (st != MOERT_OK) goto done;
     void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &groups, &c->plan_counts, &c->offsets,
                        &c->packed_token, &c->pair_of, &c->sorted_pair, &c->padded_offsets,
-                       &c->block_expert, &c->meta};
+                       &c->block_expert, &c->meta, &tbm, &tiles};
     st = launch_pdl(r, c->fn_plan_assign, chunks, 1, PLAN_THREADS, 0, stream, pparams,
                     "moert_plan_assign");
     c->last_stream = stream;
+    if (st == MOERT_OK) c->tiles_bm = tbm;
   }
 done:
   pop_ctx(r);
@@ -1003,16 +1033,16 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
-    int tile_rows = moert_prefill_pick_bm(NULL, E, pairs);
-    const char *fb = getenv("MOERT_PREFILL_BM"); /* a benchmark hook: 64 or 128 */
-    if (fb && (!strcmp(fb, "64") || !strcmp(fb, "128"))) tile_rows = atoi(fb);
+    const int tile_rows = prefill_tile_rows(E, pairs);
     const moert_prefill_kernels *pk = &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
                              .x_stride = xs, .wtab = tab, .maps = ce->maps,
                              .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
                              .out = c->ypair, .out_stride = H,
-                             .pdl = r->pdl ? c->prefill_pdl & 7u : 0u};
+                             .pdl = r->pdl ? c->prefill_pdl & 7u : 0u,
+                             /* the routing wrote these tiles (not the shared expert's) */
+                             .tiles_ready = !Is && c->tiles_bm == tile_rows};
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
     /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */

@@ -320,7 +320,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   void *pt[] = {(void *)&a->offsets, &E, &bm, &tiles, &count};
   /* programmatic dependent launch only for the sm_90 kernels (they wait first, trigger late) */
   const unsigned pdl = gu->sm == 90 && dn->sm == 90 ? a->pdl : 0u;
-  if ((st = launch(cu, k->fn_tiles, 1, 1, 1024, 0, stream, pt, "moert_prefill_tiles",
+  if (!a->tiles_ready &&
+      (st = launch(cu, k->fn_tiles, 1, 1, 1024, 0, stream, pt, "moert_prefill_tiles",
                    pdl & 1u)) != MOERT_OK)
     return st;
 

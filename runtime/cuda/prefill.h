@@ -144,6 +144,8 @@ typedef struct moert_prefill_args {
                  * tiles kernel, bit 1 the gate/up GEMM, bit 2 the down GEMM; a kernel so
                  * launched is scheduled while the one before it drains and waits for it in
                  * griddepcontrol.wait; 0 = plain launches */
+  bool tiles_ready; /* the row tiles in tiles are already written (by device routing, for
+                     * these offsets and this tile height): no moert_prefill_tiles launch */
 } moert_prefill_args;
 
 /* The three launches on stream: tiles, gate/up, down.  No allocation, no synchronisation:
