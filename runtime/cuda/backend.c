@@ -77,8 +77,9 @@ typedef struct cuda_scratch {
   expert_tile tile;
   /* the prefill grouped GEMMs (runtime/cuda/prefill.c): [0] 64-row tiles, [1] 128-row */
   int prefill_mode; /* MOERT_CUDA_PREFILL: -1 auto (from T), 0 never, 1 always */
-  bool route_tiles; /* MOERT_CUDA_ROUTE_TILES (not 0): device routing writes the prefill row
-                     * tiles when the forward of its T will take the sm_90 GEMMs */
+  int route_tiles; /* MOERT_CUDA_ROUTE_TILES: -1 auto, 0 never, 1 at any T (the pair limit
+                    * off): device routing writes the prefill row tiles when the forward of
+                    * its T will take the sm_90 GEMMs */
   int tiles_bm;     /* the row tiles' height the last routing wrote (0: none written) */
   unsigned prefill_pdl; /* MOERT_CUDA_PREFILL_PDL, a benchmark hook (default 15): which of the
                          * routed prefill chain's launches are programmatic dependent ones:
@@ -190,12 +191,19 @@ static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
 }
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
- * forward takes the sm_90 prefill GEMMs on the routed experts and no shared expert (whose
- * GEMMs rewrite the tiles) follows them.  The forward then skips moert_prefill_tiles. */
+ * forward takes the sm_90 prefill GEMMs on the routed experts, no shared expert (whose
+ * GEMMs rewrite the tiles) follows them, and T k <= ROUTE_TILES_MAX_PAIRS.  The forward then
+ * skips moert_prefill_tiles.  H200, Qwen3-30B-A3B, three rounds against
+ * MOERT_CUDA_ROUTE_TILES=0 (docs/bench/decode-log.md, v10): about 1 us faster from T = 2 to
+ * 256 (50.0 against 51.2 us at T = 2, 302.3 against 303.2 at T = 128), 1.2 us slower at
+ * T = 512 (4096 pairs, plan_assign in 8 blocks): 317.5 against 316.2. */
+#define ROUTE_TILES_MAX_PAIRS 2048
 static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const moert_layer_desc *d,
                            uint32_t T) {
-  if (!c->route_tiles || !c->prefill_ok || !c->prefill_tiles || d->shared_intermediate ||
-      c->pf[0].gate_up.sm != 90 || !want_prefill(r, c, d, T))
+  if (c->route_tiles == 0 || !c->prefill_ok || !c->prefill_tiles || d->shared_intermediate ||
+      (c->route_tiles < 0 && (uint64_t)T * d->top_k > ROUTE_TILES_MAX_PAIRS) ||
+      c->pf[0].gate_up.sm != 90 ||
+      !want_prefill(r, c, d, T))
     return 0;
   return prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k);
 }
@@ -421,7 +429,7 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     const char *pm = getenv("MOERT_CUDA_PREFILL"); /* a test and benchmark hook */
     c->prefill_mode = pm && !strcmp(pm, "0") ? 0 : pm && !strcmp(pm, "1") ? 1 : -1;
     const char *rt = getenv("MOERT_CUDA_ROUTE_TILES"); /* a benchmark hook: 0 = off */
-    c->route_tiles = !(rt && !strcmp(rt, "0"));
+    c->route_tiles = rt && !strcmp(rt, "0") ? 0 : rt && !strcmp(rt, "1") ? 1 : -1;
     const char *ppdl = getenv("MOERT_CUDA_PREFILL_PDL"); /* a benchmark hook: 0 .. 15 */
     c->prefill_pdl = ppdl && atoi(ppdl) >= 0 && atoi(ppdl) <= 15 ? (unsigned)atoi(ppdl) : 15u;
     const char *sp = getenv("MOERT_CUDA_SHARED_PREFILL"); /* a benchmark hook: 0 = off */
