@@ -522,11 +522,24 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
           (splitk_due(m, T) || splitk_forced) && !(df && !strcmp(df, "0")))
         ck_assert_msg(path == MOERT_CUDA_PATH_DECODE_SPLITK, "%s: the split-K decode kernel was "
                       "expected", what);
+      /* the sm_90 prefill GEMMs of a layer with no shared expert take their row tiles from
+       * device routing up to MOERT_CUDA_ROUTE_TILES_MAX_PAIRS pairs (=1: at any T, =0: never);
+       * the host routing run below must not (its plan is uploaded) */
+      const char *rt = getenv("MOERT_CUDA_ROUTE_TILES"), *f80 = getenv("MOERT_PREFILL_SM80");
+      const bool rt_on = rt && !strcmp(rt, "1"), rt_off = rt && !strcmp(rt, "0");
+      const bool route_tiles = path == MOERT_CUDA_PATH_PREFILL && cc_major == 9 && cc_minor == 0 &&
+                               !(f80 && !strcmp(f80, "1")) && m->Is == 0 && !rt_off &&
+                               (rt_on || (uint64_t)T * m->k <= MOERT_CUDA_ROUTE_TILES_MAX_PAIRS);
+      ck_assert_msg(moert_cuda_forward_route_tiles(gs) == route_tiles, "%s: the row tiles were %s"
+                    "expected from the routing", what, route_tiles ? "" : "not ");
     }
     check_no_nan(L, y0, (size_t)T * H, what);
     /* device routing = host routing, bit for bit */
     compare_routes(gs, T, E, dl, MOERT_DTYPE_F32, 0, use_bias ? db : 0, what, NULL, NULL);
     gpu_run(gs, L, T, dl, use_bias ? db : 0, dx, dy, MOERT_ROUTING_HOST, y1, yinit);
+    ck_assert_msg(!moert_cuda_forward_route_tiles(gs), "%s: row tiles from a host plan", what);
+    /* (with the row tiles from device routing above, this also holds them to the tiles
+     * kernel's, bit for bit) */
     ck_assert_msg(memcmp(y0, y1, (size_t)T * H * es) == 0, "%s: host and device routing give "
                   "different outputs", what);
     /* the same input gives the same bits */

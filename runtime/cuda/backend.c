@@ -88,6 +88,7 @@ typedef struct cuda_scratch {
   moert_prefill_kernels pf[2];
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
+  bool last_route_tiles;     /* the last forward took its row tiles from the routing */
   char forward_why[200];
 } cuda_scratch;
 
@@ -192,18 +193,17 @@ static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
  * forward takes the sm_90 prefill GEMMs on the routed experts, no shared expert (whose
- * GEMMs rewrite the tiles) follows them, and T k <= ROUTE_TILES_MAX_PAIRS.  The forward then
- * skips moert_prefill_tiles.  H200, Qwen3-30B-A3B, three rounds against
- * MOERT_CUDA_ROUTE_TILES=0 (docs/bench/decode-log.md, v10): about 1 us faster from T = 2 to
- * 256 (50.0 against 51.2 us at T = 2, 302.3 against 303.2 at T = 128), 1.2 us slower at
- * T = 512 (4096 pairs, plan_assign in 8 blocks): 317.5 against 316.2. */
-#define ROUTE_TILES_MAX_PAIRS 2048
+ * GEMMs rewrite the tiles) follows them, and T k <= MOERT_CUDA_ROUTE_TILES_MAX_PAIRS
+ * (prefill.h).  The forward then skips moert_prefill_tiles.  H200, Qwen3-30B-A3B, three
+ * rounds against MOERT_CUDA_ROUTE_TILES=0 (docs/bench/decode-log.md, v10): about 1 us
+ * faster from T = 2 to 256 (50.0 against 51.2 us at T = 2, 302.3 against 303.2 at
+ * T = 128), 1.2 us slower at T = 512 (4096 pairs, plan_assign in 8 blocks): 317.5 against
+ * 316.2. */
 static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const moert_layer_desc *d,
                            uint32_t T) {
   if (c->route_tiles == 0 || !c->prefill_ok || !c->prefill_tiles || d->shared_intermediate ||
-      (c->route_tiles < 0 && (uint64_t)T * d->top_k > ROUTE_TILES_MAX_PAIRS) ||
-      c->pf[0].gate_up.sm != 90 ||
-      !want_prefill(r, c, d, T))
+      (c->route_tiles < 0 && (uint64_t)T * d->top_k > MOERT_CUDA_ROUTE_TILES_MAX_PAIRS) ||
+      c->pf[0].gate_up.sm != 90 || !want_prefill(r, c, d, T))
     return 0;
   return prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k);
 }
@@ -1034,6 +1034,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const uint64_t fused_items = (uint64_t)jmax * (I / DEC_FUSED_SLAB);
   const bool fused = dec >= 0 && c->fn_dec_fused && (uint64_t)T * k <= c->fused_pairs &&
                      (c->dec_fused_mode == 1 || (dec == 0 && 2 * fused_items <= c->fused_ctas));
+  c->last_route_tiles = false;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
@@ -1051,6 +1052,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .pdl = r->pdl ? c->prefill_pdl & 7u : 0u,
                              /* the routing wrote these tiles (not the shared expert's) */
                              .tiles_ready = !Is && c->tiles_bm == tile_rows};
+    c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
     /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */
@@ -1158,6 +1160,12 @@ int moert_cuda_forward_path(const moert_scratch *s) {
   if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
     return MOERT_CUDA_PATH_NONE;
   return ((const cuda_scratch *)s->backend_state)->last_path;
+}
+
+bool moert_cuda_forward_route_tiles(const moert_scratch *s) {
+  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
+    return false;
+  return ((const cuda_scratch *)s->backend_state)->last_route_tiles;
 }
 
 const moert_backend_ops moert_cuda_backend = {

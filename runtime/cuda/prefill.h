@@ -180,5 +180,10 @@ struct moert_scratch;
 /* The expert path the scratch's last moert_forward launched (a private hook for the tests
  * and the benchmark tool of the static library). */
 int moert_cuda_forward_path(const struct moert_scratch *s);
+/* Whether that forward took the prefill GEMMs' row tiles from device routing (no
+ * moert_prefill_tiles launch; the same private use). */
+bool moert_cuda_forward_route_tiles(const struct moert_scratch *s);
+/* device routing writes the row tiles up to this many pairs (MOERT_CUDA_ROUTE_TILES=1: any) */
+#define MOERT_CUDA_ROUTE_TILES_MAX_PAIRS 2048
 
 #endif
