@@ -847,11 +847,7 @@ done:
 static moert_status launch(cuda_runtime *r, CUfunction f, unsigned gx, unsigned gy,
                            unsigned threads, unsigned smem, CUstream stream, void **params,
                            const char *name) {
-  CUresult rc = r->cu->cuLaunchKernel(f, gx, gy, 1, threads, 1, 1, smem, stream, params, NULL);
-  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
-  char what[96];
-  snprintf(what, sizeof what, "cuLaunchKernel(%s)", name);
-  return moert_cuda_fail(r->cu, rc, what);
+  return moert_cuda_launch(r->cu, f, gx, gy, threads, smem, stream, params, name, false);
 }
 
 /* A launch that may overlap the tail of the kernel before it on the stream (programmatic
@@ -860,17 +856,7 @@ static moert_status launch(cuda_runtime *r, CUfunction f, unsigned gx, unsigned 
 static moert_status launch_pdl(cuda_runtime *r, CUfunction f, unsigned gx, unsigned gy,
                                unsigned threads, unsigned smem, CUstream stream, void **params,
                                const char *name) {
-  if (!r->pdl) return launch(r, f, gx, gy, threads, smem, stream, params, name);
-  moert_cu_launch_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.id = MOERT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  attr.value.programmatic_stream_serialization_allowed = 1;
-  moert_cu_launch_config cfg = {gx, gy, 1, threads, 1, 1, smem, stream, &attr, 1};
-  CUresult rc = r->cu->cuLaunchKernelEx(&cfg, f, params, NULL);
-  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
-  char what[96];
-  snprintf(what, sizeof what, "cuLaunchKernelEx(%s)", name);
-  return moert_cuda_fail(r->cu, rc, what);
+  return moert_cuda_launch(r->cu, f, gx, gy, threads, smem, stream, params, name, r->pdl);
 }
 
 static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void *stream_) {
@@ -1124,32 +1110,29 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   }
   long long ystride = ys;
   const unsigned splits = combine_splits(c, T, H);
+  /* the combine behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) may
+   * start early: it waits first */
+  const bool combine_pdl =
+      r->pdl && !Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90));
   if (fused) {
     int S = (int)(I / DEC_FUSED_SLAB);
     void *p5[] = {&c->ypair, &S, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs,
                   &y, &ystride, &accumulate};
     const unsigned ncol = H / 32;
-    st = Is ? launch(r, c->fn_combine_slabs, T, ncol, 256, 0, stream, p5, "moert_combine_slabs")
-            : launch_pdl(r, c->fn_combine_slabs, T, ncol, 256, 0, stream, p5, "moert_combine_slabs");
+    st = moert_cuda_launch(r->cu, c->fn_combine_slabs, T, ncol, 256, 0, stream, p5,
+                           "moert_combine_slabs", combine_pdl);
   } else if (rows_act && prefill) {
     /* ypair in the activation dtype; ys too if the shared expert took the prefill GEMMs */
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
                   (void *)&xs, &y, &ystride, &accumulate};
-    /* behind the sm_90 prefill GEMMs (no shared expert) it may start early: it waits first */
-    if (!Is && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90)
-      st = launch_pdl(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
-    else
-      st = launch(r, c->fn_combine_act, T, splits, 256, 0, stream, p5, "moert_combine_act");
+    st = moert_cuda_launch(r->cu, c->fn_combine_act, T, splits, 256, 0, stream, p5,
+                           "moert_combine_act", combine_pdl);
   } else {
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};
-    /* behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) it may start
-     * early: it waits first */
-    if (!Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90)))
-      st = launch_pdl(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
-    else
-      st = launch(r, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine");
+    st = moert_cuda_launch(r->cu, c->fn_combine, T, splits, 256, 0, stream, p5, "moert_combine",
+                           combine_pdl);
   }
 done:
   pop_ctx(r);

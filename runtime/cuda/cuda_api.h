@@ -166,4 +166,12 @@ moert_status moert_nvrtc_get(const moert_nvrtc **out, char *why, size_t why_size
 /* A "cuXxx failed: CUDA_ERROR_YYY (text)" status via moert_fail(). */
 moert_status moert_cuda_fail(const moert_cuda_driver *cu, CUresult rc, const char *what);
 
+/* Launches f (grid gx x gy, threads x 1 x 1, smem dynamic bytes) on stream; pdl: with
+ * programmatic stream serialisation (sm_90: the kernel may be scheduled while the one before
+ * it drains, so it must start with griddepcontrol.wait), a plain launch when the driver has
+ * no cuLaunchKernelEx.  A failure names the kernel (name) in moert_last_error(). */
+moert_status moert_cuda_launch(const moert_cuda_driver *cu, CUfunction f, unsigned gx,
+                               unsigned gy, unsigned threads, unsigned smem, CUstream stream,
+                               void **params, const char *name, bool pdl);
+
 #endif

@@ -165,6 +165,27 @@ moert_status moert_nvrtc_get(const moert_nvrtc **out, char *why, size_t why_size
   return MOERT_OK;
 }
 
+moert_status moert_cuda_launch(const moert_cuda_driver *cu, CUfunction f, unsigned gx,
+                               unsigned gy, unsigned threads, unsigned smem, CUstream stream,
+                               void **params, const char *name, bool pdl) {
+  CUresult rc;
+  if (pdl && cu->cuLaunchKernelEx) {
+    moert_cu_launch_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = MOERT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmatic_stream_serialization_allowed = 1;
+    moert_cu_launch_config cfg = {gx, gy, 1, threads, 1, 1, smem, stream, &attr, 1};
+    rc = cu->cuLaunchKernelEx(&cfg, f, params, NULL);
+  } else {
+    pdl = false;
+    rc = cu->cuLaunchKernel(f, gx, gy, 1, threads, 1, 1, smem, stream, params, NULL);
+  }
+  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
+  char what[96];
+  snprintf(what, sizeof what, "%s(%s)", pdl ? "cuLaunchKernelEx" : "cuLaunchKernel", name);
+  return moert_cuda_fail(cu, rc, what);
+}
+
 moert_status moert_cuda_fail(const moert_cuda_driver *cu, CUresult rc, const char *what) {
   const char *name = NULL, *text = NULL;
   if (cu && cu->cuGetErrorName(rc, &name) != MOERT_CUDA_SUCCESS) name = NULL;

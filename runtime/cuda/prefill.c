@@ -284,28 +284,6 @@ moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *c
   return MOERT_OK;
 }
 
-/* pdl: with programmatic stream serialisation (the kernel waits in griddepcontrol.wait) */
-static moert_status launch(const moert_cuda_driver *cu, CUfunction f, unsigned gx, unsigned gy,
-                           unsigned threads, unsigned smem, CUstream stream, void **params,
-                           const char *name, bool pdl) {
-  CUresult rc;
-  if (pdl && cu->cuLaunchKernelEx) {
-    moert_cu_launch_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.id = MOERT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attr.value.programmatic_stream_serialization_allowed = 1;
-    moert_cu_launch_config cfg = {gx, gy, 1, threads, 1, 1, smem, stream, &attr, 1};
-    rc = cu->cuLaunchKernelEx(&cfg, f, params, NULL);
-  } else {
-    pdl = false;
-    rc = cu->cuLaunchKernel(f, gx, gy, 1, threads, 1, 1, smem, stream, params, NULL);
-  }
-  if (rc == MOERT_CUDA_SUCCESS) return MOERT_OK;
-  char what[96];
-  snprintf(what, sizeof what, "%s(%s)", pdl ? "cuLaunchKernelEx" : "cuLaunchKernel", name);
-  return moert_cuda_fail(cu, rc, what);
-}
-
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
                                   const moert_prefill_args *a, CUstream stream) {
   const moert_prefill_config *gu = &k->gate_up, *dn = &k->down;
@@ -321,7 +299,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   /* programmatic dependent launch only for the sm_90 kernels (they wait first, trigger late) */
   const unsigned pdl = gu->sm == 90 && dn->sm == 90 ? a->pdl : 0u;
   if (!a->tiles_ready &&
-      (st = launch(cu, k->fn_tiles, 1, 1, 1024, 0, stream, pt, "moert_prefill_tiles",
+      (st = moert_cuda_launch(cu, k->fn_tiles, 1, 1, 1024, 0, stream, pt, "moert_prefill_tiles",
                    pdl & 1u)) != MOERT_OK)
     return st;
 
@@ -338,7 +316,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
                  &h, &hs};
     moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, k->sm_count, &gx, &gy);
-    if ((st = launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
+    if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
       return st;
   }
@@ -356,7 +334,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
-    st = launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
+    st = moert_cuda_launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
                 "moert_prefill_gemm (down)", pdl & 4u);
   }
   return st;
