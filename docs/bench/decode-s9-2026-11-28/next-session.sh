@@ -3,7 +3,8 @@
 #   build main into build-gpu and branch exp/order-row-outer into build-order here, carry both
 #   (["build-gpu", "build-order", ".device"]), then run this script on the device.
 # 1. main: the GPU cases, including the forward case's new assertion on the row tiles from
-#    routing (b7a9713, never run on a GPU);
+#    routing (b7a9713) and every launch through moert_cuda_launch (3b6fb22), neither run on
+#    a GPU yet;
 # 2. the branch: the forward case (Mixtral, hidden 4096, now with the row tile outer for
 #    64-row tiles), and `moert run` checksums with MOERT_PREFILL_ORDER=0 and =1, which must be
 #    equal bit for bit (the work order does not change any element's arithmetic);
