@@ -115,7 +115,6 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
   if (gu->sm != 90 || hidden <= 2048) return;
   const int tall = gu->bm == 128;
   gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall);
-  gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", tall);
   gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);
 }
 

@@ -55,10 +55,11 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
 /* The work order for a layer of this hidden size (the gate/up GEMM's K), and the down rows
  * in f32 when the hidden size is not a multiple of 8: the sm_90a defaults
  * (persistent, row tile outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one
- * CTA per 128-row tile with the row tile outer and two wgmmas, and persistent 64-row tiles
- * with the column tile outer, which measured faster on the H100 for Qwen3-235B-A22B
- * T=4096, DeepSeek-V3 T=8192 and Mixtral-8x7B T=256: persistence cost 11-45 % there
- * (docs/bench/prefill-log.md, v5).  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
+ * CTA per 128-row tile with the row tile outer and two wgmmas, which measured faster on
+ * the H100 for Qwen3-235B-A22B T=4096 and DeepSeek-V3 T=8192 (persistence cost 11-45 %
+ * there, docs/bench/prefill-log.md, v5), and persistent 64-row tiles, also with the row
+ * tile outer (Qwen3-235B-A22B T=512 on the H200: 1181 against 1248 us with the column tile
+ * outer, docs/bench/decode-log.md, v10 call 7).  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
  * _FUSED_GU, set to 0 or 1, win over both. */
 void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden);
 
