@@ -30,9 +30,10 @@ struct tool_gpu {
   CUresult (*cuCtxSetCurrent)(CUcontext);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
-  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
   CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+  CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuCtxSynchronize)(void);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuEventCreate)(CUevent *, unsigned);
@@ -72,9 +73,10 @@ tool_gpu *tool_gpu_open(int device, char *why, size_t why_len) {
   LOAD(g, cuCtxSetCurrent, "cuCtxSetCurrent");
   LOAD(g, cuMemAlloc, "cuMemAlloc_v2");
   LOAD(g, cuMemFree, "cuMemFree_v2");
-  LOAD(g, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
   LOAD(g, cuMemcpyDtoH, "cuMemcpyDtoH_v2");
   LOAD(g, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+  LOAD(g, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+  LOAD(g, cuStreamSynchronize, "cuStreamSynchronize");
   LOAD(g, cuCtxSynchronize, "cuCtxSynchronize");
   LOAD(g, cuStreamCreate, "cuStreamCreate");
   LOAD(g, cuEventCreate, "cuEventCreate");
@@ -122,8 +124,15 @@ void *tool_gpu_alloc(tool_gpu *g, size_t bytes) {
 void tool_gpu_free(tool_gpu *g, void *p) {
   if (p) g->cuMemFree((CUdeviceptr)(uintptr_t)p);
 }
+/* On the tool's stream, after the work already queued there, and finished on return.  A
+ * plain cuMemcpyHtoD runs on the legacy stream, which a non-blocking stream does not wait
+ * for, and from pageable memory it may return before its DMA lands: `moert run` re-uploaded
+ * x0 into the buffer that the last step's final layer had written, and the next step's first
+ * layer could read that buffer before the copy landed (its checksum, with two or more layers
+ * and a megabyte or more of activations, changed from run to run: session 10, call 2). */
 int tool_gpu_upload(tool_gpu *g, void *dst, const void *src, size_t n) {
-  return g->cuMemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, n);
+  CUresult r = g->cuMemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, n, g->stream);
+  return r ? (int)r : (int)g->cuStreamSynchronize(g->stream);
 }
 int tool_gpu_download(tool_gpu *g, void *dst, const void *src, size_t n) {
   g->cuCtxSynchronize();
