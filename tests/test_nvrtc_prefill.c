@@ -227,24 +227,35 @@ START_TEST(test_tiles_and_grid) {
   ck_assert_int_eq(g64.persistent, 1);
   ck_assert_int_eq(d64.persistent, 1);
   ck_assert_int_eq(g64.fused_gu, 0);
-  /* above hidden 2048: one CTA per 128-row tile, row tile outer, two wgmmas; 64-row tiles
-   * persistent, row tile outer too (unless the benchmark hooks are set) */
+  /* above hidden 2048: one CTA per 128-row tile, two wgmmas; 64-row tiles persistent; the
+   * row tile outer unless one expert's matrices of the GEMM pass MOERT_PREFILL_COL_BYTES
+   * (unless the benchmark hooks are set) */
   if (!getenv("MOERT_PREFILL_PERSISTENT") && !getenv("MOERT_PREFILL_ORDER") &&
       !getenv("MOERT_PREFILL_FUSED_GU") && !getenv("MOERT_PREFILL_YPAIR_ACT") &&
       !getenv("MOERT_PREFILL_EPI_WIDE")) {
     moert_prefill_config g = gu, d = dn;
-    moert_prefill_fit(&g, &d, 2048);
+    moert_prefill_fit(&g, &d, 2048, 768); /* Qwen3-30B-A3B */
     ck_assert_int_eq(g.persistent + g.order + g.fused_gu + d.order, 4);
-    moert_prefill_fit(&g, &d, 4096);
+    moert_prefill_fit(&g, &d, 4096, 1536); /* Qwen3-235B-A22B */
     ck_assert_int_eq(g.persistent + d.persistent + g.fused_gu, 0);
     ck_assert_int_eq(g.order + d.order, 2);
-    moert_prefill_fit(&g64, &d64, 7168);
+    moert_prefill_fit(&g64, &d64, 7168, 2048); /* DeepSeek-V3: 59 MB of gate and up */
     ck_assert_int_eq(g64.persistent + d64.persistent, 2);
     ck_assert_int_eq(g64.order + d64.order, 2);
     /* the down rows in the activation dtype only where moert_combine_act can read them (8
      * columns at a time) */
     ck_assert_int_eq(d.out_act + d64.out_act, 2);
-    moert_prefill_fit(&g64, &d64, 2052);
+    /* Mixtral-8x7B: 235 MB of gate and up, 117 MB of down an expert, both tile heights */
+    moert_prefill_fit(&g, &d, 4096, 14336);
+    ck_assert_int_eq(g.order + d.order, 0);
+    moert_prefill_fit(&g64, &d64, 4096, 14336);
+    ck_assert_int_eq(g64.order + d64.order, 0);
+    ck_assert_int_eq(g64.persistent, 1);
+    /* the threshold on each GEMM alone: 128 MB of gate and up, 64 MB of down */
+    moert_prefill_fit(&g, &d, 2048, 16384);
+    ck_assert_int_eq(g.order, 0);
+    ck_assert_int_eq(d.order, 1);
+    moert_prefill_fit(&g64, &d64, 2052, 768);
     ck_assert_int_eq(d64.out_act, 0);
   }
   moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);

@@ -622,7 +622,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, i ? 128 : 64, &gu,
                                       &dn)) != MOERT_OK)
         return st;
-      moert_prefill_fit(&gu, &dn, d->hidden);
+      moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;

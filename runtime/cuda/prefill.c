@@ -110,9 +110,17 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
   return MOERT_OK;
 }
 
-void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden) {
+void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint32_t hidden,
+                       uint32_t intermediate) {
   if (hidden % 8) dn->out_act = 0; /* moert_combine_act reads rows by 8 columns */
-  if (gu->sm != 90 || hidden <= 2048) return;
+  if (gu->sm != 90) return;
+  /* the column tile outer for a GEMM whose one-expert weights pass MOERT_PREFILL_COL_BYTES:
+   * with the row tile outer an expert's second row tile reads each weight tile again one
+   * whole expert matrix later, long after L2 (50 MB on the H100/H200) has let it go */
+  const uint64_t b = 2ull * hidden * intermediate; /* one expert matrix, 2-byte elements */
+  gu->order = env_flag("MOERT_PREFILL_ORDER", 2 * b <= MOERT_PREFILL_COL_BYTES);
+  dn->order = env_flag("MOERT_PREFILL_ORDER", b <= MOERT_PREFILL_COL_BYTES);
+  if (hidden <= 2048) return;
   const int tall = gu->bm == 128;
   gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall);
   gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);

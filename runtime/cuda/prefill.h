@@ -52,16 +52,22 @@ int moert_prefill_pick_bm(const int32_t *offsets, uint32_t num_experts, uint64_t
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gate_up, moert_prefill_config *down);
 
-/* The work order for a layer of this hidden size (the gate/up GEMM's K), and the down rows
- * in f32 when the hidden size is not a multiple of 8: the sm_90a defaults
- * (persistent, row tile outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one
- * CTA per 128-row tile with the row tile outer and two wgmmas, which measured faster on
- * the H100 for Qwen3-235B-A22B T=4096 and DeepSeek-V3 T=8192 (persistence cost 11-45 %
- * there, docs/bench/prefill-log.md, v5), and persistent 64-row tiles, also with the row
- * tile outer (Qwen3-235B-A22B T=512 on the H200: 1181 against 1248 us with the column tile
- * outer, docs/bench/decode-log.md, v10 call 7).  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
+/* The work order for a layer of this hidden and intermediate size, and the down rows in f32
+ * when the hidden size is not a multiple of 8: the sm_90a defaults (persistent, row tile
+ * outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one CTA per 128-row tile
+ * and two wgmmas, which measured faster on the H100 for Qwen3-235B-A22B T=4096 and
+ * DeepSeek-V3 T=8192 (persistence cost 11-45 % there, docs/bench/prefill-log.md, v5), and
+ * persistent 64-row tiles.  The row tile outer (the column tiles of one row tile run together:
+ * its A rows are read once) wherever one expert's matrices of a GEMM (gate and up together)
+ * fit in MOERT_PREFILL_COL_BYTES, else the column tile outer (the row tiles of one column
+ * tile run together: its weights are read once).  On the H200 (docs/bench/decode-log.md,
+ * v11): Qwen3-235B-A22B T=512 1184 us with the row tile outer against 1240, DeepSeek-V3
+ * T=1024 5555 against 5972; Mixtral-8x7B (235 MB of gate and up an expert) T=1024 1568
+ * against 1817 the other way.  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
  * _FUSED_GU, set to 0 or 1, win over both. */
-void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden);
+#define MOERT_PREFILL_COL_BYTES (96ull << 20)
+void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden,
+                       uint32_t intermediate);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
