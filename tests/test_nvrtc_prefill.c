@@ -248,6 +248,7 @@ START_TEST(test_tiles_and_grid) {
     /* Mixtral-8x7B: 235 MB of gate and up, 117 MB of down an expert, both tile heights */
     moert_prefill_fit(&g, &d, 4096, 14336);
     ck_assert_int_eq(g.order + d.order, 0);
+    ck_assert_int_eq(g.persistent + d.persistent, 2); /* 128-row tiles, the column outer */
     moert_prefill_fit(&g64, &d64, 4096, 14336);
     ck_assert_int_eq(g64.order + d64.order, 0);
     ck_assert_int_eq(g64.persistent, 1);

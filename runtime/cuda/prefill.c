@@ -121,8 +121,12 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
   gu->order = env_flag("MOERT_PREFILL_ORDER", 2 * b <= MOERT_PREFILL_COL_BYTES);
   dn->order = env_flag("MOERT_PREFILL_ORDER", b <= MOERT_PREFILL_COL_BYTES);
   if (hidden <= 2048) return;
+  /* persistent grids for 64-row tiles, and for 128-row tiles with the column tile outer:
+   * on the H200 Mixtral-8x7B T=512 took 966 us against 1006, prefill T=4096 4669 against
+   * 4792 (docs/bench/decode-log.md, v11) */
   const int tall = gu->bm == 128;
-  gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall);
+  gu->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !gu->order);
+  dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !dn->order);
   gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);
 }
 

@@ -57,7 +57,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
  * outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one CTA per 128-row tile
  * and two wgmmas, which measured faster on the H100 for Qwen3-235B-A22B T=4096 and
  * DeepSeek-V3 T=8192 (persistence cost 11-45 % there, docs/bench/prefill-log.md, v5), and
- * persistent 64-row tiles.  The row tile outer (the column tiles of one row tile run together:
+ * persistent 64-row tiles; persistent 128-row tiles too where the column tile is outer.  The row tile outer (the column tiles of one row tile run together:
  * its A rows are read once) wherever one expert's matrices of a GEMM (gate and up together)
  * fit in MOERT_PREFILL_COL_BYTES, else the column tile outer (the row tiles of one column
  * tile run together: its weights are read once).  On the H200 (docs/bench/decode-log.md,
