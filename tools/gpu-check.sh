@@ -36,6 +36,20 @@ ctest -L 'gpu|nvrtc' --output-on-failure -V 2>&1 | tee "$LOGS/ctest.log"
 rc=${PIPESTATUS[0]}
 echo "ctest -L 'gpu|nvrtc': exit $rc after $(( $(date +%s) - start )) s" | tee -a "$LOGS/ctest.log"
 
+# `moert run` twice over a stack of two layers (the second layer's input is the first's
+# output, a megabyte or more of it): the checksums must be equal.  They were not before the
+# tool uploaded on its own stream (session 10: the next step could read its input buffer
+# before the upload landed).
+if [ -x moert ]; then
+  sums=$(for i in 1 2; do MOERT_CACHE_DIR="$PWD/jit-cache" timeout 120 ./moert run --backend cuda \
+           --model qwen3-30b-a3b --tokens 512 --layers 2 --weight-sets 1 2>&1 | grep checksum; done)
+  echo "$sums" | tee "$LOGS/run-checksums.txt"
+  if [ "$(echo "$sums" | grep -c checksum)" != 2 ] || [ "$(echo "$sums" | sort -u | wc -l)" != 1 ]; then
+    echo "moert run: two runs of the same stack gave different (or no) checksums"
+    rc=1
+  fi
+fi
+
 # The small-layer cases under compute-sanitizer: out-of-bounds and misaligned accesses
 # (memcheck) in every kernel and plan block size, shared-memory races (racecheck) in the
 # bf16 ones.  Skipped with MOERT_GPU_CHECK_SANITIZE=0.
