@@ -48,7 +48,8 @@
  * shared memory, and one m64n256 wgmma reads both, so A is read once per K step, not twice.
  *
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
- * MOERT_BN (64, 128, 256; default 128 gated, 256 down), MOERT_STAGES (default 4),
+ * MOERT_BN (64, 128, 256; default 128 gated, 256 down; 64 gated / 128 down are the narrow
+ * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0).  K need only be a multiple of 8 (a short last K step is
  * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
@@ -115,8 +116,8 @@
 #if BM != 64 && BM != 128
 #error "MOERT_BM must be 64 or 128"
 #endif
-#if WGN != 64 && WGN != 128 && WGN != 256
-#error "MOERT_BN gives a wgmma width other than 64, 128 or 256"
+#if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
+#error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256"
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
@@ -207,6 +208,19 @@ static __device__ __forceinline__ unsigned long long smem_desc(unsigned int addr
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
+/* D[64 x 32] += A . B^T, both operands from shared memory (descriptors): the narrow gate/up
+ * tiles (BN = 64 at BM = 64) of the decode sizes */
+static __device__ __forceinline__ void wgmma_n32(float (&d)[16], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+      "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db));
+}
 /* D[64 x 64] += A . B^T, both operands from shared memory (descriptors) */
 static __device__ __forceinline__ void wgmma_n64(float (&d)[32], unsigned long long da,
                                                   unsigned long long db) {
@@ -277,6 +291,10 @@ static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long
       : "l"(da), "l"(db));
 }
 
+static __device__ __forceinline__ void wgmma_tile(float (&d)[16], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n32(d, da, db);
+}
 static __device__ __forceinline__ void wgmma_tile(float (&d)[32], unsigned long long da,
                                                   unsigned long long db) {
   wgmma_n64(d, da, db);

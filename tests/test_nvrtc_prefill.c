@@ -97,6 +97,26 @@ START_TEST(test_sm90a_compiles) {
   g2.order = 0;
   g2.epi_wide = 0; /* 4-byte stores */
   compile_cubin(nv, &g2, "sm_90a");
+  /* the narrow tiles of the decode sizes (64-row tiles only: m64n32 gate/up wgmmas), with
+   * both epilogues */
+  g2 = gu;
+  d2 = dn;
+  moert_prefill_narrow(&g2, &d2);
+  if (bm == 64) {
+    ck_assert_int_eq(g2.bn, 64);
+    ck_assert_int_eq(d2.bn, 128);
+    ck_assert_uint_le(moert_prefill_smem(&g2), 232448);
+    ck_assert_uint_le(moert_prefill_smem(&d2), 232448);
+    compile_cubin(nv, &g2, "sm_90a");
+    compile_cubin(nv, &d2, "sm_90a");
+    g2.epi_wide = d2.epi_wide = 0;
+    compile_cubin(nv, &g2, "sm_90a");
+    compile_cubin(nv, &d2, "sm_90a");
+  } else { /* no change to 128-row tiles */
+    ck_assert_int_eq(g2.bn, gu.bn);
+    ck_assert_int_eq(d2.bn, dn.bn);
+    ck_assert_int_eq(g2.stages, gu.stages);
+  }
 }
 END_TEST
 

@@ -24,6 +24,8 @@ typedef struct cuda_runtime {
   bool primary; /* ctx is the device's retained primary context */
   int cc_major, cc_minor, sm_count, smem_optin, smem_per_sm;
   bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
+  int narrow_mode; /* MOERT_PREFILL_NARROW, a benchmark and test hook: -1 auto (narrow_rule),
+                    * 0 never, 1 at every T that takes 64-row tiles */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -85,7 +87,8 @@ typedef struct cuda_scratch {
                          * routed prefill chain's launches are programmatic dependent ones:
                          * bit 0 tiles, 1 gate/up, 2 down, 3 the combine after them */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
-  moert_prefill_kernels pf[2];
+  moert_prefill_kernels pf[3]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles */
+  bool narrow_ok;  /* pf[2] is loaded */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
@@ -103,6 +106,10 @@ typedef struct cuda_experts {
    * after the routed ones; 0 when there is no shared expert or its maps are missing (it then
    * runs on the tiled kernels on sm_90) */
   CUdeviceptr shared_maps;
+  /* the narrow tiles' maps of the routed experts (boxes of 64 rows for gate/up, 128 for
+   * down; the layout of maps), where narrow_rule can hold for this layer at one token or
+   * MOERT_PREFILL_NARROW=1; else 0 */
+  CUdeviceptr maps_narrow;
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
@@ -181,6 +188,15 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
       3ull * d->hidden * d->intermediate * moert_dtype_size(d->weight_dtype);
   return moert_cuda_prefill_due(r->cc_major, r->cc_minor, T, d->top_k, d->num_experts,
                                 expert_bytes);
+}
+
+/* The narrow 64-row tiles (moert_prefill_narrow) where the default gate/up work items of
+ * the touched experts, min(T k, E) x I / 128 column tiles, are fewer than the SMs:
+ * Qwen3-30B-A3B at T = 1 and 2 (48 and 96 items for 132 SMs), Qwen3-235B-A22B at T = 1 */
+static bool narrow_rule(const cuda_runtime *r, const moert_layer_desc *d, uint64_t T) {
+  if (r->narrow_mode >= 0) return r->narrow_mode == 1;
+  const uint64_t pairs = T * d->top_k, touched = pairs < d->num_experts ? pairs : d->num_experts;
+  return r->sm_count > 0 && touched * ((d->intermediate + 127) / 128) < (uint64_t)r->sm_count;
 }
 
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
@@ -339,6 +355,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
   {
     const char *pdl = getenv("MOERT_CUDA_PDL");
     r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
+    const char *nw = getenv("MOERT_PREFILL_NARROW");
+    r->narrow_mode = nw && !strcmp(nw, "0") ? 0 : nw && !strcmp(nw, "1") ? 1 : -1;
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -630,6 +648,16 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
+    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_rule(r, d, 1)) {
+      moert_prefill_config gu, dn;
+      if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
+          MOERT_OK)
+        return st;
+      moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
+      moert_prefill_narrow(&gu, &dn);
+      if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
+      c->narrow_ok = true;
+    }
   }
   c->prepared = true;
   return MOERT_OK;
@@ -685,14 +713,15 @@ static moert_status cuda_experts_init(moert_experts *x) {
   /* sm_90a: the weights' tensor maps for the prefill GEMMs, encoded once here (a layer the
    * prefill GEMMs cannot take, or a map the driver refuses, only means no maps) */
   void *maps = NULL;
-  bool shared_maps = false;
+  bool shared_maps = false, narrow_maps = false;
   const size_t tab_bytes = (n * sizeof *tab + 127) & ~(size_t)127;
   if (st == MOERT_OK && r->cc_major == 9 && r->cc_minor == 0 &&
       (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
       d->weight_dtype == d->act_dtype && d->hidden % 32 == 0 && d->intermediate % 32 == 0) {
     moert_prefill_config gu, dn;
     moert_tmap_encode_fn enc;
-    maps = aligned_alloc(64, 3 * ((size_t)E + 1) * MOERT_TMAP_BYTES);
+    /* [gate E][up E][down E][shared 3][narrow gate E][narrow up E][narrow down E] */
+    maps = aligned_alloc(64, (6 * (size_t)E + 3) * MOERT_TMAP_BYTES);
     if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
         moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
         moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
@@ -708,8 +737,21 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                                  (unsigned char *)maps +
                                                      3 * (size_t)E * MOERT_TMAP_BYTES) == MOERT_OK;
     }
+    if (maps && narrow_rule(r, d, 1)) {
+      moert_prefill_config g64, d64;
+      narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
+      moert_prefill_narrow(&g64, &d64);
+      narrow_maps = narrow_maps &&
+                    moert_prefill_encode_weights(enc, d->act_dtype, &g64, &d64, E, d->hidden,
+                                                 d->intermediate, (const void *const *)x->gate,
+                                                 (const void *const *)x->up,
+                                                 (const void *const *)x->down,
+                                                 (unsigned char *)maps + (3 * (size_t)E + 3) *
+                                                     MOERT_TMAP_BYTES) == MOERT_OK;
+    }
   }
-  const size_t map_count = maps ? 3 * ((size_t)E + (shared_maps ? 1 : 0)) : 0;
+  const size_t map_count = !maps ? 0 : narrow_maps ? 6 * (size_t)E + 3
+                                     : 3 * ((size_t)E + (shared_maps ? 1 : 0));
   const size_t all_bytes = tab_bytes + map_count * MOERT_TMAP_BYTES;
   if (st == MOERT_OK && (st = push_ctx(r)) == MOERT_OK) {
     CU_CHECK(r, r->cu->cuMemAlloc(&ce->table, all_bytes), "cuMemAlloc of the expert table");
@@ -717,6 +759,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
     if (maps) {
       ce->maps = ce->table + tab_bytes;
       if (shared_maps) ce->shared_maps = ce->maps + 3 * (CUdeviceptr)E * MOERT_TMAP_BYTES;
+      if (narrow_maps) ce->maps_narrow = ce->maps + (3 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
       CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
                "cuMemcpyHtoD of the weights' tensor maps");
     }
@@ -1029,10 +1072,13 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(E, pairs);
-    const moert_prefill_kernels *pk = &c->pf[tile_rows == 128];
+    /* the narrow tiles where the default ones leave SMs idle (narrow_rule) */
+    const bool narrow = tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r, d, T);
+    const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
-                             .x_stride = xs, .wtab = tab, .maps = ce->maps,
+                             .x_stride = xs, .wtab = tab,
+                             .maps = narrow ? ce->maps_narrow : ce->maps,
                              .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
                              .out = c->ypair, .out_stride = H,
                              .pdl = r->pdl ? c->prefill_pdl & 7u : 0u,

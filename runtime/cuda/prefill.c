@@ -130,6 +130,15 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
   gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);
 }
 
+void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
+  if (gu->sm != 90 || gu->bm != 64 || dn->bm != 64) return;
+  gu->bn = 64;  /* two consumers of 32 columns, gate and up: m64n32 wgmmas */
+  dn->bn = 128; /* two consumers of 64 columns */
+  /* 24 KB a stage each (A 8 KB + B 16 KB): deeper rings for the same shared memory; a
+   * benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
+  gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 6);
+}
+
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
   memset(out, 0, sizeof *out);
   out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";

@@ -69,6 +69,13 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
 void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down, uint32_t hidden,
                        uint32_t intermediate);
 
+/* The narrow tiles of the decode sizes (sm_90a, 64-row tiles only; else no change): gate/up
+ * 64 columns (m64n32 wgmmas, one per consumer and matrix), down 128, so that a step with
+ * few experts has twice the work items of the default 128 / 256 — at one token Qwen3-30B-A3B
+ * has 8 experts x 6 gate/up column tiles for 132 SMs.  Their weights need tensor maps with
+ * boxes of as many rows (moert_prefill_encode_weights with these configs). */
+void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *down);
+
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
   moert_jit_request req;
