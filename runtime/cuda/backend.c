@@ -24,8 +24,8 @@ typedef struct cuda_runtime {
   bool primary; /* ctx is the device's retained primary context */
   int cc_major, cc_minor, sm_count, smem_optin, smem_per_sm;
   bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
-  int narrow_mode; /* MOERT_PREFILL_NARROW, a benchmark and test hook: -1 auto (narrow_rule),
-                    * 0 never, 1 at every T that takes 64-row tiles */
+  bool narrow; /* MOERT_PREFILL_NARROW=1, a benchmark and test hook: the narrow tiles wherever
+                * the prefill GEMMs take 64-row tiles (decode-log.md v11: slower by default) */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -107,8 +107,7 @@ typedef struct cuda_experts {
    * runs on the tiled kernels on sm_90) */
   CUdeviceptr shared_maps;
   /* the narrow tiles' maps of the routed experts (boxes of 64 rows for gate/up, 128 for
-   * down; the layout of maps), where narrow_rule can hold for this layer at one token or
-   * MOERT_PREFILL_NARROW=1; else 0 */
+   * down; the layout of maps) with MOERT_PREFILL_NARROW=1; else 0 */
   CUdeviceptr maps_narrow;
 } cuda_experts;
 
@@ -190,14 +189,12 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
                                 expert_bytes);
 }
 
-/* The narrow 64-row tiles (moert_prefill_narrow) where the default gate/up work items of
- * the touched experts, min(T k, E) x I / 128 column tiles, are fewer than the SMs:
- * Qwen3-30B-A3B at T = 1 and 2 (48 and 96 items for 132 SMs), Qwen3-235B-A22B at T = 1 */
-static bool narrow_rule(const cuda_runtime *r, const moert_layer_desc *d, uint64_t T) {
-  if (r->narrow_mode >= 0) return r->narrow_mode == 1;
-  const uint64_t pairs = T * d->top_k, touched = pairs < d->num_experts ? pairs : d->num_experts;
-  return r->sm_count > 0 && touched * ((d->intermediate + 127) / 128) < (uint64_t)r->sm_count;
-}
+/* The narrow 64-row tiles (moert_prefill_narrow): only where MOERT_PREFILL_NARROW=1.  On the
+ * H200 (docs/bench/decode-log.md, v11) they ran Qwen3-30B-A3B T=1 on the prefill GEMMs in
+ * 32.5-32.6 us (MOERT_PREFILL_NARROW_STAGES=8; 33.0-33.2 with the default 6) against 36.3
+ * with the default tiles and 33.3-33.4 on the split-K decode kernel, but Qwen3-30B-A3B T=2 in 54.0 against 50.0 and Qwen3-235B-A22B T=1 in 98.3
+ * against 88.3 (6 stages): twice the work items is not by itself faster. */
+static bool narrow_rule(const cuda_runtime *r) { return r->narrow; }
 
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
  * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook) */
@@ -356,7 +353,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     const char *pdl = getenv("MOERT_CUDA_PDL");
     r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
     const char *nw = getenv("MOERT_PREFILL_NARROW");
-    r->narrow_mode = nw && !strcmp(nw, "0") ? 0 : nw && !strcmp(nw, "1") ? 1 : -1;
+    r->narrow = nw && !strcmp(nw, "1");
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -648,7 +645,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_rule(r, d, 1)) {
+    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_rule(r)) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
@@ -737,7 +734,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                                  (unsigned char *)maps +
                                                      3 * (size_t)E * MOERT_TMAP_BYTES) == MOERT_OK;
     }
-    if (maps && narrow_rule(r, d, 1)) {
+    if (maps && narrow_rule(r)) {
       moert_prefill_config g64, d64;
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
@@ -1072,8 +1069,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(E, pairs);
-    /* the narrow tiles where the default ones leave SMs idle (narrow_rule) */
-    const bool narrow = tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r, d, T);
+    /* the narrow tiles where the hook asks for them (narrow_rule) */
+    const bool narrow = tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r);
     const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,

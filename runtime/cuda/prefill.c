@@ -134,7 +134,9 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   if (gu->sm != 90 || gu->bm != 64 || dn->bm != 64) return;
   gu->bn = 64;  /* two consumers of 32 columns, gate and up: m64n32 wgmmas */
   dn->bn = 128; /* two consumers of 64 columns */
-  /* 24 KB a stage each (A 8 KB + B 16 KB): deeper rings for the same shared memory; a
+  /* 24 KB a stage each (A 8 KB + B 16 KB): deeper rings for the same shared memory (H200,
+   * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
+   * decode-log.md v11; the GPU tests ran 6, so 6 stays the default until they run 8); a
    * benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
   gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 6);
 }

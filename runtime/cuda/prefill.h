@@ -73,7 +73,9 @@ void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down
  * 64 columns (m64n32 wgmmas, one per consumer and matrix), down 128, so that a step with
  * few experts has twice the work items of the default 128 / 256 — at one token Qwen3-30B-A3B
  * has 8 experts x 6 gate/up column tiles for 132 SMs.  Their weights need tensor maps with
- * boxes of as many rows (moert_prefill_encode_weights with these configs). */
+ * boxes of as many rows (moert_prefill_encode_weights with these configs).  The forward
+ * takes them only with MOERT_PREFILL_NARROW=1 (measured, decode-log.md v11: not faster
+ * where the default tiles run). */
 void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *down);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
