@@ -192,8 +192,9 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
 /* The narrow 64-row tiles (moert_prefill_narrow): only where MOERT_PREFILL_NARROW=1.  On the
  * H200 (docs/bench/decode-log.md, v11) they ran Qwen3-30B-A3B T=1 on the prefill GEMMs in
  * 32.5-32.6 us (MOERT_PREFILL_NARROW_STAGES=8; 33.0-33.2 with the default 6) against 36.3
- * with the default tiles and 33.3-33.4 on the split-K decode kernel, but Qwen3-30B-A3B T=2 in 54.0 against 50.0 and Qwen3-235B-A22B T=1 in 98.3
- * against 88.3 (6 stages): twice the work items is not by itself faster. */
+ * with the default tiles and 33.3-33.4 on the split-K decode kernel, but Qwen3-30B-A3B T=2
+ * in 54.0 against 50.0 and Qwen3-235B-A22B T=1 in 98.3 against 88.3 (6 stages): twice the
+ * work items is not by itself faster. */
 static bool narrow_rule(const cuda_runtime *r) { return r->narrow; }
 
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
@@ -719,6 +720,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
     moert_tmap_encode_fn enc;
     /* [gate E][up E][down E][shared 3][narrow gate E][narrow up E][narrow down E] */
     maps = aligned_alloc(64, (6 * (size_t)E + 3) * MOERT_TMAP_BYTES);
+    if (maps) memset(maps, 0, (6 * (size_t)E + 3) * MOERT_TMAP_BYTES); /* unused slots too */
     if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
         moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
         moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
