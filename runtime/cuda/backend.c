@@ -24,8 +24,10 @@ typedef struct cuda_runtime {
   bool primary; /* ctx is the device's retained primary context */
   int cc_major, cc_minor, sm_count, smem_optin, smem_per_sm;
   bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
-  bool narrow; /* MOERT_PREFILL_NARROW=1, a benchmark and test hook: the narrow tiles wherever
-                * the prefill GEMMs take 64-row tiles (decode-log.md v11: slower by default) */
+  bool narrow;    /* MOERT_PREFILL_NARROW=1, a benchmark and test hook: the narrow tiles wherever
+                   * the prefill GEMMs take 64-row tiles (decode-log.md v11: slower by default) */
+  bool narrow_t1; /* MOERT_PREFILL_NARROW=t1: the narrow prefill GEMMs instead of the split-K
+                   * decode kernel, wherever that kernel would run (not measured as such) */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -197,12 +199,35 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
  * work items is not by itself faster. */
 static bool narrow_rule(const cuda_runtime *r) { return r->narrow; }
 
+/* The split-K decode kernel for the decode path's choice dec: where its work items fill at
+ * most half of the CTAs the GPU holds at once, unless forced.  On the H200 (396 places):
+ * Qwen3-30B-A3B T = 1, 192 items, 33.0 us against 34.9 on the two decode kernels; T = 2, 384
+ * items, 56.2 against 55.8 (docs/bench/decode-log.md, v9) */
+static bool fused_due(const cuda_scratch *c, const moert_layer_desc *d, uint32_t T, int dec) {
+  const uint64_t pairs = (uint64_t)T * d->top_k;
+  const uint64_t jmax = pairs < d->num_experts ? pairs : d->num_experts; /* touched, at most */
+  const uint64_t items = jmax * (d->intermediate / DEC_FUSED_SLAB);
+  return dec >= 0 && c->fn_dec_fused && pairs <= c->fused_pairs &&
+         (c->dec_fused_mode == 1 || (dec == 0 && 2 * items <= c->fused_ctas));
+}
+
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
  * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook) */
 static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
   const char *fb = getenv("MOERT_PREFILL_BM");
   if (fb && (!strcmp(fb, "64") || !strcmp(fb, "128"))) return atoi(fb);
   return moert_prefill_pick_bm(NULL, E, pairs);
+}
+
+/* MOERT_PREFILL_NARROW=t1: the narrow prefill GEMMs (64-row tiles) where the forward of T
+ * would take the split-K decode kernel.  Call 7 of the tenth session measured that path,
+ * forced by hand, at 32.5-32.6 us for Qwen3-30B-A3B T=1 with 8 stages against 33.3-33.4 for
+ * the split-K kernel (decode-log.md v11). */
+static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
+                          const moert_layer_desc *d, uint32_t T) {
+  return r->narrow_t1 && c->narrow_ok && c->prefill_ok &&
+         prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k) == 64 &&
+         fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
 }
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
@@ -217,7 +242,7 @@ static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const m
                            uint32_t T) {
   if (c->route_tiles == 0 || !c->prefill_ok || !c->prefill_tiles || d->shared_intermediate ||
       (c->route_tiles < 0 && (uint64_t)T * d->top_k > MOERT_CUDA_ROUTE_TILES_MAX_PAIRS) ||
-      c->pf[0].gate_up.sm != 90 || !want_prefill(r, c, d, T))
+      c->pf[0].gate_up.sm != 90 || !(want_prefill(r, c, d, T) || narrow_t1_due(r, c, d, T)))
     return 0;
   return prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k);
 }
@@ -355,6 +380,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
     const char *nw = getenv("MOERT_PREFILL_NARROW");
     r->narrow = nw && !strcmp(nw, "1");
+    r->narrow_t1 = nw && !strcmp(nw, "t1");
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -646,7 +672,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_rule(r)) {
+    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && (narrow_rule(r) || r->narrow_t1)) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
@@ -736,7 +762,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                                  (unsigned char *)maps +
                                                      3 * (size_t)E * MOERT_TMAP_BYTES) == MOERT_OK;
     }
-    if (maps && narrow_rule(r)) {
+    if (maps && (narrow_rule(r) || r->narrow_t1)) {
       moert_prefill_config g64, d64;
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
@@ -1047,21 +1073,18 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   long long hstride = I, hsstride = Is;
   /* the prefill GEMMs: where the plan has many rows per expert (or forced); the sm_90a
    * kernels need the experts' tensor maps */
-  const bool prefill = blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
-                       (c->pf[0].gate_up.sm != 90 || ce->maps);
+  /* (or the narrow ones where the hook MOERT_PREFILL_NARROW=t1 puts them at the split-K
+   * kernel's T) */
+  const bool t1 = blocks > 0 && ce->maps_narrow && narrow_t1_due(r, c, d, T);
+  const bool prefill = t1 || (blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
+                              (c->pf[0].gate_up.sm != 90 || ce->maps));
   /* the prefill GEMMs may write their rows (ypair, ys) in the activation dtype: both tile
    * heights' modules are built with the same out_act */
   const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
   /* the decode kernels' work items: (slab, touched expert), at most min(T k, E) touched */
   const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
-  /* the split-K decode kernel: where its work items fill at most half of the CTAs the GPU
-   * holds at once, unless forced.  On the H200 (396 places): Qwen3-30B-A3B T = 1, 192 items,
-   * 33.0 us against 34.9 on the two decode kernels; T = 2, 384 items, 56.2 against 55.8
-   * (docs/bench/decode-log.md, v9) */
-  const uint64_t fused_items = (uint64_t)jmax * (I / DEC_FUSED_SLAB);
-  const bool fused = dec >= 0 && c->fn_dec_fused && (uint64_t)T * k <= c->fused_pairs &&
-                     (c->dec_fused_mode == 1 || (dec == 0 && 2 * fused_items <= c->fused_ctas));
+  const bool fused = fused_due(c, d, T, dec); /* the split-K decode kernel */
   c->last_route_tiles = false;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
@@ -1072,7 +1095,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(E, pairs);
     /* the narrow tiles where the hook asks for them (narrow_rule) */
-    const bool narrow = tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r);
+    const bool narrow =
+        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r));
     const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
