@@ -100,6 +100,10 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * H100 Qwen3-30B-A3B T=8192 took 1354-1361 us against 1534-1537 (docs/bench/
      * prefill-log.md, v6).  Hook: MOERT_PREFILL_EPI_WIDE = 0|1. */
     gu->epi_wide = dn->epi_wide = env_flag("MOERT_PREFILL_EPI_WIDE", 1);
+    /* 128-row tiles: the second consumer idle on an expert's last tile of 64 rows or fewer
+     * (written in the tenth session, not yet run on a GPU; a hook until measured:
+     * MOERT_PREFILL_SKIP_IDLE = 0|1) */
+    gu->skip_idle = dn->skip_idle = bm == 128 && env_flag("MOERT_PREFILL_SKIP_IDLE", 0);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -158,6 +162,7 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->fused_gu) snprintf(out->text[n++], sizeof out->text[0], "MOERT_FUSED_GU=1");
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
+    if (c->skip_idle) snprintf(out->text[n++], sizeof out->text[0], "MOERT_SKIP_IDLE=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
