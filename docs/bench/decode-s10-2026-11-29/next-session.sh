@@ -7,7 +7,8 @@
 #    buffer fix were never run on a GPU; quick, forward, prefill;
 # 2. the narrow tiles at 8 stages under the tests (call 8 of the tenth session found no time);
 # 3. MOERT_PREFILL_NARROW=t1 (the narrow prefill GEMMs at the split-K kernel's T): quick and
-#    forward cases with it, checksums, and the A/B at T=1 against the default, three rounds.
+#    forward cases with it, checksums, and the A/B at T=1 against the default, three rounds;
+# 4. MOERT_PREFILL_SKIP_IDLE=1 (below).
 set -u
 t0=$(date +%s)
 [ -e /work/main ] || { mkdir -p /work && ln -s "$(pwd)" /work/main; }
@@ -24,6 +25,20 @@ run prefill 120 $B/tests/test_gpu_prefill
 run prefill-narrow8 120 MOERT_PREFILL_NARROW_STAGES=8 $B/tests/test_gpu_prefill
 run quick-t1 120 CK_RUN_CASE=quick MOERT_PREFILL_NARROW=t1 MOERT_PREFILL_NARROW_STAGES=8 $B/tests/test_gpu_forward
 run forward-t1 240 CK_RUN_CASE=forward MOERT_PREFILL_NARROW=t1 MOERT_PREFILL_NARROW_STAGES=8 $B/tests/test_gpu_forward
+# 4. MOERT_PREFILL_SKIP_IDLE=1 (128-row tiles: the second consumer idle on short last tiles):
+#    test_gpu_prefill has two cases for it (epi 4); forward case with it; A/B on Mixtral
+#    T=256/512 (64 and 128 rows an expert in 128-row tiles) and Qwen3-30B-A3B prefill T=8192
+run forward-skip 240 CK_RUN_CASE=forward MOERT_PREFILL_SKIP_IDLE=1 $B/tests/test_gpu_forward
+for r in 1 2; do
+  for cfg in MOERT_X=1 MOERT_PREFILL_SKIP_IDLE=1; do
+    echo "# mixtral-8x7b | $cfg | $r" >> $OUT/skip.jsonl
+    env $cfg timeout 60 $B/moert bench --backend cuda --stage forward --model mixtral-8x7b \
+      --tokens 256,512,1024 --json >> $OUT/skip.jsonl 2>&1
+    echo "# qwen3-30b-a3b | $cfg | $r" >> $OUT/skip.jsonl
+    env $cfg timeout 60 $B/moert bench --backend cuda --stage prefill --model qwen3-30b-a3b \
+      --tokens 2048,8192 --json >> $OUT/skip.jsonl 2>&1
+  done
+done
 for v in MOERT_X=1 "MOERT_PREFILL_NARROW=t1 MOERT_PREFILL_NARROW_STAGES=8"; do
   echo "qwen3-30b T=1 L=2 [$v] $(env $v timeout 60 $B/moert run --backend cuda --model qwen3-30b-a3b \
     --tokens 1 --layers 2 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ')"
@@ -35,7 +50,7 @@ for r in 1 2 3; do
       --tokens 1,2 --json >> $OUT/ab.jsonl 2>&1
   done
 done
-python3 - $OUT/ab.jsonl <<'PY'
+for f in ab skip; do python3 - $OUT/$f.jsonl <<'PY'
 import json,sys
 cur=None;res={}
 for l in open(sys.argv[1]):
@@ -47,4 +62,5 @@ for k in sorted(res):
     print(k)
     for c,v in res[k].items(): print('   %-60s %s' % (c, v))
 PY
+done
 echo "total $(( $(date +%s) - t0 )) s"
