@@ -191,13 +191,14 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
                                 expert_bytes);
 }
 
-/* The narrow 64-row tiles (moert_prefill_narrow): only where MOERT_PREFILL_NARROW=1.  On the
+/* The narrow 64-row tiles (moert_prefill_narrow): their modules and maps are built only for
+ * the hook MOERT_PREFILL_NARROW (1 or t1).  On the
  * H200 (docs/bench/decode-log.md, v11) they ran Qwen3-30B-A3B T=1 on the prefill GEMMs in
  * 32.5-32.6 us (MOERT_PREFILL_NARROW_STAGES=8; 33.0-33.2 with the default 6) against 36.3
  * with the default tiles and 33.3-33.4 on the split-K decode kernel, but Qwen3-30B-A3B T=2
  * in 54.0 against 50.0 and Qwen3-235B-A22B T=1 in 98.3 against 88.3 (6 stages): twice the
  * work items is not by itself faster. */
-static bool narrow_rule(const cuda_runtime *r) { return r->narrow; }
+static bool narrow_built(const cuda_runtime *r) { return r->narrow || r->narrow_t1; }
 
 /* The split-K decode kernel for the decode path's choice dec: where its work items fill at
  * most half of the CTAs the GPU holds at once, unless forced.  On the H200 (396 places):
@@ -672,7 +673,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && (narrow_rule(r) || r->narrow_t1)) {
+    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_built(r)) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
@@ -762,7 +763,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                                  (unsigned char *)maps +
                                                      3 * (size_t)E * MOERT_TMAP_BYTES) == MOERT_OK;
     }
-    if (maps && (narrow_rule(r) || r->narrow_t1)) {
+    if (maps && narrow_built(r)) {
       moert_prefill_config g64, d64;
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
@@ -1094,9 +1095,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(E, pairs);
-    /* the narrow tiles where the hook asks for them (narrow_rule) */
+    /* the narrow tiles where the hook asks for them */
     const bool narrow =
-        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow && narrow_rule(r));
+        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow && r->narrow);
     const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,

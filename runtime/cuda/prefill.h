@@ -59,10 +59,11 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
  * outer, 128-row gate/up as one wgmma) up to hidden 2048; above, one CTA per 128-row tile
  * and two wgmmas, which measured faster on the H100 for Qwen3-235B-A22B T=4096 and
  * DeepSeek-V3 T=8192 (persistence cost 11-45 % there, docs/bench/prefill-log.md, v5), and
- * persistent 64-row tiles; persistent 128-row tiles too where the column tile is outer.  The row tile outer (the column tiles of one row tile run together:
- * its A rows are read once) wherever one expert's matrices of a GEMM (gate and up together)
- * fit in MOERT_PREFILL_COL_BYTES, else the column tile outer (the row tiles of one column
- * tile run together: its weights are read once).  On the H200 (docs/bench/decode-log.md,
+ * persistent 64-row tiles; persistent 128-row tiles too where the column tile is outer.
+ * The row tile outer (the column tiles of one row tile run together: its A rows are read
+ * once) wherever one expert's matrices of a GEMM (gate and up together) fit in
+ * MOERT_PREFILL_COL_BYTES, else the column tile outer (the row tiles of one column tile run
+ * together: its weights are read once).  On the H200 (docs/bench/decode-log.md,
  * v11): Qwen3-235B-A22B T=512 1184 us with the row tile outer against 1240, DeepSeek-V3
  * T=1024 5555 against 5972; Mixtral-8x7B (235 MB of gate and up an expert) T=1024 1568
  * against 1817 the other way.  The benchmark hooks MOERT_PREFILL_PERSISTENT, _ORDER and
