@@ -50,17 +50,5 @@ for r in 1 2 3; do
       --tokens 1,2 --json >> $OUT/ab.jsonl 2>&1
   done
 done
-for f in ab skip; do python3 - $OUT/$f.jsonl <<'PY'
-import json,sys
-cur=None;res={}
-for l in open(sys.argv[1]):
-    if l.startswith('#'): p=[x.strip() for x in l[1:].split('|')]; cur=(p[0],p[1]); continue
-    if l.startswith('{'):
-        r=json.loads(l); res.setdefault((cur[0],r['T']),{}).setdefault(cur[1],[]).append((round(r['us'],2),r.get('ratio')))
-    elif l.strip(): print('!', l.strip()[:200])
-for k in sorted(res):
-    print(k)
-    for c,v in res[k].items(): print('   %-60s %s' % (c, v))
-PY
-done
+python3 tools/ab-table.py $OUT/ab.jsonl $OUT/skip.jsonl
 echo "total $(( $(date +%s) - t0 )) s"
