@@ -50,8 +50,7 @@
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down; 64 gated / 128 down are the narrow
  * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
- * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT,
- * MOERT_SKIP_IDLE (128-row tiles: a consumer with no rows in the tile issues no wgmma)
+ * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0).  K need only be a multiple of 8 (a short last K step is
  * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
@@ -97,9 +96,6 @@
 #endif
 #ifndef MOERT_EPI_WIDE
 #define MOERT_EPI_WIDE 0
-#endif
-#ifndef MOERT_SKIP_IDLE
-#define MOERT_SKIP_IDLE 0
 #endif
 
 #define BM MOERT_BM
@@ -445,58 +441,41 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int row0 = tile.y, row_end = tile.z;
       const int n0 = ITEM_COL(w) * BN;
-#if MOERT_SKIP_IDLE && WG_M == 2
-      /* a consumer whose 64 rows all lie past the tile's end (an expert's last tile of 64
-       * rows or fewer) issues no wgmma and stores nothing: the other consumer has the
-       * tensor cores to itself.  It still waits for each stage and frees it, so the
-       * barriers' counts stay as they are.  Uniform over the warpgroup. */
-      const bool idle = row0 + wm * 64 >= row_end;
-#else
-      const bool idle = false;
-#endif
       float acc[NACC][MMA_ACC];
 #pragma unroll
       for (int b = 0; b < NACC; b++)
 #pragma unroll
         for (int i = 0; i < MMA_ACC; i++) acc[b][i] = 0.0f;
-      if (idle) {
-        /* no wgmma: wait for each stage and free it, as the loop below does */
-        for (int kt = 0; kt < ktiles; kt++, it++) {
-          mbar_wait(smem_u32(&s_full[it % STAGES]), (it / STAGES) & 1);
-          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-        }
-      } else {
-        for (int kt = 0; kt < ktiles; kt++, it++) {
-          const int s = it % STAGES;
-          mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
+      for (int kt = 0; kt < ktiles; kt++, it++) {
+        const int s = it % STAGES;
+        mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
 #if !MOERT_A_TMA
-          /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
-          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
-          const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
-          const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
-          const unsigned long long da = smem_desc(sa);
-#pragma unroll
-          for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
-          wgmma_fence();
-#pragma unroll
-          for (int kk = 0; kk < BK / 16; kk++) {
-            /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
-#pragma unroll
-            for (int b = 0; b < NACC; b++)
-              wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
-          }
-          wgmma_commit();
-#pragma unroll
-          for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
-          /* the batch of step it-1 has completed: its stage can be refilled */
-          wgmma_wait<1>();
-          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-        }
-        wgmma_wait<0>();
+        const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
+        const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
+        const unsigned long long da = smem_desc(sa);
 #pragma unroll
         for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+          /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
+#pragma unroll
+          for (int b = 0; b < NACC; b++)
+            wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
+        }
+        wgmma_commit();
+#pragma unroll
+        for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
+        /* the batch of step it-1 has completed: its stage can be refilled */
+        wgmma_wait<1>();
+        if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
       }
+      wgmma_wait<0>();
+#pragma unroll
+      for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
       /* the CTA's last item: the next kernel may be scheduled (it waits for this grid to
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
        * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
@@ -504,7 +483,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       if (w + w_step >= total) moert_pdl_trigger();
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-      if (idle) continue; /* none of its rows is stored */
 
       /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
        * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */

@@ -507,8 +507,17 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
       const bool half = dt != MOERT_DTYPE_F32;
       const bool forced = pm && !strcmp(pm, "1"), off = pm && !strcmp(pm, "0");
       const uint64_t eb = 3ull * m->H * m->I * moert_dtype_size(dt);
+      /* on sm_90a the narrow prefill GEMMs take the split-K decode kernel's T where it
+       * would run by itself (MOERT_PREFILL_NARROW=0 turns them off; MOERT_CUDA_DEC_FUSED
+       * set, MOERT_PREFILL_SM80=1 or MOERT_PREFILL_BM=128 keep them off) */
+      const char *nw = getenv("MOERT_PREFILL_NARROW"), *df0 = getenv("MOERT_CUDA_DEC_FUSED");
+      const char *f800 = getenv("MOERT_PREFILL_SM80"), *bm0 = getenv("MOERT_PREFILL_BM");
+      const bool nt1 = half && cc_major == 9 && cc_minor == 0 && !(nw && !strcmp(nw, "0")) &&
+                      !df0 && !(f800 && !strcmp(f800, "1")) && !(bm0 && !strcmp(bm0, "128")) &&
+                      splitk_due(m, T);
       const bool due = half && !off &&
-                       (forced || moert_cuda_prefill_due(cc_major, cc_minor, T, m->k, m->E, eb));
+                       (forced || nt1 ||
+                        moert_cuda_prefill_due(cc_major, cc_minor, T, m->k, m->E, eb));
       strncat(what, path == MOERT_CUDA_PATH_PREFILL ? " [prefill]" : path == MOERT_CUDA_PATH_DECODE
                     ? " [decode]" : path == MOERT_CUDA_PATH_DECODE_SPLITK ? " [decode split-K]"
                     : " [tiled]", sizeof what - strlen(what) - 1);

@@ -65,8 +65,7 @@ typedef struct qcase {
   int down_cp;  /* sm_90a: h by cp.async in the down GEMM */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
                  * stores), 1 f32 down rows, 2 4-byte stores of the 2-byte outputs, 3 the
-                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles),
-                 * 4 the idle second consumer on short last tiles (128-row tiles) */
+                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles) */
 } qcase;
 
 static const qcase cases[] = {
@@ -81,9 +80,6 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 128, 0, 2}, {256, MOERT_DTYPE_F16, 64, 0, 2},
     /* the narrow tiles (on other GPUs these run the default kernels again) */
     {256, MOERT_DTYPE_BF16, 64, 0, 3},   {1024, MOERT_DTYPE_F16, 64, 1, 3},
-    /* the idle second consumer: T = 256 has 16 rows an expert on average (every last tile
-     * short), T = 1024 64 (about half) */
-    {256, MOERT_DTYPE_BF16, 128, 0, 4},  {1024, MOERT_DTYPE_F16, 128, 1, 4},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -172,7 +168,6 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && c->epi == 3) moert_prefill_narrow(&gu, &dn);
-  if (dn.sm == 90 && c->epi == 4) gu.skip_idle = dn.skip_idle = 1;
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {

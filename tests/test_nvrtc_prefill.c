@@ -116,15 +116,6 @@ START_TEST(test_sm90a_compiles) {
     ck_assert_int_eq(g2.bn, gu.bn);
     ck_assert_int_eq(d2.bn, dn.bn);
     ck_assert_int_eq(g2.stages, gu.stages);
-    /* the idle second consumer (MOERT_SKIP_IDLE), fused gate/up and not, and the down GEMM */
-    g2 = gu;
-    d2 = dn;
-    g2.skip_idle = d2.skip_idle = 1;
-    compile_cubin(nv, &g2, "sm_90a");
-    compile_cubin(nv, &d2, "sm_90a");
-    g2.fused_gu = 0;
-    g2.persistent = 0;
-    compile_cubin(nv, &g2, "sm_90a");
   }
 }
 END_TEST

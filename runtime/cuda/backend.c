@@ -25,9 +25,10 @@ typedef struct cuda_runtime {
   int cc_major, cc_minor, sm_count, smem_optin, smem_per_sm;
   bool pdl; /* programmatic dependent launch: sm_90+, cuLaunchKernelEx, not MOERT_CUDA_PDL=0 */
   bool narrow;    /* MOERT_PREFILL_NARROW=1, a benchmark and test hook: the narrow tiles wherever
-                   * the prefill GEMMs take 64-row tiles (decode-log.md v11: slower by default) */
-  bool narrow_t1; /* MOERT_PREFILL_NARROW=t1: the narrow prefill GEMMs instead of the split-K
-                   * decode kernel, wherever that kernel would run (not measured as such) */
+                   * the prefill GEMMs take 64-row tiles (decode-log.md v11: slower there) */
+  bool narrow_t1; /* the narrow prefill GEMMs instead of the split-K decode kernel wherever
+                   * that kernel would run by itself (the default; MOERT_PREFILL_NARROW=0 turns
+                   * it off, =1 keeps it) */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -191,13 +192,13 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
                                 expert_bytes);
 }
 
-/* The narrow 64-row tiles (moert_prefill_narrow): their modules and maps are built only for
- * the hook MOERT_PREFILL_NARROW (1 or t1).  On the
- * H200 (docs/bench/decode-log.md, v11) they ran Qwen3-30B-A3B T=1 on the prefill GEMMs in
- * 32.5-32.6 us (MOERT_PREFILL_NARROW_STAGES=8; 33.0-33.2 with the default 6) against 36.3
- * with the default tiles and 33.3-33.4 on the split-K decode kernel, but Qwen3-30B-A3B T=2
- * in 54.0 against 50.0 and Qwen3-235B-A22B T=1 in 98.3 against 88.3 (6 stages): twice the
- * work items is not by itself faster. */
+/* The narrow 64-row tiles (moert_prefill_narrow): their maps are built on sm_90a unless
+ * MOERT_PREFILL_NARROW=0, their modules where a scratch's layer may take them (t1_possible).
+ * On the H200 (docs/bench/decode-log.md, v11-v12) they ran Qwen3-30B-A3B T=1 on the prefill
+ * GEMMs in 32.5-32.6 us (8 stages; 33.0-33.2 with 6) against 36.3 with the default tiles and
+ * 33.3-33.5 on the split-K decode kernel, but Qwen3-30B-A3B T=2 in 54.0 against 50.0 and
+ * Qwen3-235B-A22B T=1 in 98.3 against 88.3 (6 stages): twice the work items is not by itself
+ * faster, so they run only where the split-K kernel would. */
 static bool narrow_built(const cuda_runtime *r) { return r->narrow || r->narrow_t1; }
 
 /* The split-K decode kernel for the decode path's choice dec: where its work items fill at
@@ -220,13 +221,15 @@ static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
   return moert_prefill_pick_bm(NULL, E, pairs);
 }
 
-/* MOERT_PREFILL_NARROW=t1: the narrow prefill GEMMs (64-row tiles) where the forward of T
- * would take the split-K decode kernel.  Call 7 of the tenth session measured that path,
- * forced by hand, at 32.5-32.6 us for Qwen3-30B-A3B T=1 with 8 stages against 33.3-33.4 for
- * the split-K kernel (decode-log.md v11). */
+/* The narrow prefill GEMMs (64-row tiles) where the forward of T would take the split-K
+ * decode kernel by itself (not where MOERT_CUDA_DEC_FUSED forces or forbids it, nor where
+ * MOERT_CUDA_PREFILL=0 forbids the prefill GEMMs).  H200, Qwen3-30B-A3B T=1, three rounds:
+ * 32.50-32.58 us against 33.34-33.54 on the split-K kernel, the same checksum bits
+ * (decode-log.md v12). */
 static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
                           const moert_layer_desc *d, uint32_t T) {
-  return r->narrow_t1 && c->narrow_ok && c->prefill_ok &&
+  return r->narrow_t1 && c->narrow_ok && c->prefill_ok && c->dec_fused_mode < 0 &&
+         c->prefill_mode != 0 &&
          prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k) == 64 &&
          fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
 }
@@ -381,7 +384,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->pdl = r->cc_major >= 9 && cu->cuLaunchKernelEx != NULL && !(pdl && !strcmp(pdl, "0"));
     const char *nw = getenv("MOERT_PREFILL_NARROW");
     r->narrow = nw && !strcmp(nw, "1");
-    r->narrow_t1 = nw && !strcmp(nw, "t1");
+    r->narrow_t1 = !(nw && !strcmp(nw, "0"));
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -496,11 +499,16 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
              d->hidden, d->intermediate, d->shared_intermediate);
   else
     c->forward_ok = true;
-  /* the prefill GEMMs: bf16/f16 on sm_80 and newer, when some T up to max_tokens takes them */
+  /* the prefill GEMMs: bf16/f16 on sm_80 and newer, when some T up to max_tokens takes them
+   * (on sm_90a the narrow ones may take T = 1 where the split-K decode kernel would:
+   * narrow_t1_due, known once the kernels are loaded) */
   c->prefill_ok = c->forward_ok &&
                   (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
-                  want_prefill(r, c, d, s->max_tokens);
+                  (want_prefill(r, c, d, s->max_tokens) ||
+                   (r->narrow_t1 && r->cc_major == 9 && r->cc_minor == 0 &&
+                    c->dec_fused_mode < 0 && c->prefill_mode != 0 &&
+                    (uint64_t)d->top_k <= DEC_FUSED_PAIRS));
   /* the split-K decode kernel takes bf16/f16 decoding steps of up to DEC_FUSED_PAIRS pairs
    * (DEC_FUSED_FORCED_PAIRS when forced); its partial rows need ypair to hold I / 32 rows a
    * pair */
@@ -673,7 +681,11 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 && narrow_built(r)) {
+    /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where T = 1 takes them */
+    if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
+        (r->narrow || (r->narrow_t1 && c->dec_fused_mode < 0 && c->prefill_mode != 0 &&
+                       prefill_tile_rows(d->num_experts, d->top_k) == 64 &&
+                       fused_due(c, d, 1, pick_decode(c, 1, d->top_k, d->num_experts))))) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)

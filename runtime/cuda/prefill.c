@@ -100,10 +100,6 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * H100 Qwen3-30B-A3B T=8192 took 1354-1361 us against 1534-1537 (docs/bench/
      * prefill-log.md, v6).  Hook: MOERT_PREFILL_EPI_WIDE = 0|1. */
     gu->epi_wide = dn->epi_wide = env_flag("MOERT_PREFILL_EPI_WIDE", 1);
-    /* 128-row tiles: the second consumer idle on an expert's last tile of 64 rows or fewer
-     * (written in the tenth session, not yet run on a GPU; a hook until measured:
-     * MOERT_PREFILL_SKIP_IDLE = 0|1) */
-    gu->skip_idle = dn->skip_idle = bm == 128 && env_flag("MOERT_PREFILL_SKIP_IDLE", 0);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -140,9 +136,8 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   dn->bn = 128; /* two consumers of 64 columns */
   /* 24 KB a stage each (A 8 KB + B 16 KB): deeper rings for the same shared memory (H200,
    * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
-   * decode-log.md v11; the GPU tests ran 6, so 6 stays the default until they run 8); a
-   * benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
-  gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 6);
+   * decode-log.md v11); a benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
+  gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 8);
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -162,7 +157,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->fused_gu) snprintf(out->text[n++], sizeof out->text[0], "MOERT_FUSED_GU=1");
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
-    if (c->skip_idle) snprintf(out->text[n++], sizeof out->text[0], "MOERT_SKIP_IDLE=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];

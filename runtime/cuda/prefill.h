@@ -36,8 +36,6 @@ typedef struct moert_prefill_config {
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
   int out_act;    /* sm90 down only: rows in the activation dtype instead of f32 */
   int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
-  int skip_idle;  /* sm90 128-row tiles: a consumer whose 64 rows all lie past the tile's end
-                   * issues no wgmma (MOERT_PREFILL_SKIP_IDLE=1, a hook; not yet measured) */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 from 64 rows per expert on
