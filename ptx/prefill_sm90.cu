@@ -51,8 +51,10 @@
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down; 64 gated / 128 down are the narrow
  * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
- * (default 0).  K need only be a multiple of 8 (a short last K step is
- * zero-filled: TMA fills out-of-bounds boxes with zeros, the gather copies zero bytes). */
+ * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
+ * down GEMM asks for its first weight tiles before it waits: early_weights).  K need only
+ * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
+ * with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
 #include "moert_prefill.h"
 
@@ -96,6 +98,9 @@
 #endif
 #ifndef MOERT_EPI_WIDE
 #define MOERT_EPI_WIDE 0
+#endif
+#ifndef MOERT_EARLY
+#define MOERT_EARLY 0
 #endif
 
 #define BM MOERT_BM
@@ -150,6 +155,11 @@ static __device__ __forceinline__ void mbar_init(unsigned int bar, unsigned int 
 }
 static __device__ __forceinline__ void mbar_expect_tx(unsigned int bar, unsigned int bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+/* expect bytes on the barrier's current phase without arriving (the arrival comes later) */
+static __device__ __forceinline__ void mbar_expect_tx_only(unsigned int bar, unsigned int bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes)
                : "memory");
 }
 static __device__ __forceinline__ void mbar_arrive(unsigned int bar) {
@@ -324,6 +334,50 @@ static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0
 #define ITEM_COL(w) ((w) / ntile)
 #endif
 
+/* the stage ring's barriers, by thread 0, seen by the CTA after the __syncthreads */
+static __device__ __forceinline__ void init_barriers(int tid, unsigned long long *s_full,
+                                                     unsigned long long *s_empty) {
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; s++) {
+      mbar_init(smem_u32(&s_full[s]), MOERT_A_TMA ? 1 : 128 + 1);
+      mbar_init(smem_u32(&s_empty[s]), 8); /* one arrive per consumer warp */
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
+
+#if MOERT_EARLY && !MOERT_GATED
+/* MOERT_EARLY, the down GEMM: before it waits for the gate/up GEMM (programmatic dependent
+ * launch), the producer thread asks for the weight tiles of its first item's first stages:
+ * they do not depend on that GEMM, and the row tiles were written before it started (the
+ * tiles kernel or the routing completed before any gate/up CTA got past its own wait, and
+ * all of them had got there before this grid could launch).  Read through L2 (.cg).
+ * Returns the stages issued (0: no item). */
+static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_tile *tiles,
+                                    const int *tile_count, int ncol, int ktiles,
+                                    unsigned int base, unsigned long long *s_full) {
+  const int ntile = __ldcg(tile_count);
+#if MOERT_PERSISTENT || MOERT_ORDER
+  const int w = (int)blockIdx.x;
+  if (w >= ntile * ncol) return 0;
+#else
+  if ((int)blockIdx.x >= ntile) return 0;
+  const int w = (int)blockIdx.x + ntile * (int)blockIdx.y;
+#endif
+  const moert_row_tile tile = __ldcg(&tiles[ITEM_ROW(w)]);
+  const moert_tmap *map0 = b_maps + tile.x;
+  const int n0 = ITEM_COL(w) * BN, n = ktiles < STAGES ? ktiles : STAGES;
+  tma_prefetch_map(map0);
+  for (int s = 0; s < n; s++) {
+    const unsigned int full = smem_u32(&s_full[s]);
+    mbar_expect_tx_only(full, B_BYTES);
+    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full);
+  }
+  return n;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
                    const unsigned long long *wtab, int up_offset, const act_t *a,
@@ -333,10 +387,23 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
+  /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack */
+#if MOERT_EARLY && !MOERT_GATED
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const int ktiles = (K + BK - 1) / BK, ncol = (N + BN - 1) / BN;
+  init_barriers(tid, s_full, s_empty);
+  const int early =
+      tid == 0 ? early_weights(b_maps, tiles, tile_count, ncol, ktiles, base, s_full) : 0;
+#endif
   /* programmatic dependent launch: the kernel before (tiles, or the gate/up GEMM) may still
    * be draining; nothing it wrote is read before this */
   moert_pdl_wait();
+#if MOERT_EARLY && !MOERT_GATED
+  const int ntile = *tile_count;
+#else
   const int ntile = *tile_count, ncol = (N + BN - 1) / BN;
+#endif
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
   const int total = ntile * ncol;
@@ -353,23 +420,19 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   const int total = ntile * (int)(blockIdx.y + 1);
   const int w_first = blockIdx.x + ntile * blockIdx.y, w_step = total;
 #endif
+#if !(MOERT_EARLY && !MOERT_GATED)
   const int tid = threadIdx.x, wg = tid >> 7;
-  /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack */
   const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const int ktiles = (K + BK - 1) / BK;
-
-  if (tid == 0) {
-    for (int s = 0; s < STAGES; s++) {
-      mbar_init(smem_u32(&s_full[s]), MOERT_A_TMA ? 1 : 128 + 1);
-      mbar_init(smem_u32(&s_empty[s]), 8); /* one arrive per consumer warp */
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  init_barriers(tid, s_full, s_empty);
+#endif
 
   if (wg == 0) {
     /* ---------------- producer warpgroup ---------------- */
     asm volatile("setmaxnreg.dec.sync.aligned.u32 48;\n");
+#if MOERT_EARLY && MOERT_GATED
+    moert_pdl_trigger(); /* see the consumers' trigger */
+#endif
     if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
     int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
     for (int w = w_first; w < total; w += w_step) {
@@ -407,9 +470,17 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
         const int k0 = kt * BK;
         if (tid == 0) {
+#if MOERT_EARLY && !MOERT_GATED
+          /* the first item's first stages of weights may be on their way (early_weights) */
+          const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
+          if (tx) mbar_expect_tx(full, tx);
+          else mbar_arrive(full);
+          if (it >= early) tma_load_2d(sb, map0, k0, n0, full);
+#else
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
           tma_load_2d(sb, map0, k0, n0, full);
           if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+#endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }
 #if !MOERT_A_TMA
@@ -434,6 +505,15 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   } else {
     /* ---------------- consumer warpgroups ---------------- */
     asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
+#if MOERT_EARLY && MOERT_GATED
+    /* MOERT_EARLY, the gate/up GEMM: the down GEMM may be scheduled now, not at the last
+     * item, so that its CTAs take the SMs this grid leaves free or gives back and ask for
+     * their first weight tiles while this grid finishes (early_weights).  Safe only because
+     * no down CTA fits on an SM beside one of these (the host sets MOERT_EARLY only where the
+     * two CTAs' shared memory passes the SM's): none can take the registers a setmaxnreg.inc
+     * waits for */
+    moert_pdl_trigger();
+#endif
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
@@ -480,7 +560,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
        * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
        * start, hung) */
-      if (w + w_step >= total) moert_pdl_trigger();
+      if (!(MOERT_EARLY && MOERT_GATED) && w + w_step >= total) moert_pdl_trigger();
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 

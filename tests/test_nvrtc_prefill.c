@@ -88,6 +88,10 @@ START_TEST(test_sm90a_compiles) {
   g2.persistent = d2.persistent = g2.order = d2.order = g2.fused_gu = 0;
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
+  g2.early = d2.early = !gu.early; /* both triggers, weights before the wait or not */
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  g2.early = d2.early = gu.early;
   g2 = gu;
   d2 = dn;
   g2.persistent = d2.persistent = 0;
@@ -317,16 +321,20 @@ START_TEST(test_requests) {
   moert_prefill_request q;
   moert_prefill_make_request(&dn, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
-  ck_assert_uint_eq(q.req.num_defines, 10);
+  ck_assert_uint_eq(q.req.num_defines, 11);
   const char *want[] = {"MOERT_ACT=2",    "MOERT_GATED=0", "MOERT_BM=64",        "MOERT_BN=256",
                         "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1", "MOERT_ORDER=1",
-                        "MOERT_OUT_ACT=1", "MOERT_EPI_WIDE=1"};
-  for (int i = 0; i < 10; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+                        "MOERT_OUT_ACT=1", "MOERT_EPI_WIDE=1", "MOERT_EARLY=1"};
+  for (int i = 0; i < 11; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
-  moert_prefill_make_request(&gu, &q);
+  moert_prefill_make_request(&gu, &q); /* 128-row tiles: no early launch of the down GEMM */
   ck_assert_uint_eq(q.req.num_defines, 10);
   ck_assert_str_eq(q.req.defines[8], "MOERT_FUSED_GU=1");
   ck_assert_str_eq(q.req.defines[9], "MOERT_EPI_WIDE=1");
+  gu.early = 1;
+  moert_prefill_make_request(&gu, &q);
+  ck_assert_uint_eq(q.req.num_defines, 11);
+  ck_assert_str_eq(q.req.defines[10], "MOERT_EARLY=1");
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

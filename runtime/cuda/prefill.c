@@ -100,6 +100,13 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * H100 Qwen3-30B-A3B T=8192 took 1354-1361 us against 1534-1537 (docs/bench/
      * prefill-log.md, v6).  Hook: MOERT_PREFILL_EPI_WIDE = 0|1. */
     gu->epi_wide = dn->epi_wide = env_flag("MOERT_PREFILL_EPI_WIDE", 1);
+    /* 64-row tiles: the down GEMM's CTAs on the SMs the gate/up GEMM leaves free or gives
+     * back, their first weight tiles on the way while it finishes: on the H200 Qwen3-30B-A3B
+     * 1.2-1.6 us faster from T=2 to 512 (48.8 against 50.3 at T=2), Qwen3-235B-A22B T=1 86.3
+     * against 88.0.  Not 128-row tiles: no gain there (Qwen3-235B-A22B T=256/512, Qwen3-30B-A3B
+     * prefill T=1024/8192), Mixtral-8x7B T=512 0.7 % slower (docs/bench/decode-log.md v12).
+     * Hook: MOERT_PREFILL_EARLY = 0|1. */
+    gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -138,6 +145,9 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
    * decode-log.md v11); a benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
   gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 8);
+  /* the down GEMM after the gate/up GEMM's last item (H200, Qwen3-30B-A3B T=1: 32.42-32.45 us
+   * against 32.80-32.88 with MOERT_EARLY; decode-log.md v12) */
+  gu->early = dn->early = 0;
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -157,6 +167,7 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->fused_gu) snprintf(out->text[n++], sizeof out->text[0], "MOERT_FUSED_GU=1");
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
+    if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -272,6 +283,22 @@ moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *c
   memset(out, 0, sizeof *out);
   out->gate_up = *gu;
   out->down = *dn;
+  CUdevice dev;
+  int sms = 0, smem_sm = 0;
+  if (cu->cuCtxGetDevice(&dev) == MOERT_CUDA_SUCCESS) {
+    (void)cu->cuDeviceGetAttribute(&sms, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    (void)cu->cuDeviceGetAttribute(&smem_sm,
+                                   MOERT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+                                   dev);
+  }
+  /* the early launch of the down GEMM only where none of its CTAs fits on an SM beside a
+   * gate/up CTA (prefill_sm90.cu, MOERT_EARLY): else it could take the registers a
+   * setmaxnreg.inc of that CTA waits for, and wait itself for that CTA's grid */
+  if (gu->early && (smem_sm <= 0 || (uint64_t)moert_prefill_smem(gu) + moert_prefill_smem(dn) +
+                                            2048u <= (uint64_t)smem_sm))
+    out->gate_up.early = out->down.early = 0;
+  gu = &out->gate_up;
+  dn = &out->down;
   moert_status st;
   if (gu->sm == 90 && (st = moert_prefill_tmap_encoder(cu, &out->encode)) != MOERT_OK) return st;
   moert_prefill_request q;
@@ -287,13 +314,8 @@ moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *c
     return st;
   out->smem_gate_up = moert_prefill_smem(gu);
   out->smem_down = moert_prefill_smem(dn);
-  { /* the SMs of the current context's device (persistent grids): one CTA per SM */
-    CUdevice dev;
-    int sms = 0;
-    if (cu->cuCtxGetDevice(&dev) == MOERT_CUDA_SUCCESS)
-      (void)cu->cuDeviceGetAttribute(&sms, MOERT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
-    out->sm_count = sms > 0 ? (unsigned int)sms : 0;
-  }
+  /* the SMs of the current context's device (persistent grids): one CTA per SM */
+  out->sm_count = sms > 0 ? (unsigned int)sms : 0;
   CUresult rc = cu->cuFuncSetAttribute(out->fn_gate_up,
                                        MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                        (int)out->smem_gate_up);
@@ -355,8 +377,20 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
+    /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
+     * items (about one a touched expert and column tile) for half of the SMs or more; with
+     * fewer, those few CTAs started on the SMs the gate/up GEMM gave back first ran slower
+     * (H200, Mixtral-8x7B T=1, 32 items: 238.0 us against 200.7, docs/bench/decode-log.md
+     * v12), so it waits for the whole gate/up grid there, as without the hook */
+    unsigned pdl_down = pdl & 4u;
+    if (dn->early && pdl_down) {
+      const uint64_t touched = a->pairs < a->num_experts ? a->pairs : a->num_experts;
+      const uint64_t items = (touched + a->pairs / (uint64_t)dn->bm) *
+                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn);
+      if (2 * items < (uint64_t)(k->sm_count ? k->sm_count : 132)) pdl_down = 0;
+    }
     st = moert_cuda_launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
-                "moert_prefill_gemm (down)", pdl & 4u);
+                "moert_prefill_gemm (down)", pdl_down);
   }
   return st;
 }

@@ -36,6 +36,9 @@ typedef struct moert_prefill_config {
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
   int out_act;    /* sm90 down only: rows in the activation dtype instead of f32 */
   int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
+  int early;      /* sm90: the gate/up GEMM lets the down GEMM launch at its start (only where
+                   * two CTAs cannot share an SM: moert_prefill_load checks), and the down
+                   * GEMM asks for its first weight tiles before it waits (MOERT_EARLY) */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 from 64 rows per expert on
