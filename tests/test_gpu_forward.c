@@ -617,6 +617,24 @@ START_TEST(test_forward_vs_cpu) {
 }
 END_TEST
 
+/* Scratches made for 1, 2 and 8 tokens (a single sequence's decoding step), run at that T,
+ * with and without accumulate (the narrow prefill GEMMs and the combine's y += at T = 1):
+ * every other case's scratch holds more tokens than the T it checks, and accumulate ran
+ * only on the small layers with a shared expert. */
+START_TEST(test_small_scratch) {
+  static const uint32_t T1[] = {1}, T2[] = {2}, T8[] = {8};
+  const moert_dtype dt = _i ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
+  layer L;
+  moert_layer_desc d = make_desc(&qwen3, dt, MOERT_ROUTER_SOFTMAX_TOPK);
+  layer_make(&L, &qwen3, dt, &d);
+  forward_suite(&qwen3, dt, MOERT_ROUTER_SOFTMAX_TOPK, T1, 1, false, &L);
+  forward_suite(&qwen3, dt, MOERT_ROUTER_SOFTMAX_TOPK, T1, 1, true, &L);
+  forward_suite(&qwen3, dt, MOERT_ROUTER_SOFTMAX_TOPK, T2, 1, true, &L);
+  forward_suite(&qwen3, dt, MOERT_ROUTER_SOFTMAX_TOPK, T8, 1, false, &L);
+  layer_free(&L);
+}
+END_TEST
+
 START_TEST(test_shared_expert) {
   static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16, MOERT_DTYPE_F32};
   const moert_dtype dt = dts[_i];
@@ -1056,6 +1074,7 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tf, 900);
   tcase_add_loop_test(tf, test_forward_vs_cpu, 0, (int)(sizeof fwd_cases / sizeof fwd_cases[0]));
   tcase_add_loop_test(tf, test_shared_expert, 0, 3);
+  tcase_add_loop_test(tf, test_small_scratch, 0, 2);
   tcase_add_loop_test(tf, test_graph_replay, 0, 3);
   suite_add_tcase(s, tf);
   TCase *tq = tcase_create("quick");
