@@ -76,30 +76,37 @@ static float from_bf16(uint16_t h) {
 }
 
 /* Random bf16 values in [-scale, scale), filled by up to 16 threads (weights are gigabytes:
- * 22 GB a layer for DeepSeek-V3). */
+ * 22 GB a layer for DeepSeek-V3).  The values depend on the seed alone: chunk c of
+ * FILL_CHUNK values has its own stream (seed, c), whichever thread fills it, so every machine
+ * makes the same weights and `moert run` checksums compare across machines and backends.
+ * (Before, the streams followed the number of CPUs: the GPU machine's 16 cores and this
+ * machine's 2 gave different weights.) */
+#define FILL_THREADS 16
+#define FILL_CHUNK ((size_t)1 << 22)
 typedef struct fill_job {
   uint16_t *dst;
-  size_t n;
+  size_t n, first, step; /* chunks first, first + step, ... */
   uint64_t seed;
   float scale;
 } fill_job;
 static void *fill_part(void *p) {
-  fill_job *j = p;
-  uint64_t s = j->seed;
-  for (size_t i = 0; i < j->n; i++) j->dst[i] = to_bf16(unif(&s) * j->scale);
+  const fill_job *j = p;
+  for (size_t c = j->first; c * FILL_CHUNK < j->n; c += j->step) {
+    const size_t a = c * FILL_CHUNK, b = a + FILL_CHUNK < j->n ? a + FILL_CHUNK : j->n;
+    uint64_t s = j->seed * 0x100000001b3ull + c + 1;
+    for (size_t i = a; i < b; i++) j->dst[i] = to_bf16(unif(&s) * j->scale);
+  }
   return NULL;
 }
-#define FILL_THREADS 16
 static void fill_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int nt = cpus < 2 ? 2 : cpus > FILL_THREADS ? FILL_THREADS : (int)cpus;
-  if (n < ((size_t)1 << 20)) nt = 1;
+  if (n <= FILL_CHUNK) nt = 1;
   fill_job job[FILL_THREADS];
   pthread_t t[FILL_THREADS];
   int started[FILL_THREADS] = {0};
   for (int i = 0; i < nt; i++) {
-    const size_t a = n * (size_t)i / (size_t)nt, b = n * (size_t)(i + 1) / (size_t)nt;
-    job[i] = (fill_job){dst + a, b - a, seed * FILL_THREADS + (uint64_t)i + 1, scale};
+    job[i] = (fill_job){dst, n, (size_t)i, (size_t)nt, seed, scale};
     if (i > 0) started[i] = pthread_create(&t[i], NULL, fill_part, &job[i]) == 0;
   }
   fill_part(&job[0]);
@@ -242,12 +249,13 @@ typedef struct options {
   int ntlist;
   uint64_t seed;
   double dense_tflops; /* --dense-tflops: a dense GEMM's rate on this card (the peers') */
+  const char *dump;    /* moert run --dump FILE: the step's output, raw bf16 [T, H] */
 } options;
 
 static void usage(void) {
   fprintf(stderr,
           "usage: moert run   [--model M] [--tokens T] [--layers L] [--backend auto|cpu|cuda]\n"
-          "                   [--weight-sets N] [--seed S]\n"
+          "                   [--weight-sets N] [--seed S] [--dump FILE]\n"
           "       moert bench [--model M] [--backend auto|cpu|cuda]\n"
           "                   [--stage route|forward|prefill|all] [--tokens T1,T2,...]\n"
           "                   [--iters N] [--dense-tflops X] [--json]\n"
@@ -295,6 +303,8 @@ static void parse(int argc, char **argv, options *o) {
       o->seed = strtoull(v, NULL, 10);
     } else if (!strcmp(a, "--stage")) {
       o->stage = v;
+    } else if (!strcmp(a, "--dump")) {
+      o->dump = v;
     } else if (!strcmp(a, "--dense-tflops")) {
       o->dense_tflops = strtod(v, NULL);
     } else if (!strcmp(a, "--backend")) {
@@ -484,6 +494,13 @@ static int cmd_run(const options *o) {
            graph_us / floor_us);
   }
   printf("checksum: sum %.6f  abs-sum %.6f  fnv64 %016llx\n", sum, asum, (unsigned long long)h);
+  if (o->dump) { /* the output of one step, to compare backends or builds element by element */
+    FILE *f = fopen(o->dump, "wb");
+    const int ok = f && fwrite(out, 2, nx, f) == nx;
+    if (f && fclose(f) != 0) die("cannot write the --dump file");
+    if (!ok) die("cannot write the --dump file");
+    printf("dump: %zu bf16 values ([%u, %u], row-major) in %s\n", nx, T, m->H, o->dump);
+  }
   for (uint32_t l = 0; l < L; l++) {
     moert_experts_destroy(st.lw[l].experts);
     if (!cuda) free(st.logits[l]);
