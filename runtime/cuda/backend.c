@@ -193,7 +193,8 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
 }
 
 /* The narrow 64-row tiles (moert_prefill_narrow): their maps are built on sm_90a unless
- * MOERT_PREFILL_NARROW=0, their modules where a scratch's layer may take them (t1_possible).
+ * MOERT_PREFILL_NARROW=0, their modules where a scratch's layer may take them (at T = 1:
+ * prepare_locked).
  * On the H200 (docs/bench/decode-log.md, v11-v12) they ran Qwen3-30B-A3B T=1 on the prefill
  * GEMMs in 32.5-32.6 us (8 stages; 33.0-33.2 with 6) against 36.3 with the default tiles and
  * 33.3-33.5 on the split-K decode kernel, but Qwen3-30B-A3B T=2 in 54.0 against 50.0 and
@@ -1086,8 +1087,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   long long hstride = I, hsstride = Is;
   /* the prefill GEMMs: where the plan has many rows per expert (or forced); the sm_90a
    * kernels need the experts' tensor maps */
-  /* (or the narrow ones where the hook MOERT_PREFILL_NARROW=t1 puts them at the split-K
-   * kernel's T) */
+  /* (or the narrow ones at the split-K decode kernel's T: narrow_t1_due) */
   const bool t1 = blocks > 0 && ce->maps_narrow && narrow_t1_due(r, c, d, T);
   const bool prefill = t1 || (blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
                               (c->pf[0].gate_up.sm != 90 || ce->maps));

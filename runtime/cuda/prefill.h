@@ -78,8 +78,9 @@ void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down
  * few experts has twice the work items of the default 128 / 256 — at one token Qwen3-30B-A3B
  * has 8 experts x 6 gate/up column tiles for 132 SMs.  Their weights need tensor maps with
  * boxes of as many rows (moert_prefill_encode_weights with these configs).  The forward
- * takes them only with MOERT_PREFILL_NARROW=1 (measured, decode-log.md v11: not faster
- * where the default tiles run). */
+ * takes them where the split-K decode kernel would run (T = 1), and wherever 64-row tiles
+ * run only with MOERT_PREFILL_NARROW=1 (decode-log.md v11: not faster there).  8 stages,
+ * and no MOERT_EARLY (decode-log.md v12). */
 void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *down);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
