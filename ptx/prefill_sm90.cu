@@ -108,6 +108,7 @@
 #define BK 64 /* 64 x 2 bytes: one 128-byte swizzle row (K steps of 32 with the 64-byte
                  * swizzle measured slower: docs/bench/prefill-log.md, v6) */
 #define STAGES MOERT_STAGES
+#define MOERT_SETUP_EARLY (MOERT_EARLY && !MOERT_GATED) /* the down GEMM with MOERT_EARLY */
 #define NB (MOERT_GATED ? 2 : 1) /* weight matrices per CTA */
 #define NTHREADS 384
 #define WG_M (BM / 64)   /* consumer warpgroups along M */
@@ -347,7 +348,7 @@ static __device__ __forceinline__ void init_barriers(int tid, unsigned long long
   __syncthreads();
 }
 
-#if MOERT_EARLY && !MOERT_GATED
+#if MOERT_SETUP_EARLY
 /* MOERT_EARLY, the down GEMM: before it waits for the gate/up GEMM (programmatic dependent
  * launch), the producer thread asks for the weight tiles of its first item's first stages:
  * they do not depend on that GEMM, and the row tiles were written before it started (the
@@ -387,8 +388,11 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
-  /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack */
-#if MOERT_EARLY && !MOERT_GATED
+  /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack.  The
+   * CTA's set-up comes before the wait only in the down GEMM with MOERT_EARLY (it issues
+   * weight tiles before waiting); the other kernels keep it after the early return, as
+   * before: moving it there made ptxas spill in the one-CTA-a-tile gate/up kernels. */
+#if MOERT_SETUP_EARLY
   const int tid = threadIdx.x, wg = tid >> 7;
   const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const int ktiles = (K + BK - 1) / BK, ncol = (N + BN - 1) / BN;
@@ -399,7 +403,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   /* programmatic dependent launch: the kernel before (tiles, or the gate/up GEMM) may still
    * be draining; nothing it wrote is read before this */
   moert_pdl_wait();
-#if MOERT_EARLY && !MOERT_GATED
+#if MOERT_SETUP_EARLY
   const int ntile = *tile_count;
 #else
   const int ntile = *tile_count, ncol = (N + BN - 1) / BN;
@@ -420,7 +424,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   const int total = ntile * (int)(blockIdx.y + 1);
   const int w_first = blockIdx.x + ntile * blockIdx.y, w_step = total;
 #endif
-#if !(MOERT_EARLY && !MOERT_GATED)
+#if !MOERT_SETUP_EARLY
   const int tid = threadIdx.x, wg = tid >> 7;
   const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const int ktiles = (K + BK - 1) / BK;
@@ -470,7 +474,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
         const int k0 = kt * BK;
         if (tid == 0) {
-#if MOERT_EARLY && !MOERT_GATED
+#if MOERT_SETUP_EARLY
           /* the first item's first stages of weights may be on their way (early_weights) */
           const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
           if (tx) mbar_expect_tx(full, tx);

@@ -110,7 +110,7 @@ typedef struct cuda_experts {
    * runs on the tiled kernels on sm_90) */
   CUdeviceptr shared_maps;
   /* the narrow tiles' maps of the routed experts (boxes of 64 rows for gate/up, 128 for
-   * down; the layout of maps) with MOERT_PREFILL_NARROW=1; else 0 */
+   * down; the layout of maps) unless MOERT_PREFILL_NARROW=0; else 0 */
   CUdeviceptr maps_narrow;
 } cuda_experts;
 
@@ -227,12 +227,19 @@ static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
  * MOERT_CUDA_PREFILL=0 forbids the prefill GEMMs).  H200, Qwen3-30B-A3B T=1, three rounds:
  * 32.50-32.58 us against 33.34-33.54 on the split-K kernel, the same checksum bits
  * (decode-log.md v12). */
-static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
-                          const moert_layer_desc *d, uint32_t T) {
-  return r->narrow_t1 && c->narrow_ok && c->prefill_ok && c->dec_fused_mode < 0 &&
-         c->prefill_mode != 0 &&
+static bool narrow_t1_allowed(const cuda_runtime *r, const cuda_scratch *c) {
+  return r->narrow_t1 && c->dec_fused_mode < 0 && c->prefill_mode != 0;
+}
+/* ... and the forward of T is such a step (before the narrow modules are loaded too) */
+static bool narrow_t1_fits(const cuda_runtime *r, const cuda_scratch *c,
+                           const moert_layer_desc *d, uint32_t T) {
+  return narrow_t1_allowed(r, c) &&
          prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k) == 64 &&
          fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
+}
+static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
+                          const moert_layer_desc *d, uint32_t T) {
+  return c->narrow_ok && c->prefill_ok && narrow_t1_fits(r, c, d, T);
 }
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
@@ -507,8 +514,7 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
                   (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
                   r->cc_major >= 8 && (uint64_t)s->max_tokens * d->top_k <= 0x7fffffffull &&
                   (want_prefill(r, c, d, s->max_tokens) ||
-                   (r->narrow_t1 && r->cc_major == 9 && r->cc_minor == 0 &&
-                    c->dec_fused_mode < 0 && c->prefill_mode != 0 &&
+                   (narrow_t1_allowed(r, c) && r->cc_major == 9 && r->cc_minor == 0 &&
                     (uint64_t)d->top_k <= DEC_FUSED_PAIRS));
   /* the split-K decode kernel takes bf16/f16 decoding steps of up to DEC_FUSED_PAIRS pairs
    * (DEC_FUSED_FORCED_PAIRS when forced); its partial rows need ypair to hold I / 32 rows a
@@ -684,9 +690,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     }
     /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where T = 1 takes them */
     if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
-        (r->narrow || (r->narrow_t1 && c->dec_fused_mode < 0 && c->prefill_mode != 0 &&
-                       prefill_tile_rows(d->num_experts, d->top_k) == 64 &&
-                       fused_due(c, d, 1, pick_decode(c, 1, d->top_k, d->num_experts))))) {
+        (r->narrow || narrow_t1_fits(r, c, d, 1))) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
