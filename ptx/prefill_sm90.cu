@@ -52,7 +52,8 @@
  * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
- * down GEMM asks for its first weight tiles before it waits: early_weights).  K need only
+ * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_PF_AHEAD
+ * (below).  K need only
  * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
  * with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
@@ -101,6 +102,14 @@
 #endif
 #ifndef MOERT_EARLY
 #define MOERT_EARLY 0
+#endif
+/* MOERT_PF_AHEAD=n (a benchmark hook, MOERT_PREFILL_PF_AHEAD; 0 = off): when the producer
+ * loads the weight tiles of K step kt into the stage ring it also asks L2 for those of step
+ * kt + n (cp.async.bulk.prefetch.tensor; in the CTA's next item once past this one's end),
+ * so that more weight bytes are on their way than the ring holds: at the decode sizes the
+ * GEMMs stream at 47-80 % of the DRAM peak with the ring full (decode-log.md v12-v13). */
+#ifndef MOERT_PF_AHEAD
+#define MOERT_PF_AHEAD 0
 #endif
 
 #define BM MOERT_BM
@@ -192,6 +201,15 @@ static __device__ __forceinline__ void tma_load_2d(unsigned int dst, const moert
       "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
 }
+#if MOERT_PF_AHEAD
+/* a box of the tensor into L2 only (no shared memory, no barrier) */
+static __device__ __forceinline__ void tma_prefetch_2d(const moert_tmap *map, int c0, int c1) {
+  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
+                   (unsigned long long)map),
+               "r"(c0), "r"(c1)
+               : "memory");
+}
+#endif
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
 }
@@ -449,6 +467,13 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         tma_prefetch_map(map0);
         if (NB == 2) tma_prefetch_map(map1);
       }
+#if MOERT_PF_AHEAD
+      /* the CTA's next item, for the prefetch past this one's last K step */
+      const bool has_next = w + w_step < total;
+      const moert_row_tile next = has_next ? tiles[ITEM_ROW(w + w_step)] : tile;
+      const moert_tmap *next0 = b_maps + next.x, *next1 = b_maps + (size_t)E + next.x;
+      const int next_n0 = has_next ? ITEM_COL(w + w_step) * BN : 0;
+#endif
 #if !MOERT_A_TMA
       /* the BM / 16 rows this thread copies, r = tid / 8 + 16 i (8 threads a row, 16 bytes
        * each): their sources, once per item, so that a K step costs a 64-bit add and a
@@ -484,6 +509,16 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
           tma_load_2d(sb, map0, k0, n0, full);
           if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+#endif
+#if MOERT_PF_AHEAD
+          if (kt + MOERT_PF_AHEAD < ktiles) {
+            tma_prefetch_2d(map0, k0 + MOERT_PF_AHEAD * BK, n0);
+            if (NB == 2) tma_prefetch_2d(map1, k0 + MOERT_PF_AHEAD * BK, n0);
+          } else if (has_next && kt + MOERT_PF_AHEAD - ktiles < ktiles) {
+            const int kn = (kt + MOERT_PF_AHEAD - ktiles) * BK;
+            tma_prefetch_2d(next0, kn, next_n0);
+            if (NB == 2) tma_prefetch_2d(next1, kn, next_n0);
+          }
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }

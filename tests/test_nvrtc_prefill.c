@@ -98,6 +98,11 @@ START_TEST(test_sm90a_compiles) {
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
   g2 = gu;
+  d2 = dn;
+  g2.pf_ahead = d2.pf_ahead = 4; /* the L2 prefetch ahead of the ring, across items */
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  g2 = gu;
   g2.order = 0;
   g2.epi_wide = 0; /* 4-byte stores */
   compile_cubin(nv, &g2, "sm_90a");
@@ -114,6 +119,11 @@ START_TEST(test_sm90a_compiles) {
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
     g2.epi_wide = d2.epi_wide = 0;
+    compile_cubin(nv, &g2, "sm_90a");
+    compile_cubin(nv, &d2, "sm_90a");
+    /* the L2 prefetch ahead of the ring (MOERT_PREFILL_PF_AHEAD, off by default) */
+    g2.epi_wide = d2.epi_wide = 1;
+    g2.pf_ahead = d2.pf_ahead = 8;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
   } else { /* no change to 128-row tiles */

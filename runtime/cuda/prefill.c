@@ -107,6 +107,10 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * prefill T=1024/8192), Mixtral-8x7B T=512 0.7 % slower (docs/bench/decode-log.md v12).
      * Hook: MOERT_PREFILL_EARLY = 0|1. */
     gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
+    /* weight tiles prefetched into L2 n K steps ahead of the ring: an experiment, off unless
+     * MOERT_PREFILL_PF_AHEAD=n (1..32) asks for it (decode-log.md v13: prepared, not yet
+     * measured) */
+    gu->pf_ahead = dn->pf_ahead = env_int("MOERT_PREFILL_PF_AHEAD", 0, 32, 0);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -168,6 +172,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
+    if (c->pf_ahead)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_AHEAD=%d", c->pf_ahead);
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
