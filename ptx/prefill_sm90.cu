@@ -111,6 +111,17 @@
 #ifndef MOERT_PF_AHEAD
 #define MOERT_PF_AHEAD 0
 #endif
+/* MOERT_KSPLIT=S (a benchmark hook, MOERT_PREFILL_KSPLIT; 1 = off): the down GEMM's items
+ * are (row tile, column tile, S-th of K), so that a few long items fill more SMs; part s of
+ * a row goes to columns [s N, (s + 1) N) of its output row (the host passes a row stride of
+ * S N), and the combine sums the parts in order (ptx/expert.cu, MOERT_COMBINE_SLABS).
+ * Persistent grids only. */
+#ifndef MOERT_KSPLIT
+#define MOERT_KSPLIT 1
+#endif
+#if MOERT_KSPLIT > 1 && (MOERT_GATED || !MOERT_PERSISTENT)
+#error "MOERT_KSPLIT splits the persistent down GEMM only"
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -346,12 +357,15 @@ static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0
  * tile w % ntile, column tile w / ntile), 1 row tile outer (w / ncol, w % ncol: the column
  * tiles of one row tile run together, so its A rows are read from memory once). */
 #if MOERT_ORDER
-#define ITEM_ROW(w) ((w) / ncol)
-#define ITEM_COL(w) ((w) % ncol)
+#define ITEM_ROW(w) ((w) / MOERT_KSPLIT / ncol)
+#define ITEM_COL(w) ((w) / MOERT_KSPLIT % ncol)
 #else
-#define ITEM_ROW(w) ((w) % ntile)
-#define ITEM_COL(w) ((w) / ntile)
+#define ITEM_ROW(w) ((w) / MOERT_KSPLIT % ntile)
+#define ITEM_COL(w) ((w) / MOERT_KSPLIT / ntile)
 #endif
+/* the K steps [ITEM_KB, ITEM_KE) of work item w (all of them without MOERT_KSPLIT) */
+#define ITEM_KB(w) ((w) % MOERT_KSPLIT * ktiles / MOERT_KSPLIT)
+#define ITEM_KE(w) (((w) % MOERT_KSPLIT + 1) * ktiles / MOERT_KSPLIT)
 
 /* the stage ring's barriers, by thread 0, seen by the CTA after the __syncthreads */
 static __device__ __forceinline__ void init_barriers(int tid, unsigned long long *s_full,
@@ -379,19 +393,20 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
   const int ntile = __ldcg(tile_count);
 #if MOERT_PERSISTENT || MOERT_ORDER
   const int w = (int)blockIdx.x;
-  if (w >= ntile * ncol) return 0;
+  if (w >= ntile * ncol * MOERT_KSPLIT) return 0;
 #else
   if ((int)blockIdx.x >= ntile) return 0;
   const int w = (int)blockIdx.x + ntile * (int)blockIdx.y;
 #endif
   const moert_row_tile tile = __ldcg(&tiles[ITEM_ROW(w)]);
   const moert_tmap *map0 = b_maps + tile.x;
-  const int n0 = ITEM_COL(w) * BN, n = ktiles < STAGES ? ktiles : STAGES;
+  const int kb = ITEM_KB(w), nk = ITEM_KE(w) - kb;
+  const int n0 = ITEM_COL(w) * BN, n = nk < STAGES ? nk : STAGES;
   tma_prefetch_map(map0);
   for (int s = 0; s < n; s++) {
     const unsigned int full = smem_u32(&s_full[s]);
     mbar_expect_tx_only(full, B_BYTES);
-    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full);
+    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, (kb + s) * BK, n0, full);
   }
   return n;
 }
@@ -428,7 +443,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
-  const int total = ntile * ncol;
+  const int total = ntile * ncol * MOERT_KSPLIT;
   if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
   const int w_first = blockIdx.x, w_step = gridDim.x;
 #elif MOERT_ORDER
@@ -460,7 +475,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     for (int w = w_first; w < total; w += w_step) {
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int expert = tile.x, row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN;
+      const int n0 = ITEM_COL(w) * BN, kb = ITEM_KB(w), ke = ITEM_KE(w);
       const moert_tmap *map0 = b_maps + expert;
       const moert_tmap *map1 = b_maps + (size_t)E + expert;
       if (tid == 0) {
@@ -473,6 +488,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       const moert_row_tile next = has_next ? tiles[ITEM_ROW(w + w_step)] : tile;
       const moert_tmap *next0 = b_maps + next.x, *next1 = b_maps + (size_t)E + next.x;
       const int next_n0 = has_next ? ITEM_COL(w + w_step) * BN : 0;
+      const int next_kb = ITEM_KB(w + w_step), next_ke = ITEM_KE(w + w_step);
 #endif
 #if !MOERT_A_TMA
       /* the BM / 16 rows this thread copies, r = tid / 8 + 16 i (8 threads a row, 16 bytes
@@ -492,7 +508,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #else
       (void)row_end;
 #endif
-      for (int kt = 0; kt < ktiles; kt++, it++) {
+      for (int kt = kb; kt < ke; kt++, it++) {
         const int s = it % STAGES;
         if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
         const unsigned int full = smem_u32(&s_full[s]);
@@ -511,11 +527,11 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
 #endif
 #if MOERT_PF_AHEAD
-          if (kt + MOERT_PF_AHEAD < ktiles) {
+          if (kt + MOERT_PF_AHEAD < ke) {
             tma_prefetch_2d(map0, k0 + MOERT_PF_AHEAD * BK, n0);
             if (NB == 2) tma_prefetch_2d(map1, k0 + MOERT_PF_AHEAD * BK, n0);
-          } else if (has_next && kt + MOERT_PF_AHEAD - ktiles < ktiles) {
-            const int kn = (kt + MOERT_PF_AHEAD - ktiles) * BK;
+          } else if (has_next && next_kb + kt + MOERT_PF_AHEAD - ke < next_ke) {
+            const int kn = (next_kb + kt + MOERT_PF_AHEAD - ke) * BK;
             tma_prefetch_2d(next0, kn, next_n0);
             if (NB == 2) tma_prefetch_2d(next1, kn, next_n0);
           }
@@ -559,13 +575,15 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     for (int w = w_first; w < total; w += w_step) {
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN;
+      const int n0 = ITEM_COL(w) * BN, nk = ITEM_KE(w) - ITEM_KB(w);
+      /* MOERT_KSPLIT: part w % S of the row, at columns (w % S) N of the output row */
+      const long long part_col = (long long)(w % MOERT_KSPLIT) * N;
       float acc[NACC][MMA_ACC];
 #pragma unroll
       for (int b = 0; b < NACC; b++)
 #pragma unroll
         for (int i = 0; i < MMA_ACC; i++) acc[b][i] = 0.0f;
-      for (int kt = 0; kt < ktiles; kt++, it++) {
+      for (int kt = 0; kt < nk; kt++, it++) {
         const int s = it % STAGES;
         mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
 #if !MOERT_A_TMA
@@ -616,7 +634,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r = row0 + rbase + 8 * half;
-        act_t *orow = (act_t *)out + (long long)r * out_stride;
+        act_t *orow = (act_t *)out + (long long)r * out_stride + part_col;
 #pragma unroll
         for (int m = 0; m < WGN / 32; m++) {
           unsigned int w[4];
@@ -654,9 +672,9 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const int r = row0 + rbase + 8 * half;
         if (r >= row_end) continue;
 #if MOERT_GATED || MOERT_OUT_ACT
-        act_t *orow = (act_t *)out + (long long)r * out_stride;
+        act_t *orow = (act_t *)out + (long long)r * out_stride + part_col;
 #else
-        float *orow = (float *)out + (long long)r * out_stride;
+        float *orow = (float *)out + (long long)r * out_stride + part_col;
 #endif
 #pragma unroll
         for (int jn = 0; jn < WGN / 8; jn++) {

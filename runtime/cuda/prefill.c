@@ -174,6 +174,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->pf_ahead)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_AHEAD=%d", c->pf_ahead);
+    if (c->ksplit > 1 && !c->gated && c->persistent)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=%d", c->ksplit);
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -206,7 +208,8 @@ void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t 
   *gx = (unsigned int)(t ? t : 1);
   *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
   if (c->persistent) {
-    const uint64_t items = (uint64_t)*gx * *gy, ctas = sm_count ? sm_count : 132;
+    const uint64_t split = c->ksplit > 1 && !c->gated && c->sm == 90 ? (uint64_t)c->ksplit : 1;
+    const uint64_t items = (uint64_t)*gx * *gy * split, ctas = sm_count ? sm_count : 132;
     *gx = (unsigned int)(items < ctas ? items : ctas);
     *gy = 1;
   } else if (c->order) {
@@ -378,7 +381,9 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
       return st;
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
-    long long hs = a->h_stride, os = a->out_stride;
+    /* MOERT_KSPLIT: rows of ksplit parts of H each */
+    const long long parts = dn->ksplit > 1 && dn->persistent && dn->sm == 90 ? dn->ksplit : 1;
+    long long hs = a->h_stride, os = a->out_stride * parts;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os};
@@ -392,7 +397,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     if (dn->early && pdl_down) {
       const uint64_t touched = a->pairs < a->num_experts ? a->pairs : a->num_experts;
       const uint64_t items = (touched + a->pairs / (uint64_t)dn->bm) *
-                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn);
+                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn) *
+                             (uint64_t)parts;
       if (2 * items < (uint64_t)(k->sm_count ? k->sm_count : 132)) pdl_down = 0;
     }
     st = moert_cuda_launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,
