@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# For the thirteenth session's first device call (written at the end of the twelfth, not run):
+# For the thirteenth session's first device call (written at the end of the twelfth, not run;
+# next-session-b.sh is the second):
 #   build main into build-gpu here (cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release
 #   -DMOERT_BUILD_TOOLS=ON), copy ../shared/peers/torch_peers.py into .device/, carry
 #   ["build-gpu", ".device"], run this script on the device.
@@ -8,9 +9,8 @@
 # 1. MOERT_PREFILL_PF_AHEAD=n, the L2 prefetch ahead of the ring.  Prediction: the decode
 #    sizes' GEMMs (47-80 % of the DRAM peak at T <= 8) closer to the copy rate; T=1 from
 #    32.3 us towards 27, T=2-8 a few per cent; nothing at T >= 32.
-# 2. MOERT_PREFILL_KSPLIT=2, the down GEMM's K in two parts summed by the combine.
-#    Prediction: Mixtral-8x7B T=512 (192 down items for 132 SMs) and T=256 5-9 % faster;
-#    small T slower (twice the partial rows for the combine).
+# 2. MOERT_PREFILL_KSPLIT=2, the down GEMM's K in two parts summed by the combine: here only
+#    test_gpu_prefill's two cases (they set it themselves); next-session-b.sh for the rest.
 set -u
 t0=$(date +%s)
 [ -e /work/main ] || { mkdir -p /work && ln -s "$(pwd)" /work/main; }
@@ -27,7 +27,6 @@ for T in 1 2 8 32 512; do  # a hang shows first here
 done
 run prefill 120 MOERT_PREFILL_PF_AHEAD=8 $B/tests/test_gpu_prefill
 run quick 100 MOERT_PREFILL_PF_AHEAD=8 CK_RUN_CASE=quick $B/tests/test_gpu_forward
-run quick-ks 100 MOERT_PREFILL_KSPLIT=2 CK_RUN_CASE=quick $B/tests/test_gpu_forward
 grep -E "K in 2 parts" -A1 $OUT/prefill.log | grep checked
 echo "T=1 $(MOERT_PREFILL_PF_AHEAD=8 timeout 60 $B/moert run --backend cuda --model qwen3-30b-a3b \
   --tokens 1 --layers 1 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ') (main: fnv64 1e4d7fde1f7b1693)"
@@ -43,10 +42,6 @@ for r in 1 2; do
     b pf$n mixtral-8x7b 1,8,512 MOERT_PREFILL_PF_AHEAD=$n
     b pf$n qwen3-235b-a22b 1,8,512 MOERT_PREFILL_PF_AHEAD=$n
   done
-done
-for r in 1 2; do
-  b ks1 mixtral-8x7b 8,64,256,512,1024 MOERT_X=1
-  b ks2 mixtral-8x7b 8,64,256,512,1024 MOERT_PREFILL_KSPLIT=2
 done
 python3 tools/ab-table.py $OUT/ab.jsonl
 echo "ab done $(( $(date +%s) - t0 )) s"
