@@ -493,10 +493,9 @@ moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, 
     float a[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) a[i] = 0.0f;
-#if MOERT_COMBINE_SLABS > 1
-    /* the down GEMM split its K in MOERT_COMBINE_SLABS parts (MOERT_PREFILL_KSPLIT): row f
-     * of the token's K S is part f % S of pair f / S, at columns (f % S) H of the pair's row
-     * of S H; summed in that order */
+    /* row f of the token's K S is part f % S of pair f / S, at columns (f % S) H of the
+     * pair's row of S H (S = MOERT_COMBINE_SLABS > 1 where the down GEMM split its K:
+     * MOERT_PREFILL_KSPLIT); summed in that order */
     constexpr int S = MOERT_COMBINE_SLABS;
     for (int f0 = 0; f0 < K * S; f0 += 8) {
       uint4 v[8];
@@ -515,24 +514,6 @@ moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, 
           for (int i = 0; i < 8; i++) a[i] = fmaf(wj, f[i], a[i]);
         }
     }
-#else
-    for (int j0 = 0; j0 < K; j0 += 8) {
-      uint4 v[8];
-#pragma unroll
-      for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < K)
-          v[jj] = __ldcs((const uint4 *)(ypair + (size_t)s_row[j0 + jj] * H) + c);
-#pragma unroll
-      for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < K) {
-          const float wj = s_w[j0 + jj];
-          float f[8];
-          unpack8(v[jj], f);
-#pragma unroll
-          for (int i = 0; i < 8; i++) a[i] = fmaf(wj, f[i], a[i]);
-        }
-    }
-#endif
     const int col = 8 * c;
     if (yshared) {
       float f[8];

@@ -154,6 +154,11 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   gu->early = dn->early = 0;
 }
 
+/* the parts of K a GEMM's items take (MOERT_KSPLIT): the sm_90a persistent down GEMM only */
+static int ksplit_parts(const moert_prefill_config *c) {
+  return c->sm == 90 && !c->gated && c->persistent && c->ksplit > 1 ? c->ksplit : 1;
+}
+
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
   memset(out, 0, sizeof *out);
   out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";
@@ -174,8 +179,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->pf_ahead)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_AHEAD=%d", c->pf_ahead);
-    if (c->ksplit > 1 && !c->gated && c->persistent)
-      snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=%d", c->ksplit);
+    if (ksplit_parts(c) > 1)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=%d", ksplit_parts(c));
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -208,8 +213,8 @@ void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t 
   *gx = (unsigned int)(t ? t : 1);
   *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
   if (c->persistent) {
-    const uint64_t split = c->ksplit > 1 && !c->gated && c->sm == 90 ? (uint64_t)c->ksplit : 1;
-    const uint64_t items = (uint64_t)*gx * *gy * split, ctas = sm_count ? sm_count : 132;
+    const uint64_t items = (uint64_t)*gx * *gy * (uint64_t)ksplit_parts(c);
+    const uint64_t ctas = sm_count ? sm_count : 132;
     *gx = (unsigned int)(items < ctas ? items : ctas);
     *gy = 1;
   } else if (c->order) {
@@ -382,7 +387,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
     /* MOERT_KSPLIT: rows of ksplit parts of H each */
-    const long long parts = dn->ksplit > 1 && dn->persistent && dn->sm == 90 ? dn->ksplit : 1;
+    const long long parts = ksplit_parts(dn);
     long long hs = a->h_stride, os = a->out_stride * parts;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,

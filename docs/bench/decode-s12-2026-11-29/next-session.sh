@@ -13,14 +13,8 @@
 #    test_gpu_prefill's two cases (they set it themselves); next-session-b.sh for the rest.
 set -u
 t0=$(date +%s)
-[ -e /work/main ] || { mkdir -p /work && ln -s "$(pwd)" /work/main; }
-export MOERT_CACHE_DIR=/tmp/jitc
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
+. tools/device-env.sh # the /work/main link, the JIT cache, the card, run()
 B=build-gpu
-run() { local name=$1 to=$2; shift 2
-  local s=$(date +%s); timeout $to env "$@" > $OUT/$name.log 2>&1; local rc=$?
-  echo "$name rc=$rc $(( $(date +%s) - s )) s $(grep -E 'Checks|ERROR SUMMARY' $OUT/$name.log | tail -1)"
-  grep -E ":F:|:E:" $OUT/$name.log | head -5; }
 for T in 1 2 8 32 512; do  # a hang shows first here
   MOERT_PREFILL_PF_AHEAD=8 timeout 40 $B/moert bench --backend cuda --stage forward --tokens $T \
     --iters 5 --json > /dev/null 2>&1 || echo "bench T=$T rc=$?"

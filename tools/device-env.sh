@@ -1,0 +1,11 @@
+# device-env.sh — sourced by the scripts run on the lent GPU machine (docs/bench/*/next-session*.sh):
+# the /work/main path the JIT cache and tools expect, a JIT cache outside the tree, the card,
+# and run NAME TIMEOUT [VAR=VALUE ...] CMD: a test binary under a timeout, its output in
+# $OUT/NAME.log, one summary line (exit status, seconds, Check's totals) and its failures.
+[ -e /work/main ] || { mkdir -p /work && ln -s "$(pwd)" /work/main; }
+export MOERT_CACHE_DIR=/tmp/jitc
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
+run() { local name=$1 to=$2; shift 2
+  local s=$(date +%s); timeout $to env "$@" > $OUT/$name.log 2>&1; local rc=$?
+  echo "$name rc=$rc $(( $(date +%s) - s )) s $(grep -E 'Checks|ERROR SUMMARY' $OUT/$name.log | tail -1)"
+  grep -E ":F:|:E:" $OUT/$name.log | head -5; }
