@@ -27,9 +27,6 @@
  * K step is zero-filled. */
 #include "moert_device.h"
 
-#ifndef MOERT_COMBINE_SLABS
-#define MOERT_COMBINE_SLABS 1 /* parts of each pair's row for moert_combine_act (MOERT_KSPLIT) */
-#endif
 #ifndef MOERT_BM
 #define MOERT_BM 64
 #endif
@@ -493,23 +490,18 @@ moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, 
     float a[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) a[i] = 0.0f;
-    /* row f of the token's K S is part f % S of pair f / S, at columns (f % S) H of the
-     * pair's row of S H (S = MOERT_COMBINE_SLABS > 1 where the down GEMM split its K:
-     * MOERT_PREFILL_KSPLIT); summed in that order */
-    constexpr int S = MOERT_COMBINE_SLABS;
-    for (int f0 = 0; f0 < K * S; f0 += 8) {
+    for (int j0 = 0; j0 < K; j0 += 8) {
       uint4 v[8];
 #pragma unroll
-      for (int ff = 0; ff < 8; ff++)
-        if (f0 + ff < K * S)
-          v[ff] = __ldcs((const uint4 *)(ypair + ((size_t)s_row[(f0 + ff) / S] * S +
-                                                  (size_t)((f0 + ff) % S)) * H) + c);
+      for (int jj = 0; jj < 8; jj++)
+        if (j0 + jj < K)
+          v[jj] = __ldcs((const uint4 *)(ypair + (size_t)s_row[j0 + jj] * H) + c);
 #pragma unroll
-      for (int ff = 0; ff < 8; ff++)
-        if (f0 + ff < K * S) {
-          const float wj = s_w[(f0 + ff) / S];
+      for (int jj = 0; jj < 8; jj++)
+        if (j0 + jj < K) {
+          const float wj = s_w[j0 + jj];
           float f[8];
-          unpack8(v[ff], f);
+          unpack8(v[jj], f);
 #pragma unroll
           for (int i = 0; i < 8; i++) a[i] = fmaf(wj, f[i], a[i]);
         }

@@ -52,8 +52,7 @@
  * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
- * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_PF_AHEAD
- * (below).  K need only
+ * down GEMM asks for its first weight tiles before it waits: early_weights).  K need only
  * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
  * with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
@@ -102,25 +101,6 @@
 #endif
 #ifndef MOERT_EARLY
 #define MOERT_EARLY 0
-#endif
-/* MOERT_PF_AHEAD=n (a benchmark hook, MOERT_PREFILL_PF_AHEAD; 0 = off): when the producer
- * loads the weight tiles of K step kt into the stage ring it also asks L2 for those of step
- * kt + n (cp.async.bulk.prefetch.tensor; in the CTA's next item once past this one's end),
- * so that more weight bytes are on their way than the ring holds: at the decode sizes the
- * GEMMs stream at 47-80 % of the DRAM peak with the ring full (decode-log.md v12-v13). */
-#ifndef MOERT_PF_AHEAD
-#define MOERT_PF_AHEAD 0
-#endif
-/* MOERT_KSPLIT=S (a benchmark hook, MOERT_PREFILL_KSPLIT; 1 = off): the down GEMM's items
- * are (row tile, column tile, S-th of K), so that a few long items fill more SMs; part s of
- * a row goes to columns [s N, (s + 1) N) of its output row (the host passes a row stride of
- * S N), and the combine sums the parts in order (ptx/expert.cu, MOERT_COMBINE_SLABS).
- * Persistent grids only. */
-#ifndef MOERT_KSPLIT
-#define MOERT_KSPLIT 1
-#endif
-#if MOERT_KSPLIT > 1 && (MOERT_GATED || !MOERT_PERSISTENT)
-#error "MOERT_KSPLIT splits the persistent down GEMM only"
 #endif
 
 #define BM MOERT_BM
@@ -212,15 +192,6 @@ static __device__ __forceinline__ void tma_load_2d(unsigned int dst, const moert
       "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
 }
-#if MOERT_PF_AHEAD
-/* a box of the tensor into L2 only (no shared memory, no barrier) */
-static __device__ __forceinline__ void tma_prefetch_2d(const moert_tmap *map, int c0, int c1) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
-                   (unsigned long long)map),
-               "r"(c0), "r"(c1)
-               : "memory");
-}
-#endif
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
 }
@@ -357,15 +328,12 @@ static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0
  * tile w % ntile, column tile w / ntile), 1 row tile outer (w / ncol, w % ncol: the column
  * tiles of one row tile run together, so its A rows are read from memory once). */
 #if MOERT_ORDER
-#define ITEM_ROW(w) ((w) / MOERT_KSPLIT / ncol)
-#define ITEM_COL(w) ((w) / MOERT_KSPLIT % ncol)
+#define ITEM_ROW(w) ((w) / ncol)
+#define ITEM_COL(w) ((w) % ncol)
 #else
-#define ITEM_ROW(w) ((w) / MOERT_KSPLIT % ntile)
-#define ITEM_COL(w) ((w) / MOERT_KSPLIT / ntile)
+#define ITEM_ROW(w) ((w) % ntile)
+#define ITEM_COL(w) ((w) / ntile)
 #endif
-/* the K steps [ITEM_KB, ITEM_KE) of work item w (all of them without MOERT_KSPLIT) */
-#define ITEM_KB(w) ((w) % MOERT_KSPLIT * ktiles / MOERT_KSPLIT)
-#define ITEM_KE(w) (((w) % MOERT_KSPLIT + 1) * ktiles / MOERT_KSPLIT)
 
 /* the stage ring's barriers, by thread 0, seen by the CTA after the __syncthreads */
 static __device__ __forceinline__ void init_barriers(int tid, unsigned long long *s_full,
@@ -393,20 +361,19 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
   const int ntile = __ldcg(tile_count);
 #if MOERT_PERSISTENT || MOERT_ORDER
   const int w = (int)blockIdx.x;
-  if (w >= ntile * ncol * MOERT_KSPLIT) return 0;
+  if (w >= ntile * ncol) return 0;
 #else
   if ((int)blockIdx.x >= ntile) return 0;
   const int w = (int)blockIdx.x + ntile * (int)blockIdx.y;
 #endif
   const moert_row_tile tile = __ldcg(&tiles[ITEM_ROW(w)]);
   const moert_tmap *map0 = b_maps + tile.x;
-  const int kb = ITEM_KB(w), nk = ITEM_KE(w) - kb;
-  const int n0 = ITEM_COL(w) * BN, n = nk < STAGES ? nk : STAGES;
+  const int n0 = ITEM_COL(w) * BN, n = ktiles < STAGES ? ktiles : STAGES;
   tma_prefetch_map(map0);
   for (int s = 0; s < n; s++) {
     const unsigned int full = smem_u32(&s_full[s]);
     mbar_expect_tx_only(full, B_BYTES);
-    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, (kb + s) * BK, n0, full);
+    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full);
   }
   return n;
 }
@@ -443,7 +410,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
-  const int total = ntile * ncol * MOERT_KSPLIT;
+  const int total = ntile * ncol;
   if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
   const int w_first = blockIdx.x, w_step = gridDim.x;
 #elif MOERT_ORDER
@@ -475,21 +442,13 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     for (int w = w_first; w < total; w += w_step) {
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int expert = tile.x, row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN, kb = ITEM_KB(w), ke = ITEM_KE(w);
+      const int n0 = ITEM_COL(w) * BN;
       const moert_tmap *map0 = b_maps + expert;
       const moert_tmap *map1 = b_maps + (size_t)E + expert;
       if (tid == 0) {
         tma_prefetch_map(map0);
         if (NB == 2) tma_prefetch_map(map1);
       }
-#if MOERT_PF_AHEAD
-      /* the CTA's next item, for the prefetch past this one's last K step */
-      const bool has_next = w + w_step < total;
-      const moert_row_tile next = has_next ? tiles[ITEM_ROW(w + w_step)] : tile;
-      const moert_tmap *next0 = b_maps + next.x, *next1 = b_maps + (size_t)E + next.x;
-      const int next_n0 = has_next ? ITEM_COL(w + w_step) * BN : 0;
-      const int next_kb = ITEM_KB(w + w_step), next_ke = ITEM_KE(w + w_step);
-#endif
 #if !MOERT_A_TMA
       /* the BM / 16 rows this thread copies, r = tid / 8 + 16 i (8 threads a row, 16 bytes
        * each): their sources, once per item, so that a K step costs a 64-bit add and a
@@ -508,7 +467,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #else
       (void)row_end;
 #endif
-      for (int kt = kb; kt < ke; kt++, it++) {
+      for (int kt = 0; kt < ktiles; kt++, it++) {
         const int s = it % STAGES;
         if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
         const unsigned int full = smem_u32(&s_full[s]);
@@ -525,16 +484,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
           tma_load_2d(sb, map0, k0, n0, full);
           if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
-#endif
-#if MOERT_PF_AHEAD
-          if (kt + MOERT_PF_AHEAD < ke) {
-            tma_prefetch_2d(map0, k0 + MOERT_PF_AHEAD * BK, n0);
-            if (NB == 2) tma_prefetch_2d(map1, k0 + MOERT_PF_AHEAD * BK, n0);
-          } else if (has_next && next_kb + kt + MOERT_PF_AHEAD - ke < next_ke) {
-            const int kn = (next_kb + kt + MOERT_PF_AHEAD - ke) * BK;
-            tma_prefetch_2d(next0, kn, next_n0);
-            if (NB == 2) tma_prefetch_2d(next1, kn, next_n0);
-          }
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }
@@ -575,15 +524,13 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     for (int w = w_first; w < total; w += w_step) {
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
       const int row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN, nk = ITEM_KE(w) - ITEM_KB(w);
-      /* MOERT_KSPLIT: part w % S of the row, at columns (w % S) N of the output row */
-      const long long part_col = (long long)(w % MOERT_KSPLIT) * N;
+      const int n0 = ITEM_COL(w) * BN;
       float acc[NACC][MMA_ACC];
 #pragma unroll
       for (int b = 0; b < NACC; b++)
 #pragma unroll
         for (int i = 0; i < MMA_ACC; i++) acc[b][i] = 0.0f;
-      for (int kt = 0; kt < nk; kt++, it++) {
+      for (int kt = 0; kt < ktiles; kt++, it++) {
         const int s = it % STAGES;
         mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
 #if !MOERT_A_TMA
@@ -634,7 +581,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r = row0 + rbase + 8 * half;
-        act_t *orow = (act_t *)out + (long long)r * out_stride + part_col;
+        act_t *orow = (act_t *)out + (long long)r * out_stride;
 #pragma unroll
         for (int m = 0; m < WGN / 32; m++) {
           unsigned int w[4];
@@ -672,9 +619,9 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const int r = row0 + rbase + 8 * half;
         if (r >= row_end) continue;
 #if MOERT_GATED || MOERT_OUT_ACT
-        act_t *orow = (act_t *)out + (long long)r * out_stride + part_col;
+        act_t *orow = (act_t *)out + (long long)r * out_stride;
 #else
-        float *orow = (float *)out + (long long)r * out_stride + part_col;
+        float *orow = (float *)out + (long long)r * out_stride;
 #endif
 #pragma unroll
         for (int jn = 0; jn < WGN / 8; jn++) {

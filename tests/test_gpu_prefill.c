@@ -65,9 +65,7 @@ typedef struct qcase {
   int down_cp;  /* sm_90a: h by cp.async in the down GEMM */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
                  * stores), 1 f32 down rows, 2 4-byte stores of the 2-byte outputs, 3 the
-                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles), 4
-                 * the down GEMM's K split in two (MOERT_KSPLIT: rows of two parts, summed
-                 * here as moert_combine_act sums them) */
+                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles) */
 } qcase;
 
 static const qcase cases[] = {
@@ -82,8 +80,6 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 128, 0, 2}, {256, MOERT_DTYPE_F16, 64, 0, 2},
     /* the narrow tiles (on other GPUs these run the default kernels again) */
     {256, MOERT_DTYPE_BF16, 64, 0, 3},   {1024, MOERT_DTYPE_F16, 64, 1, 3},
-    /* the down GEMM's K split in two (a benchmark hook of the forward) */
-    {256, MOERT_DTYPE_BF16, 128, 0, 4},  {1024, MOERT_DTYPE_F16, 64, 1, 4},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -172,9 +168,6 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && c->epi == 3) moert_prefill_narrow(&gu, &dn);
-  if (dn.sm == 90 && c->epi == 4) dn.ksplit = 2, dn.persistent = 1;
-  /* parts of each down row (rows of parts x H; dout has f32 room: two 2-byte parts) */
-  const size_t parts = dn.sm == 90 && dn.ksplit > 1 ? (size_t)dn.ksplit : 1;
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {
@@ -189,7 +182,6 @@ START_TEST(test_prefill_vs_cpu) {
          "%d stages, down rows in %s, %d-byte stores\n", T, moert_dtype_name(dt), gu.sm, bm,
          gu.bm, gu.bn, dn.bm, dn.bn, dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async", gu.stages,
          dn.out_act ? moert_dtype_name(dt) : "f32", gu.epi_wide ? 16 : 4);
-  if (parts > 1) printf("  the down GEMM's K in %zu parts\n", parts);
 
   moert_prefill_args a = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                           .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,
@@ -204,23 +196,15 @@ START_TEST(test_prefill_vs_cpu) {
   ck_assert(h && out);
   CU(cu->cuMemcpyDtoH(h, dh, pairs * I * 2));
   if (dn.out_act) { /* the rows in the activation dtype: checked for poison, then widened */
-    uint16_t *o16 = malloc(pairs * H * 2 * parts);
-    float *of = malloc(pairs * H * 4 * parts);
-    ck_assert(o16 && of);
-    CU(cu->cuMemcpyDtoH(o16, dout, pairs * H * 2 * parts));
+    uint16_t *o16 = malloc(pairs * H * 2);
+    ck_assert_ptr_nonnull(o16);
+    CU(cu->cuMemcpyDtoH(o16, dout, pairs * H * 2));
     const uint16_t expo = dt == MOERT_DTYPE_BF16 ? 0x7f80u : 0x7c00u;
-    for (size_t i = 0; i < pairs * H * parts; i++)
+    for (size_t i = 0; i < pairs * H; i++)
       if ((o16[i] & expo) == expo)
-        ck_abort_msg("out[%zu] part %zu [%zu] not written (expert %d)", i / (H * parts),
-                     i / H % parts, i % H, expert_of[i / (H * parts)]);
-    to_float(dt, o16, pairs * H * parts, of);
-    for (size_t r = 0; r < pairs; r++) /* the parts summed in order, as the combine does */
-      for (size_t n = 0; n < H; n++) {
-        float v = of[r * parts * H + n];
-        for (size_t q = 1; q < parts; q++) v += of[(r * parts + q) * H + n];
-        out[r * H + n] = v;
-      }
-    free(o16), free(of);
+        ck_abort_msg("out[%zu][%zu] not written (expert %d)", i / H, i % H, expert_of[i / H]);
+    to_float(dt, o16, pairs * H, out);
+    free(o16);
   } else {
     CU(cu->cuMemcpyDtoH(out, dout, pairs * H * 4));
   }

@@ -101,8 +101,6 @@ START_TEST(test_expert_compiles) {
         def(&q, "MOERT_BK=64");
         def(&q, "MOERT_STAGES=4");
       }
-      /* once also with moert_combine_act summing two parts a row (MOERT_PREFILL_KSPLIT) */
-      if (a == 0 && b == 1) def(&q, "MOERT_COMBINE_SLABS=2");
       compile_ok(nv, &q, arch);
     }
 }

@@ -98,17 +98,6 @@ START_TEST(test_sm90a_compiles) {
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
   g2 = gu;
-  d2 = dn;
-  g2.pf_ahead = d2.pf_ahead = 4; /* the L2 prefetch ahead of the ring, across items */
-  compile_cubin(nv, &g2, "sm_90a");
-  compile_cubin(nv, &d2, "sm_90a");
-  d2 = dn;
-  d2.ksplit = 2; /* the down GEMM's K in two parts (persistent grids only) */
-  d2.persistent = 1;
-  compile_cubin(nv, &d2, "sm_90a");
-  d2.a_tma = 0, d2.out_act = 0, d2.epi_wide = 0; /* and its other A and epilogue forms */
-  compile_cubin(nv, &d2, "sm_90a");
-  g2 = gu;
   g2.order = 0;
   g2.epi_wide = 0; /* 4-byte stores */
   compile_cubin(nv, &g2, "sm_90a");
@@ -125,11 +114,6 @@ START_TEST(test_sm90a_compiles) {
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
     g2.epi_wide = d2.epi_wide = 0;
-    compile_cubin(nv, &g2, "sm_90a");
-    compile_cubin(nv, &d2, "sm_90a");
-    /* the L2 prefetch ahead of the ring (MOERT_PREFILL_PF_AHEAD, off by default) */
-    g2.epi_wide = d2.epi_wide = 1;
-    g2.pf_ahead = d2.pf_ahead = 8;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
   } else { /* no change to 128-row tiles */

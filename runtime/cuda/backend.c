@@ -92,8 +92,6 @@ typedef struct cuda_scratch {
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
   moert_prefill_kernels pf[3]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles */
   bool narrow_ok;  /* pf[2] is loaded */
-  int ksplit; /* MOERT_PREFILL_KSPLIT=2 (a benchmark hook): the sm_90a down GEMMs split K in
-               * two, moert_combine_act sums the parts (no shared expert, 2-byte rows); 1 */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
@@ -203,17 +201,6 @@ static bool want_prefill(const cuda_runtime *r, const cuda_scratch *c, const moe
  * Qwen3-235B-A22B T=1 in 98.3 against 88.3 (6 stages): twice the work items is not by itself
  * faster, so they run only where the split-K kernel would. */
 static bool narrow_built(const cuda_runtime *r) { return r->narrow || r->narrow_t1; }
-
-/* MOERT_PREFILL_KSPLIT=2: every sm_90a down GEMM of the scratch splits its K in two (on a
- * persistent grid: the split needs one) and writes rows of two parts, which the scratch's
- * moert_combine_act (built with MOERT_COMBINE_SLABS) sums; an experiment, not yet measured
- * (decode-log.md v13).  ypair's f32 room holds two rows in the 2-byte dtype. */
-static void split_down(const cuda_scratch *c, moert_prefill_config *dn) {
-  if (c->ksplit > 1 && dn->sm == 90 && dn->out_act) {
-    dn->ksplit = c->ksplit;
-    dn->persistent = 1;
-  }
-}
 
 /* The split-K decode kernel for the decode path's choice dec: where its work items fill at
  * most half of the CTAs the GPU holds at once, unless forced.  On the H200 (396 places):
@@ -505,11 +492,6 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     c->shared_prefill_min_t = sm && atoi(sm) > 0 ? (uint32_t)atoi(sm) : 1;
     const char *cs = getenv("MOERT_CUDA_COMBINE_SPLIT"); /* a benchmark hook: 0 = off */
     c->combine_split = !(cs && !strcmp(cs, "0"));
-    const char *ks = getenv("MOERT_PREFILL_KSPLIT"); /* a benchmark hook: 2 */
-    c->ksplit = ks && !strcmp(ks, "2") && r->cc_major == 9 && r->cc_minor == 0 &&
-                        !d->shared_intermediate && d->hidden % 8 == 0 &&
-                        (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16)
-                    ? 2 : 1;
     const char *df = getenv("MOERT_CUDA_DEC_FUSED"); /* a test and benchmark hook */
     c->dec_fused_mode = df && !strcmp(df, "0") ? 0 : df && !strcmp(df, "1") ? 1 : -1;
   }
@@ -644,7 +626,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     define(&q, "MOERT_BN", c->tile.bn);
     define(&q, "MOERT_BK", c->tile.bk);
     define(&q, "MOERT_STAGES", c->tile.stages);
-    if (c->ksplit > 1) define(&q, "MOERT_COMBINE_SLABS", c->ksplit);
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_gate_up", &c->fn_gate_up)) != MOERT_OK ||
         (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
@@ -700,7 +681,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
                                       &dn)) != MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
-      split_down(c, &dn);
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;
@@ -717,7 +697,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       moert_prefill_narrow(&gu, &dn);
-      split_down(c, &dn);
       if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
       c->narrow_ok = true;
     }

@@ -107,10 +107,6 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * prefill T=1024/8192), Mixtral-8x7B T=512 0.7 % slower (docs/bench/decode-log.md v12).
      * Hook: MOERT_PREFILL_EARLY = 0|1. */
     gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
-    /* weight tiles prefetched into L2 n K steps ahead of the ring: an experiment, off unless
-     * MOERT_PREFILL_PF_AHEAD=n (1..32) asks for it (decode-log.md v13: prepared, not yet
-     * measured) */
-    gu->pf_ahead = dn->pf_ahead = env_int("MOERT_PREFILL_PF_AHEAD", 0, 32, 0);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -154,11 +150,6 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   gu->early = dn->early = 0;
 }
 
-/* the parts of K a GEMM's items take (MOERT_KSPLIT): the sm_90a persistent down GEMM only */
-static int ksplit_parts(const moert_prefill_config *c) {
-  return c->sm == 90 && !c->gated && c->persistent && c->ksplit > 1 ? c->ksplit : 1;
-}
-
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
   memset(out, 0, sizeof *out);
   out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";
@@ -177,10 +168,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
-    if (c->pf_ahead)
-      snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_AHEAD=%d", c->pf_ahead);
-    if (ksplit_parts(c) > 1)
-      snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=%d", ksplit_parts(c));
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -213,8 +200,7 @@ void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t 
   *gx = (unsigned int)(t ? t : 1);
   *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
   if (c->persistent) {
-    const uint64_t items = (uint64_t)*gx * *gy * (uint64_t)ksplit_parts(c);
-    const uint64_t ctas = sm_count ? sm_count : 132;
+    const uint64_t items = (uint64_t)*gx * *gy, ctas = sm_count ? sm_count : 132;
     *gx = (unsigned int)(items < ctas ? items : ctas);
     *gy = 1;
   } else if (c->order) {
@@ -386,9 +372,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
       return st;
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
-    /* MOERT_KSPLIT: rows of ksplit parts of H each */
-    const long long parts = ksplit_parts(dn);
-    long long hs = a->h_stride, os = a->out_stride * parts;
+    long long hs = a->h_stride, os = a->out_stride;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os};
@@ -402,8 +386,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     if (dn->early && pdl_down) {
       const uint64_t touched = a->pairs < a->num_experts ? a->pairs : a->num_experts;
       const uint64_t items = (touched + a->pairs / (uint64_t)dn->bm) *
-                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn) *
-                             (uint64_t)parts;
+                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn);
       if (2 * items < (uint64_t)(k->sm_count ? k->sm_count : 132)) pdl_down = 0;
     }
     st = moert_cuda_launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,

@@ -39,13 +39,6 @@ typedef struct moert_prefill_config {
   int early;      /* sm90: the gate/up GEMM lets the down GEMM launch at its start (only where
                    * two CTAs cannot share an SM: moert_prefill_load checks), and the down
                    * GEMM asks for its first weight tiles before it waits (MOERT_EARLY) */
-  int ksplit;     /* sm90 persistent down GEMM (MOERT_KSPLIT): items of 1/ksplit of K, part s
-                   * of a row at columns [s N, (s + 1) N) of a row of ksplit N (the out
-                   * buffer must hold that); 0 or 1 = off.  Set by the backend (the hook
-                   * MOERT_PREFILL_KSPLIT=2), whose combine then sums the parts */
-  int pf_ahead;   /* sm90 (MOERT_PF_AHEAD): the producer also prefetches into L2 the weight
-                   * tiles this many K steps ahead of the ring; 0 = off (the default; the
-                   * benchmark hook MOERT_PREFILL_PF_AHEAD=n, 1..32, sets it) */
 } moert_prefill_config;
 
 /* Rows of a tile for a plan with the given rows per expert: 128 from 64 rows per expert on
