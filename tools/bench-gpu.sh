@@ -2,7 +2,8 @@
 # bench-gpu.sh — the decode benchmark of issue 4 in one go on a GPU machine: `moert bench
 # --json` (forward stage) for the three reference shapes, the PyTorch peers of the same
 # run on the same card, and the 48-layer step; the peers are merged into the moert lines
-# of the same model and T as peer_torch_grouped_mm_us / peer_torch_loop_us.
+# of the same model and T as peer_torch_grouped_mm_us / peer_torch_loop_us, and the Triton
+# fused-MoE peer (tools/triton_moe_peer.py) as peer_triton_fused_moe_us where it can run.
 #     tools/bench-gpu.sh [build-dir] [peers-script]     (output under $OUT, else /tmp/moert-bench)
 # The peers script is ../shared/peers/torch_peers.py, copied into a git-ignored folder of
 # the repository (.device/) so that it travels with the working tree.
@@ -29,8 +30,17 @@ if [ -f "$PEERS" ]; then
 else
   echo "no peers script at $PEERS" | tee "$LOGS/peers.txt"
 fi
+# the Triton fused-MoE peer (tools/triton_moe_peer.py: its two GEMM launches alone, in a CUDA
+# graph), where torch and triton are installed (the GPU machine); TRITON_T sets its T list
+TRITON_PEER=${TRITON_PEER:-tools/triton_moe_peer.py}
+if [ -f "$TRITON_PEER" ] && python3 -c "import torch, triton" 2>/dev/null; then
+  PYTHONUNBUFFERED=1 timeout "${TRITON_TIMEOUT:-300}" python3 "$TRITON_PEER" \
+    --tokens "${TRITON_T:-1,8,32,128,512}" 2>"$LOGS/triton.err" | tee "$LOGS/triton.jsonl"
+else
+  echo "# no Triton peer run (no $TRITON_PEER, or no torch and triton here)" | tee "$LOGS/triton.jsonl"
+fi
 "$MOERT" run --backend cuda --layers 48 --tokens 32 2>&1 | tee "$LOGS/run48.txt"
-python3 - "$LOGS/moert.jsonl" "$LOGS/peers.txt" >"$LOGS/bench.jsonl" <<'PY'
+python3 - "$LOGS/moert.jsonl" "$LOGS/peers.txt" "$LOGS/triton.jsonl" >"$LOGS/bench.jsonl" <<'PY'
 import json, sys
 peers, read_bw = {}, None
 for line in open(sys.argv[2]):
@@ -40,10 +50,20 @@ for line in open(sys.argv[2]):
     if line.startswith("{"):
         r = json.loads(line)
         peers[r["T"]] = r
+triton = {}
+for line in open(sys.argv[3]):
+    if line.startswith("{"):
+        t = json.loads(line)
+        if t.get("model") == "qwen3-30b-a3b" and isinstance(t.get("triton_fused_moe_us"), (int, float)):
+            triton[t["T"]] = t
 for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
+    t = triton.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None
+    if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
+        r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
+        r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
     p = peers.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None  # the peers run Qwen3-30B-A3B
     if p:
         for k in ("torch_grouped_mm_us", "torch_loop_us"):

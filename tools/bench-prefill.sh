@@ -30,6 +30,15 @@ if [ -f "$PEERS" ]; then
 else
   echo "no peers script at $PEERS" | tee "$LOGS/peers.txt"
 fi
+# the Triton fused-MoE peer (tools/triton_moe_peer.py: its two GEMM launches alone, in a CUDA
+# graph), where torch and triton are installed (the GPU machine); TRITON_T sets its T list
+TRITON_PEER=${TRITON_PEER:-tools/triton_moe_peer.py}
+if [ -f "$TRITON_PEER" ] && python3 -c "import torch, triton" 2>/dev/null; then
+  PYTHONUNBUFFERED=1 timeout "${TRITON_TIMEOUT:-300}" python3 "$TRITON_PEER" \
+    --tokens "${TRITON_T:-2048,8192}" 2>"$LOGS/triton.err" | tee "$LOGS/triton.jsonl"
+else
+  echo "# no Triton peer run (no $TRITON_PEER, or no torch and triton here)" | tee "$LOGS/triton.jsonl"
+fi
 MM=${DENSE_TFLOPS:-$(awk '/^mm_tflops/ {print $2}' "$LOGS/peers.txt" | tail -1)}
 for entry in $MODELS; do
   model=${entry%%:*}
@@ -43,7 +52,7 @@ for entry in $MODELS; do
     ${MM:+--dense-tflops $MM} ${BENCH_ITERS:+--iters $BENCH_ITERS} | tee -a "$LOGS/prefill.jsonl"
   echo "# $model: $(( $(date +%s) - start )) s" >&2
 done
-python3 - "$LOGS/prefill.jsonl" "$LOGS/peers.txt" >"$LOGS/bench.jsonl" <<'PY'
+python3 - "$LOGS/prefill.jsonl" "$LOGS/peers.txt" "$LOGS/triton.jsonl" >"$LOGS/bench.jsonl" <<'PY'
 import json, sys
 peers, read_bw, mm = {}, None, None
 for line in open(sys.argv[2]):
@@ -55,10 +64,20 @@ for line in open(sys.argv[2]):
     if line.startswith("{"):
         r = json.loads(line)
         peers[r["T"]] = r
+triton = {}
+for line in open(sys.argv[3]):
+    if line.startswith("{"):
+        t = json.loads(line)
+        if t.get("model") == "qwen3-30b-a3b" and isinstance(t.get("triton_fused_moe_us"), (int, float)):
+            triton[t["T"]] = t
 for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
+    t = triton.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None
+    if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
+        r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
+        r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
     p = peers.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None  # the peers run Qwen3-30B-A3B
     if p and isinstance(p.get("torch_grouped_mm_us"), (int, float)):
         r["peer_torch_grouped_mm_us"] = p["torch_grouped_mm_us"]
