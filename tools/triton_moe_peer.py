@@ -226,10 +226,33 @@ def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=8):
             "touched": int(ids.unique().numel())}
 
 
+def profile(T, E, k, H, I, w1, w2, wr, dev, c1, c2, n):
+    """n plain launches of each GEMM over n routings (a profiler picks the kernels)"""
+    P = T * k
+    h1 = torch.empty(P, 2 * I, device=dev, dtype=DT)
+    h = torch.randn(P, I, device=dev, dtype=DT)
+    y2 = torch.empty(P, H, device=dev, dtype=DT)
+    bs = [batch(T, E, k, H, wr, dev) for _ in range(n)]
+    al1 = [align(b[2], E, c1[0]) for b in bs]
+    al2 = [align(b[2], E, c2[0]) for b in bs]
+    torch.cuda.synchronize()
+    for i, b in enumerate(bs):
+        wf = b[1].flatten().contiguous()
+        launch(c1, b[0], w1, h1, wf, al1[i], 2 * I, H, P, k, False)
+        launch(c2, h, w2, y2, wf, al2[i], H, I, P, 1, True)
+    torch.cuda.synchronize()
+    print(f"# T={T}: {n} launches of each GEMM, {c1} / {c2}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="qwen3-30b-a3b", choices=sorted(MODELS))
     ap.add_argument("--tokens", default="1,8,32,128,512,2048,8192")
+    ap.add_argument("--cfg1", help="gate/up block shape BM,BN,BK,GROUP_M,warps,stages (no sweep)")
+    ap.add_argument("--cfg2", help="down block shape, the same form (no sweep)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="with --cfg1/--cfg2: launch each GEMM N times plainly, no graph and no "
+                         "timing (for ncu -k regex:moe_gemm)")
     ap.add_argument("--check", action="store_true",
                     help="a small shape, one block shape, no timing (TRITON_INTERPRET=1 on a CPU)")
     args = ap.parse_args()
@@ -257,6 +280,14 @@ def main():
     wr = (torch.randn(E, H, device=dev) * 0.02).to(DT)
     print(f"# triton {triton.__version__}, torch {torch.__version__}, "
           f"{torch.cuda.get_device_name()}, {args.model} E={E} k={k} H={H} I={I}", flush=True)
+    if args.profile:
+        if not (args.cfg1 and args.cfg2):
+            sys.exit("--profile needs --cfg1 and --cfg2")
+        c1 = tuple(int(v) for v in args.cfg1.split(","))
+        c2 = tuple(int(v) for v in args.cfg2.split(","))
+        for T in [int(t) for t in args.tokens.split(",")]:
+            profile(T, E, k, H, I, w1, w2, wr, dev, c1, c2, args.profile)
+        return
     for T in [int(t) for t in args.tokens.split(",")]:
         r = run_t(T, E, k, H, I, w1, w2, wr, dev)
         r["model"] = args.model
