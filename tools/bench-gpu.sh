@@ -30,15 +30,9 @@ if [ -f "$PEERS" ]; then
 else
   echo "no peers script at $PEERS" | tee "$LOGS/peers.txt"
 fi
-# the Triton fused-MoE peer (tools/triton_moe_peer.py: its two GEMM launches alone, in a CUDA
-# graph), where torch and triton are installed (the GPU machine); TRITON_T sets its T list
-TRITON_PEER=${TRITON_PEER:-tools/triton_moe_peer.py}
-if [ -f "$TRITON_PEER" ] && python3 -c "import torch, triton" 2>/dev/null; then
-  PYTHONUNBUFFERED=1 timeout "${TRITON_TIMEOUT:-300}" python3 "$TRITON_PEER" \
-    --tokens "${TRITON_T:-1,8,32,128,512}" 2>"$LOGS/triton.err" | tee "$LOGS/triton.jsonl"
-else
-  echo "# no Triton peer run (no $TRITON_PEER, or no torch and triton here)" | tee "$LOGS/triton.jsonl"
-fi
+# the Triton fused-MoE peer where torch and triton are installed (tools/triton-peer.sh)
+. "$(dirname "$0")/triton-peer.sh"
+triton_peer "$LOGS" 1,8,32,128,512
 "$MOERT" run --backend cuda --layers 48 --tokens 32 2>&1 | tee "$LOGS/run48.txt"
 python3 - "$LOGS/moert.jsonl" "$LOGS/peers.txt" "$LOGS/triton.jsonl" >"$LOGS/bench.jsonl" <<'PY'
 import json, sys

@@ -9,3 +9,10 @@ run() { local name=$1 to=$2; shift 2
   local s=$(date +%s); timeout $to env "$@" > $OUT/$name.log 2>&1; local rc=$?
   echo "$name rc=$rc $(( $(date +%s) - s )) s $(grep -E 'Checks|ERROR SUMMARY' $OUT/$name.log | tail -1)"
   grep -E ":F:|:E:" $OUT/$name.log | head -5; }
+# ab TAG STAGE MODEL TOKENS [VAR=VALUE ...]: one `moert bench --json` run of $B (build-gpu) into
+# $OUT/ab.jsonl under a "# MODEL | TAG | ROUND" header ($r, the caller's round), the lines
+# tools/ab-table.py tabulates; under $AB_TIMEOUT (90 s)
+ab() { local tag=$1 stage=$2 model=$3 toks=$4; shift 4
+  echo "# $model | $tag | ${r:-1}" >> $OUT/ab.jsonl
+  env "$@" timeout "${AB_TIMEOUT:-90}" "${B:-build-gpu}/moert" bench --backend cuda --stage "$stage" \
+    --model "$model" --tokens "$toks" --json >> $OUT/ab.jsonl 2>&1; }
