@@ -122,8 +122,11 @@
 #if BM != 64 && BM != 128
 #error "MOERT_BM must be 64 or 128"
 #endif
-#if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
-#error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256"
+#if WGN != 16 && WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
+#error "MOERT_BN gives a wgmma width other than 16, 32, 64, 128 or 256"
+#endif
+#if WGN == 16 && MOERT_EPI_WIDE
+#error "the wide epilogue stores 32 columns of a consumer at a time: WGN 16 takes the other"
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
@@ -219,6 +222,18 @@ static __device__ __forceinline__ unsigned long long smem_desc(unsigned int addr
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
+/* D[64 x 16] += A . B^T, both operands from shared memory (descriptors): the narrowest gate/up
+ * tiles (BN = 32 at BM = 64, MOERT_PREFILL_NARROW_BN=32, an experiment) */
+static __device__ __forceinline__ void wgmma_n16(float (&d)[8], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7"
+      "}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+      : "l"(da), "l"(db));
+}
 /* D[64 x 32] += A . B^T, both operands from shared memory (descriptors): the narrow gate/up
  * tiles (BN = 64 at BM = 64) of the decode sizes */
 static __device__ __forceinline__ void wgmma_n32(float (&d)[16], unsigned long long da,
@@ -302,6 +317,10 @@ static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long
       : "l"(da), "l"(db));
 }
 
+static __device__ __forceinline__ void wgmma_tile(float (&d)[8], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n16(d, da, db);
+}
 static __device__ __forceinline__ void wgmma_tile(float (&d)[16], unsigned long long da,
                                                   unsigned long long db) {
   wgmma_n32(d, da, db);

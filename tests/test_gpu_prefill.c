@@ -65,7 +65,8 @@ typedef struct qcase {
   int down_cp;  /* sm_90a: h by cp.async in the down GEMM */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
                  * stores), 1 f32 down rows, 2 4-byte stores of the 2-byte outputs, 3 the
-                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles) */
+                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles), 5
+                 * the same with gate/up items of 32 columns (MOERT_PREFILL_NARROW_BN=32) */
 } qcase;
 
 static const qcase cases[] = {
@@ -80,6 +81,7 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 128, 0, 2}, {256, MOERT_DTYPE_F16, 64, 0, 2},
     /* the narrow tiles (on other GPUs these run the default kernels again) */
     {256, MOERT_DTYPE_BF16, 64, 0, 3},   {1024, MOERT_DTYPE_F16, 64, 1, 3},
+    {256, MOERT_DTYPE_BF16, 64, 0, 5},   {1024, MOERT_DTYPE_F16, 64, 1, 5},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -168,6 +170,12 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && c->epi == 3) moert_prefill_narrow(&gu, &dn);
+  if (dn.sm == 90 && c->epi == 5) {
+    ck_assert_int_eq(setenv("MOERT_PREFILL_NARROW_BN", "32", 1), 0);
+    moert_prefill_narrow(&gu, &dn);
+    ck_assert_int_eq(unsetenv("MOERT_PREFILL_NARROW_BN"), 0);
+    ck_assert_int_eq(gu.bn, 32);
+  }
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {

@@ -116,6 +116,19 @@ START_TEST(test_sm90a_compiles) {
     g2.epi_wide = d2.epi_wide = 0;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
+    /* the experiment MOERT_PREFILL_NARROW_BN=32: gate/up items of 32 columns (m64n16) */
+    g2 = gu;
+    d2 = dn;
+    ck_assert_int_eq(setenv("MOERT_PREFILL_NARROW_BN", "32", 1), 0);
+    moert_prefill_narrow(&g2, &d2);
+    ck_assert_int_eq(unsetenv("MOERT_PREFILL_NARROW_BN"), 0);
+    ck_assert_int_eq(g2.bn, 32);
+    ck_assert_int_eq(g2.epi_wide, 0);
+    ck_assert_int_eq(g2.stages, 12);
+    ck_assert_int_eq(d2.bn, 128);
+    ck_assert_int_eq(d2.stages, 8);
+    ck_assert_uint_le(moert_prefill_smem(&g2), 232448);
+    compile_cubin(nv, &g2, "sm_90a");
   } else { /* no change to 128-row tiles */
     ck_assert_int_eq(g2.bn, gu.bn);
     ck_assert_int_eq(d2.bn, dn.bn);

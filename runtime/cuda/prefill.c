@@ -145,6 +145,15 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
    * decode-log.md v11); a benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
   gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 8);
+  /* MOERT_PREFILL_NARROW_BN=32, an experiment (not yet run on a GPU; decode-log.md v14): gate/up
+   * items of 32 columns (m64n16 wgmmas, 4-byte stores), twice as many items of 32 gate and 32
+   * up rows - the row count of the Triton peer's fastest T=1 blocks - in 16 KB stages, 12 of
+   * them (or MOERT_PREFILL_NARROW_STAGES, 2..12).  The tensor maps' boxes follow gu->bn. */
+  if (env_int("MOERT_PREFILL_NARROW_BN", 32, 64, 64) == 32) {
+    gu->bn = 32;
+    gu->epi_wide = 0;
+    gu->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 12, 12);
+  }
   /* the down GEMM after the gate/up GEMM's last item (H200, Qwen3-30B-A3B T=1: 32.42-32.45 us
    * against 32.80-32.88 with MOERT_EARLY; decode-log.md v12) */
   gu->early = dn->early = 0;
