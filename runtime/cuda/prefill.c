@@ -149,7 +149,7 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * items of 32 columns (m64n16 wgmmas, 4-byte stores), twice as many items of 32 gate and 32
    * up rows - the row count of the Triton peer's fastest T=1 blocks - in 16 KB stages, 12 of
    * them (or MOERT_PREFILL_NARROW_STAGES, 2..12).  The tensor maps' boxes follow gu->bn. */
-  if (env_int("MOERT_PREFILL_NARROW_BN", 32, 64, 64) == 32) {
+  if (env_int("MOERT_PREFILL_NARROW_BN", 32, 32, 64) == 32) { /* 32 or nothing */
     gu->bn = 32;
     gu->epi_wide = 0;
     gu->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 12, 12);
