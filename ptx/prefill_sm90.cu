@@ -52,7 +52,8 @@
  * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
- * down GEMM asks for its first weight tiles before it waits: early_weights).  K need only
+ * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_A_SKIP
+ * (gathered A: no copy at all for the rows past the tile's end).  K need only
  * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
  * with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
@@ -102,6 +103,9 @@
 #ifndef MOERT_EARLY
 #define MOERT_EARLY 0
 #endif
+#ifndef MOERT_A_SKIP
+#define MOERT_A_SKIP 0
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -122,11 +126,8 @@
 #if BM != 64 && BM != 128
 #error "MOERT_BM must be 64 or 128"
 #endif
-#if WGN != 16 && WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
-#error "MOERT_BN gives a wgmma width other than 16, 32, 64, 128 or 256"
-#endif
-#if WGN == 16 && MOERT_EPI_WIDE
-#error "the wide epilogue stores 32 columns of a consumer at a time: WGN 16 takes the other"
+#if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
+#error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256"
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
@@ -222,18 +223,6 @@ static __device__ __forceinline__ unsigned long long smem_desc(unsigned int addr
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
-/* D[64 x 16] += A . B^T, both operands from shared memory (descriptors): the narrowest gate/up
- * tiles (BN = 32 at BM = 64, MOERT_PREFILL_NARROW_BN=32, an experiment) */
-static __device__ __forceinline__ void wgmma_n16(float (&d)[8], unsigned long long da,
-                                                  unsigned long long db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n16k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
-      "%0,%1,%2,%3,%4,%5,%6,%7"
-      "}, %8, %9, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-      : "l"(da), "l"(db));
-}
 /* D[64 x 32] += A . B^T, both operands from shared memory (descriptors): the narrow gate/up
  * tiles (BN = 64 at BM = 64) of the decode sizes */
 static __device__ __forceinline__ void wgmma_n32(float (&d)[16], unsigned long long da,
@@ -317,10 +306,6 @@ static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long
       : "l"(da), "l"(db));
 }
 
-static __device__ __forceinline__ void wgmma_tile(float (&d)[8], unsigned long long da,
-                                                  unsigned long long db) {
-  wgmma_n16(d, da, db);
-}
 static __device__ __forceinline__ void wgmma_tile(float (&d)[16], unsigned long long da,
                                                   unsigned long long db) {
   wgmma_n32(d, da, db);
@@ -398,6 +383,7 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
 }
 #endif
 
+#if !MOERT_LAYER
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
                    const unsigned long long *wtab, int up_offset, const act_t *a,
@@ -515,8 +501,16 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const unsigned int dst = sa + (tid >> 3) * 128 + ((j ^ ((tid >> 3) & 7)) << 4);
 #pragma unroll
         for (int i = 0; i < BM / 16; i++) {
+#if MOERT_A_SKIP
+          /* a row past the tile's end is not copied at all: its shared memory keeps whatever
+           * an earlier step left there, which reaches only that row's outputs (row i of the
+           * product depends on row i of A alone), and those are never stored.  A zero-byte
+           * cp.async still sends a request to L2 (decode-log.md v15) */
+          if (row_ok >> i & 1u) cp_async16(dst + i * 16 * 128, k_ok ? src[i] + k0 : a, k_ok ? 16 : 0);
+#else
           const bool ok = k_ok && (row_ok >> i & 1u);
           cp_async16(dst + i * 16 * 128, ok ? src[i] + k0 : a, ok ? 16 : 0);
+#endif
         }
         cp_async_arrive_noinc(full);
 #endif
@@ -662,3 +656,288 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     }
   }
 }
+#endif /* !MOERT_LAYER */
+
+#if MOERT_LAYER
+/* MOERT_LAYER=1: moert_prefill_layer, both GEMMs of a layer in one persistent launch, for
+ * the decode sizes (64-row tiles; compiled from the gate/up configuration: BN gate/up
+ * columns a matrix, 2 BN down columns, so that a stage holds A + 2 BN weight rows in both
+ * and the consumers' accumulators are as many).  Work items: the gate/up items (row tile
+ * outer) then the down items, taken in that order from a ticket counter by each CTA's
+ * producer, so a CTA asks for a down item only once every gate/up item is held by a running
+ * CTA.  A down item's weights do not depend on h: its producer issues the weight tiles of
+ * its first STAGES steps at once, then waits until the gate/up items of its row tile have
+ * all stored their h rows (a counter a row tile, raised with release semantics after the
+ * consumers' stores; read with acquire), then copies those rows.  The down weights so
+ * stream while the gate/up GEMM finishes, where a second kernel started behind its last
+ * item.  Waits never form a cycle: gate/up items wait for nothing but the ring, and every
+ * one is held by a CTA that is running.  sync (ints, zero between launches): [0] the ticket
+ * counter, set back to zero by its last draw; [8 + 8 t] the gate/up items of row tile t
+ * done, [9 + 8 t] its down items past their wait, both set back to zero by the last of
+ * those.  No CTA waits at its end. */
+#if BM != 64 || !MOERT_GATED || MOERT_A_TMA || MOERT_FUSED_GU || !MOERT_PERSISTENT
+#error "MOERT_LAYER: 64-row tiles, compiled from the persistent gate/up configuration (gathered A)"
+#endif
+#define L_BN_D (2 * BN)   /* down columns of an item */
+#define L_WGN_D BN        /* a down consumer's columns */
+#define L_ACC_D (BN / 2)  /* its accumulators: as many as the gate/up consumer's NB * ACC */
+#define L_B_BYTES (2 * B_BYTES) /* weight bytes a stage, gate + up or down */
+#define L_SPIN_NS 2000000000ll /* a wait past this (2 s) is a broken counter: trap, not hang */
+#define L_DONE(t) (8 + 8 * (t)) /* row tile t's counters: gate/up items done, down items past
+                                 * their wait (a 32-byte sector a tile) */
+
+static __device__ __forceinline__ int ld_acquire_gpu(const int *p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+static __device__ __forceinline__ void red_release_gpu(int *p, int v) {
+  asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(p), "r"(v)
+               : "memory");
+}
+static __device__ __forceinline__ void bar_named(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+static __device__ __forceinline__ long long global_ns() {
+  long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
+}
+
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
+moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride,
+                    const int *gather, const moert_row_tile *tiles, const int *tile_count, int E,
+                    int H, int I, act_t *h, long long h_stride, void *out, long long out_stride,
+                    int *sync) {
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
+  __shared__ int s_item[STAGES]; /* the work item whose first step a stage holds (-1: none left) */
+  __shared__ int s_ticket;
+  int *const ticket = sync;
+  moert_pdl_wait(); /* the row tiles (routing or the tiles kernel) */
+  const int ntile = *tile_count;
+  const int ncol_g = (I + BN - 1) / BN, ncol_d = (H + L_BN_D - 1) / L_BN_D;
+  const int n_g = ntile * ncol_g, total = n_g + ntile * ncol_d;
+  const int kt_g = (H + BK - 1) / BK, kt_d = (I + BK - 1) / BK;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const unsigned int base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  init_barriers(tid, s_full, s_empty);
+
+  if (wg == 0) {
+    /* ---------------- producer warpgroup ---------------- */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 48;\n");
+    int it = 0; /* the stage ring's clock */
+    const int j = tid & 7;
+    const unsigned int dst0 = (tid >> 3) * 128 + ((j ^ ((tid >> 3) & 7)) << 4);
+    /* the first item is the CTA's own; then tickets: the counter's c-th value is item
+     * gridDim.x + c.  Every CTA whose first item exists draws once more than its items from
+     * the counter, so the draws number exactly `total`; the last one sets it back to 0 */
+    for (int first = 1;; first = 0) {
+      int w = (int)blockIdx.x;
+      if (!first) {
+        if (tid == 0) {
+          const int c = atomicAdd(ticket, 1);
+          if (c == total - 1) *ticket = 0; /* every draw of this launch is made */
+          s_ticket = (int)gridDim.x + c;
+        }
+        bar_named(1, 128);
+        w = s_ticket;
+        bar_named(1, 128); /* all have read it before thread 0 draws again */
+      }
+      if (w >= total) { /* no work left: a stage that says so, 129 arrivals */
+        const int s = it % STAGES;
+        if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
+        if (tid == 0) {
+          s_item[s] = -1;
+          mbar_arrive(smem_u32(&s_full[s]));
+        }
+        mbar_arrive(smem_u32(&s_full[s]));
+        break;
+      }
+      const bool g = w < n_g;
+      const int wl = g ? w : w - n_g, ncol = g ? ncol_g : ncol_d;
+      const int rt = wl / ncol;
+      const moert_row_tile tile = tiles[rt];
+      const int expert = tile.x, row0 = tile.y, row_end = tile.z;
+      const int n0 = (wl % ncol) * (g ? BN : L_BN_D), ktiles = g ? kt_g : kt_d, K = g ? H : I;
+      const moert_tmap *map0 = b_maps + (g ? 0 : 2 * (size_t)E) + expert;
+      const moert_tmap *map1 = b_maps + (size_t)E + expert;
+      if (tid == 0) {
+        tma_prefetch_map(map0);
+        if (g) tma_prefetch_map(map1);
+      }
+      /* this thread's A rows: x gathered (gate/up) or h in sorted-row order (down) */
+      const act_t *src[4];
+      unsigned int row_ok = 0;
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        const int r = row0 + (tid >> 3) + 16 * i;
+        const bool ok = r < row_end;
+        const long long gr = ok ? (g ? (long long)gather[r] : (long long)r) : 0;
+        src[i] = (g ? x + gr * x_stride : h + gr * h_stride) + j * 8;
+        row_ok |= (ok ? 1u : 0u) << i;
+      }
+      /* a down item: the weights of its first steps now, h once its gate/up items are done */
+      const int pre = g ? 0 : (ktiles < STAGES ? ktiles : STAGES);
+      for (int kt = 0; kt < pre; kt++) {
+        const int q = it + kt, s = q % STAGES;
+        if (q >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((q / STAGES) - 1) & 1);
+        if (tid == 0) {
+          const unsigned int full = smem_u32(&s_full[s]);
+          if (kt == 0) s_item[s] = w;
+          mbar_expect_tx_only(full, L_B_BYTES);
+          tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, kt * BK, n0, full);
+        }
+      }
+      if (!g) {
+        if (tid == 0) {
+          const long long t0 = global_ns();
+          while (ld_acquire_gpu(&sync[L_DONE(rt)]) < ncol_g) {
+            __nanosleep(128);
+            if (global_ns() - t0 > L_SPIN_NS) __trap();
+          }
+        }
+        bar_named(1, 128);
+      }
+      for (int kt = 0; kt < ktiles; kt++, it++) {
+        const int s = it % STAGES;
+        const unsigned int full = smem_u32(&s_full[s]);
+        const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
+        const int k0 = kt * BK;
+        if (kt >= pre) {
+          if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
+          if (tid == 0) {
+            if (kt == 0) s_item[s] = w;
+            mbar_expect_tx(full, L_B_BYTES);
+            tma_load_2d(sb, map0, k0, n0, full);
+            if (g) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+          }
+        } else if (tid == 0) {
+          mbar_arrive(full); /* its weights were asked for above */
+        }
+        const bool k_ok = k0 + j * 8 < K;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+          if (row_ok >> i & 1u) cp_async16(sa + dst0 + i * 16 * 128, k_ok ? src[i] + k0 : x, k_ok ? 16 : 0);
+        cp_async_arrive_noinc(full);
+      }
+      /* the last down item of row tile rt past its wait sets the tile's counters back to 0
+       * (here, off the path to its first wgmma) */
+      if (!g && tid == 0 && atomicAdd(&sync[L_DONE(rt) + 1], 1) == ncol_d - 1) {
+        sync[L_DONE(rt)] = 0;
+        sync[L_DONE(rt) + 1] = 0;
+      }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+  } else {
+    /* ---------------- consumer warpgroups ---------------- */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
+    const int cw = wg - 1, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int rbase = warp * 16 + (lane >> 2);
+    int it = 0;
+    for (;;) {
+      const int s0 = it % STAGES;
+      mbar_wait(smem_u32(&s_full[s0]), (it / STAGES) & 1);
+      const int w = *(volatile int *)&s_item[s0];
+      if (w < 0) break;
+      const bool g = w < n_g;
+      const int wl = g ? w : w - n_g, ncol = g ? ncol_g : ncol_d;
+      const int rt = wl / ncol;
+      const moert_row_tile tile = tiles[rt];
+      const int row0 = tile.y, row_end = tile.z;
+      if (g) {
+        const int n0 = (wl % ncol) * BN;
+        float acc[2][ACC];
+#pragma unroll
+        for (int b = 0; b < 2; b++)
+#pragma unroll
+          for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
+        for (int kt = 0; kt < kt_g; kt++, it++) {
+          const int s = it % STAGES;
+          if (kt > 0) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+          const unsigned int sa = base + s * STAGE_BYTES;
+          const unsigned int sb = sa + A_BYTES + cw * WGN * 128;
+          const unsigned long long da = smem_desc(sa);
+          fence_regs(acc[0]);
+          fence_regs(acc[1]);
+          wgmma_fence();
+#pragma unroll
+          for (int kk = 0; kk < BK / 16; kk++) {
+            wgmma_tile(acc[0], da + 2 * kk, smem_desc(sb) + 2 * kk);
+            wgmma_tile(acc[1], da + 2 * kk, smem_desc(sb + B_BYTES) + 2 * kk);
+          }
+          wgmma_commit();
+          fence_regs(acc[0]);
+          fence_regs(acc[1]);
+          wgmma_wait<1>();
+          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+        }
+        wgmma_wait<0>();
+        fence_regs(acc[0]);
+        fence_regs(acc[1]);
+        if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+        const int cbase = n0 + cw * WGN + 2 * (lane & 3);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          const int r = row0 + rbase + 8 * half;
+          if (r >= row_end) continue;
+          act_t *orow = h + (long long)r * h_stride;
+#pragma unroll
+          for (int jn = 0; jn < WGN / 8; jn++) {
+            const int col = cbase + 8 * jn, i = 4 * jn + 2 * half;
+            if (col < I)
+              *(unsigned int *)(orow + col) = moert_pack2(silu(acc[0][i]) * acc[1][i],
+                                                          silu(acc[0][i + 1]) * acc[1][i + 1]);
+          }
+        }
+        /* both consumers' rows stored: one more gate/up item of row tile rt done */
+        bar_named(2, 256);
+        if (tid == 128) red_release_gpu(&sync[L_DONE(rt)], 1);
+      } else {
+        const int n0 = (wl % ncol) * L_BN_D;
+        float acc[L_ACC_D];
+#pragma unroll
+        for (int i = 0; i < L_ACC_D; i++) acc[i] = 0.0f;
+        for (int kt = 0; kt < kt_d; kt++, it++) {
+          const int s = it % STAGES;
+          if (kt > 0) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+          const unsigned int sa = base + s * STAGE_BYTES;
+          const unsigned int sb = sa + A_BYTES + cw * L_WGN_D * 128;
+          const unsigned long long da = smem_desc(sa);
+          fence_regs(acc);
+          wgmma_fence();
+#pragma unroll
+          for (int kk = 0; kk < BK / 16; kk++) wgmma_tile(acc, da + 2 * kk, smem_desc(sb) + 2 * kk);
+          wgmma_commit();
+          fence_regs(acc);
+          wgmma_wait<1>();
+          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+        }
+        wgmma_wait<0>();
+        fence_regs(acc);
+        if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+        const int cbase = n0 + cw * L_WGN_D + 2 * (lane & 3);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          const int r = row0 + rbase + 8 * half;
+          if (r >= row_end) continue;
+#pragma unroll
+          for (int jn = 0; jn < L_WGN_D / 8; jn++) {
+            const int col = cbase + 8 * jn, i = 4 * jn + 2 * half;
+            if (col >= H) continue;
+#if MOERT_OUT_ACT
+            *(unsigned int *)((act_t *)out + (long long)r * out_stride + col) =
+                moert_pack2(acc[i], acc[i + 1]);
+#else
+            *(float2 *)((float *)out + (long long)r * out_stride + col) = make_float2(acc[i], acc[i + 1]);
+#endif
+          }
+        }
+      }
+    }
+    moert_pdl_trigger(); /* the combine may be scheduled; it waits for this grid to finish */
+  }
+}
+#endif /* MOERT_LAYER */

@@ -62,11 +62,14 @@ typedef struct qcase {
   uint32_t T;
   moert_dtype dt;
   int bm;       /* 0: moert_prefill_pick_bm */
-  int down_cp;  /* sm_90a: h by cp.async in the down GEMM */
+  int down_cp;  /* sm_90a: h the other way in the down GEMM (cp.async at 128-row tiles, TMA
+                 * at 64) */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
                  * stores), 1 f32 down rows, 2 4-byte stores of the 2-byte outputs, 3 the
-                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles), 5
-                 * the same with gate/up items of 32 columns (MOERT_PREFILL_NARROW_BN=32) */
+                 * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles), 4 the
+                 * gathered A's padding rows copied as zeros (no MOERT_A_SKIP), 5 the
+                 * narrow tiles' layer kernel (both GEMMs in one launch), 6 the layer kernel
+                 * of the default 64-row tiles */
 } qcase;
 
 static const qcase cases[] = {
@@ -81,7 +84,12 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 128, 0, 2}, {256, MOERT_DTYPE_F16, 64, 0, 2},
     /* the narrow tiles (on other GPUs these run the default kernels again) */
     {256, MOERT_DTYPE_BF16, 64, 0, 3},   {1024, MOERT_DTYPE_F16, 64, 1, 3},
-    {256, MOERT_DTYPE_BF16, 64, 0, 5},   {1024, MOERT_DTYPE_F16, 64, 1, 5},
+    /* the padding rows zero-filled, with h by cp.async too */
+    {256, MOERT_DTYPE_BF16, 64, 0, 4},   {1024, MOERT_DTYPE_F16, 128, 1, 4},
+    /* both GEMMs in one launch: few and many row tiles, both tile widths */
+    {1, MOERT_DTYPE_BF16, 64, 0, 5},     {256, MOERT_DTYPE_BF16, 64, 0, 5},
+    {1024, MOERT_DTYPE_F16, 64, 0, 5},   {32, MOERT_DTYPE_BF16, 64, 0, 6},
+    {1024, MOERT_DTYPE_BF16, 64, 0, 6},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -166,16 +174,12 @@ START_TEST(test_prefill_vs_cpu) {
 
   moert_prefill_config gu, dn;
   OK(moert_prefill_configs(cc_major, cc_minor, dt, bm, &gu, &dn));
-  if (c->down_cp && dn.sm == 90) dn.a_tma = 0;
+  if (c->down_cp && dn.sm == 90) dn.a_tma = !dn.a_tma;
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
-  if (dn.sm == 90 && c->epi == 3) moert_prefill_narrow(&gu, &dn);
-  if (dn.sm == 90 && c->epi == 5) {
-    ck_assert_int_eq(setenv("MOERT_PREFILL_NARROW_BN", "32", 1), 0);
-    moert_prefill_narrow(&gu, &dn);
-    ck_assert_int_eq(unsetenv("MOERT_PREFILL_NARROW_BN"), 0);
-    ck_assert_int_eq(gu.bn, 32);
-  }
+  if (dn.sm == 90 && (c->epi == 3 || c->epi == 5)) moert_prefill_narrow(&gu, &dn);
+  gu.layer = dn.sm == 90 && (c->epi == 5 || c->epi == 6);
+  if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {
@@ -187,18 +191,51 @@ START_TEST(test_prefill_vs_cpu) {
     free(maps);
   }
   printf("prefill T=%u %s: sm%d kernel, %d-row tiles, gate/up %dx%d, down %dx%d (A by %s), "
-         "%d stages, down rows in %s, %d-byte stores\n", T, moert_dtype_name(dt), gu.sm, bm,
-         gu.bm, gu.bn, dn.bm, dn.bn, dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async", gu.stages,
-         dn.out_act ? moert_dtype_name(dt) : "f32", gu.epi_wide ? 16 : 4);
+         "%d stages, down rows in %s, %d-byte stores, padding rows %s%s\n", T, moert_dtype_name(dt),
+         gu.sm, bm, gu.bm, gu.bn, dn.bm, dn.bn, dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async",
+         gu.stages, dn.out_act ? moert_dtype_name(dt) : "f32", gu.epi_wide ? 16 : 4,
+         gu.a_skip ? "not copied" : "zero-filled", k.fn_layer ? ", one launch" : "");
 
   moert_prefill_args a = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                           .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,
                           .wtab = dtab, .maps = dmaps, .tiles = dtiles, .h = dh,
                           .h_stride = I, .out = dout, .out_stride = H};
+  CUdeviceptr dsync = 0;
+  const size_t sync_bytes = moert_prefill_layer_sync_bytes(pairs, E);
+  if (gu.layer && gu.sm == 90) { /* the layer kernel: its counters, zero */
+    ck_assert_ptr_nonnull(k.fn_layer);
+    int32_t *zeros = calloc(1, sync_bytes);
+    ck_assert_ptr_nonnull(zeros);
+    CU(cu->cuMemAlloc(&dsync, sync_bytes));
+    CU(cu->cuMemcpyHtoD(dsync, zeros, sync_bytes));
+    free(zeros);
+    a.layer_sync = dsync;
+  }
   CU(cu->cuMemsetD32Async(dh, 0xffffffffu, pairs * I / 2, NULL)); /* NaN in bf16 and f16 */
   CU(cu->cuMemsetD32Async(dout, 0xffffffffu, pairs * H, NULL));
   OK(moert_prefill_launch(cu, &k, &a, NULL));
   CU(cu->cuStreamSynchronize(NULL));
+  if (dsync) {
+    /* the counters are back at zero, and a second launch on new poison gives the same bits */
+    int32_t *sy = malloc(sync_bytes);
+    const size_t ob = pairs * H * (dn.out_act ? 2 : 4);
+    unsigned char *first = malloc(ob), *second = malloc(ob);
+    ck_assert(sy && first && second);
+    CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
+    for (size_t i = 0; i < sync_bytes / 4; i++)
+      ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the launch", i, sy[i]);
+    CU(cu->cuMemcpyDtoH(first, dout, ob));
+    CU(cu->cuMemsetD32Async(dh, 0xffffffffu, pairs * I / 2, NULL));
+    CU(cu->cuMemsetD32Async(dout, 0xffffffffu, pairs * H, NULL));
+    OK(moert_prefill_launch(cu, &k, &a, NULL));
+    CU(cu->cuStreamSynchronize(NULL));
+    CU(cu->cuMemcpyDtoH(second, dout, ob));
+    ck_assert_msg(memcmp(first, second, ob) == 0, "the layer kernel's second launch differs");
+    CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
+    for (size_t i = 0; i < sync_bytes / 4; i++)
+      ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the second launch", i, sy[i]);
+    free(sy), free(first), free(second);
+  }
   uint16_t *h = malloc(pairs * I * 2);
   float *out = malloc(pairs * H * 4);
   ck_assert(h && out);
@@ -320,7 +357,7 @@ START_TEST(test_prefill_vs_cpu) {
            flops / 1e9);
   }
 
-  CUdeviceptr all[] = {dx, dg, du, dd, doff, dpacked, dtab, dmaps, dtiles, dh, dout};
+  CUdeviceptr all[] = {dx, dg, du, dd, doff, dpacked, dtab, dmaps, dtiles, dh, dout, dsync};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (all[i]) cu->cuMemFree(all[i]);
   free(ids), free(offsets), free(packed), free(expert_of), free(fillc);

@@ -37,9 +37,26 @@ static bool has_bytes(const void *hay, size_t n, const char *needle) {
   return false;
 }
 
+static void compile_request(const moert_nvrtc *nv, const moert_prefill_config *c,
+                            moert_prefill_request *qp, const char *arch);
 static void compile_cubin(const moert_nvrtc *nv, const moert_prefill_config *c, const char *arch) {
   moert_prefill_request q;
   moert_prefill_make_request(c, &q);
+  compile_request(nv, c, &q, arch);
+}
+/* the layer kernel's module of these two configurations */
+static void compile_layer(const moert_nvrtc *nv, const moert_prefill_config *gu,
+                          const moert_prefill_config *dn, const char *arch) {
+  ck_assert(moert_prefill_layer_fits(gu, dn));
+  moert_prefill_request q;
+  moert_prefill_make_layer_request(gu, dn, &q);
+  ck_assert_str_eq(q.req.defines[q.req.num_defines - 1], "MOERT_LAYER=1");
+  compile_request(nv, gu, &q, arch);
+}
+static void compile_request(const moert_nvrtc *nv, const moert_prefill_config *c,
+                            moert_prefill_request *qp, const char *arch) {
+  moert_prefill_request q = *qp;
+  for (size_t i = 0; i < q.req.num_defines; i++) q.req.defines[i] = q.text[i];
   /* ptxas fails on a spill: the register budgets (sm90: setmaxnreg 48 producer / 224
    * consumer; sm80: __launch_bounds__) must fit every configuration */
   q.req.no_spills = true;
@@ -51,14 +68,15 @@ static void compile_cubin(const moert_nvrtc *nv, const moert_prefill_config *c, 
   ck_assert_ptr_nonnull(image);
   ck_assert_msg(size > 1024 && memcmp(image, "\177ELF", 4) == 0, "%s for %s is not a CUBIN",
                 q.req.source, arch);
-  ck_assert_msg(has_bytes(image, size, "moert_prefill_gemm") &&
+  const bool layer = !strcmp(q.req.defines[q.req.num_defines - 1], "MOERT_LAYER=1");
+  ck_assert_msg(has_bytes(image, size, layer ? "moert_prefill_layer" : "moert_prefill_gemm") &&
                     has_bytes(image, size, "moert_prefill_tiles"),
                 "%s for %s lacks a kernel", q.req.source, arch);
   const char *dir = getenv("MOERT_PREFILL_DUMP_DIR");
   if (dir && *dir) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%.12s-%s-g%d-bm%d-a%d-act%d.cubin", dir, q.req.source, arch,
-             c->gated, c->bm, c->a_tma, c->act);
+    snprintf(path, sizeof path, "%s/%.12s-%s-g%d-bm%d-a%d-act%d%s.cubin", dir, q.req.source, arch,
+             c->gated, c->bm, c->a_tma, c->act, layer ? "-layer" : "");
     FILE *f = fopen(path, "wb");
     ck_assert_msg(f != NULL, "cannot write %s", path);
     ck_assert_uint_eq(fwrite(image, 1, size, f), size);
@@ -78,12 +96,13 @@ START_TEST(test_sm90a_compiles) {
   moert_prefill_config gu, dn;
   ck_assert_int_eq(moert_prefill_configs(9, 0, dt, bm, &gu, &dn), MOERT_OK);
   ck_assert_int_eq(gu.sm, 90);
-  ck_assert_int_eq(dn.a_tma, 1);
+  ck_assert_int_eq(dn.a_tma, bm == 128); /* 64-row tiles: h by cp.async, the tile's rows only */
+  ck_assert_int_eq(gu.a_skip, 1);
   compile_cubin(nv, &gu, "sm_90a");
   compile_cubin(nv, &dn, "sm_90a");
   moert_prefill_config g2 = gu, d2 = dn;
   g2.a_tma = 1; /* x already gathered into sorted order */
-  d2.a_tma = 0; /* h read by cp.async */
+  d2.a_tma = !dn.a_tma; /* h by the other path */
   d2.out_act = 0; /* f32 rows */
   g2.persistent = d2.persistent = g2.order = d2.order = g2.fused_gu = 0;
   compile_cubin(nv, &g2, "sm_90a");
@@ -101,6 +120,12 @@ START_TEST(test_sm90a_compiles) {
   g2.order = 0;
   g2.epi_wide = 0; /* 4-byte stores */
   compile_cubin(nv, &g2, "sm_90a");
+  g2 = gu;
+  d2 = dn;
+  d2.a_tma = 0;
+  g2.a_skip = d2.a_skip = 0; /* the padding rows copied as zeros */
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
   /* the narrow tiles of the decode sizes (64-row tiles only: m64n32 gate/up wgmmas), with
    * both epilogues */
   g2 = gu;
@@ -116,19 +141,18 @@ START_TEST(test_sm90a_compiles) {
     g2.epi_wide = d2.epi_wide = 0;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
-    /* the experiment MOERT_PREFILL_NARROW_BN=32: gate/up items of 32 columns (m64n16) */
-    g2 = gu;
-    d2 = dn;
-    ck_assert_int_eq(setenv("MOERT_PREFILL_NARROW_BN", "32", 1), 0);
+    /* the layer kernel (both GEMMs in one launch) of the narrow tiles, by default there, with
+     * rows in the activation dtype and in f32, and of the default 64-row tiles */
     moert_prefill_narrow(&g2, &d2);
-    ck_assert_int_eq(unsetenv("MOERT_PREFILL_NARROW_BN"), 0);
-    ck_assert_int_eq(g2.bn, 32);
-    ck_assert_int_eq(g2.epi_wide, 0);
-    ck_assert_int_eq(g2.stages, 12);
-    ck_assert_int_eq(d2.bn, 128);
-    ck_assert_int_eq(d2.stages, 8);
-    ck_assert_uint_le(moert_prefill_smem(&g2), 232448);
-    compile_cubin(nv, &g2, "sm_90a");
+    ck_assert_int_eq(g2.layer, 0); /* MOERT_PREFILL_LAYER=1 only */
+    compile_layer(nv, &g2, &d2, "sm_90a");
+    d2.out_act = !d2.out_act;
+    compile_layer(nv, &g2, &d2, "sm_90a");
+    ck_assert_int_eq(gu.layer, 1);
+    compile_layer(nv, &gu, &dn, "sm_90a");
+    g2 = gu;
+    g2.persistent = 0; /* the layer kernel is persistent only */
+    ck_assert(!moert_prefill_layer_fits(&g2, &dn));
   } else { /* no change to 128-row tiles */
     ck_assert_int_eq(g2.bn, gu.bn);
     ck_assert_int_eq(d2.bn, dn.bn);
@@ -334,20 +358,24 @@ START_TEST(test_requests) {
   moert_prefill_request q;
   moert_prefill_make_request(&dn, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm90.cu");
-  ck_assert_uint_eq(q.req.num_defines, 11);
+  ck_assert_uint_eq(q.req.num_defines, 12);
   const char *want[] = {"MOERT_ACT=2",    "MOERT_GATED=0", "MOERT_BM=64",        "MOERT_BN=256",
-                        "MOERT_STAGES=4", "MOERT_A_TMA=1", "MOERT_PERSISTENT=1", "MOERT_ORDER=1",
-                        "MOERT_OUT_ACT=1", "MOERT_EPI_WIDE=1", "MOERT_EARLY=1"};
-  for (int i = 0; i < 11; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
+                        "MOERT_STAGES=4", "MOERT_A_TMA=0", "MOERT_PERSISTENT=1", "MOERT_ORDER=1",
+                        "MOERT_OUT_ACT=1", "MOERT_EPI_WIDE=1", "MOERT_EARLY=1", "MOERT_A_SKIP=1"};
+  for (int i = 0; i < 12; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q); /* 128-row tiles: no early launch of the down GEMM */
-  ck_assert_uint_eq(q.req.num_defines, 10);
+  ck_assert_uint_eq(q.req.num_defines, 11);
   ck_assert_str_eq(q.req.defines[8], "MOERT_FUSED_GU=1");
   ck_assert_str_eq(q.req.defines[9], "MOERT_EPI_WIDE=1");
+  ck_assert_str_eq(q.req.defines[10], "MOERT_A_SKIP=1");
   gu.early = 1;
   moert_prefill_make_request(&gu, &q);
-  ck_assert_uint_eq(q.req.num_defines, 11);
+  ck_assert_uint_eq(q.req.num_defines, 12);
   ck_assert_str_eq(q.req.defines[10], "MOERT_EARLY=1");
+  moert_prefill_make_request(&dn, &q); /* 128-row tiles: h by TMA, no A_SKIP */
+  ck_assert_str_eq(q.req.defines[5], "MOERT_A_TMA=1");
+  for (size_t i = 0; i < q.req.num_defines; i++) ck_assert_str_ne(q.req.defines[i], "MOERT_A_SKIP=1");
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

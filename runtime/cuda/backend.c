@@ -29,6 +29,8 @@ typedef struct cuda_runtime {
   bool narrow_t1; /* the narrow prefill GEMMs instead of the split-K decode kernel wherever
                    * that kernel would run by itself (the default; MOERT_PREFILL_NARROW=0 turns
                    * it off, =1 keeps it) */
+  int layer64;    /* MOERT_PREFILL_LAYER64: 1 the layer kernel wherever its module is built,
+                   * 0 never, -1 (unset) where layer_due says */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -93,6 +95,7 @@ typedef struct cuda_scratch {
   moert_prefill_kernels pf[3]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles */
   bool narrow_ok;  /* pf[2] is loaded */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
+  CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
   char forward_why[200];
@@ -240,6 +243,23 @@ static bool narrow_t1_fits(const cuda_runtime *r, const cuda_scratch *c,
 static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
                           const moert_layer_desc *d, uint32_t T) {
   return c->narrow_ok && c->prefill_ok && narrow_t1_fits(r, c, d, T);
+}
+
+/* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
+ * gate/up and the down items each outnumber the SMs (row tiles taken as min(T k, E) +
+ * T k / 64) and an expert has fewer than 8 rows on average.  H200, two rounds against two
+ * launches (decode-log.md v15, call 4), Qwen3-30B-A3B: T=4 80.7-80.8 us against 84.0-84.1,
+ * T=8 123.0 / 131.4-131.5, T=16 192.7-192.8 / 196.2-196.3, T=32 264.4-264.6 / 270.8-271.1,
+ * T=64 293.5-293.8 / 294.2-295.1; Qwen3-235B-A22B T=8 448.2 / 462.6, T=32 994.6 / 1007.4.
+ * Not taken: T=128-512 of Qwen3-30B-A3B (0.5-1.4 % slower: 300.2-300.4 / 298.9 at T=128,
+ * 317.8-318.2 / 313.5-314.0 at T=512 - the layer kernel has the 4-byte stores, not the
+ * wide epilogue), T=2 (equal, 96 gate/up items). */
+static bool layer_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
+  if (r->layer64 >= 0) return r->layer64 == 1;
+  const uint64_t tiles = (pairs < d->num_experts ? pairs : d->num_experts) + pairs / 64;
+  const uint64_t sms = r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
+  return pairs < 8ull * d->num_experts && tiles * ((d->intermediate + 127) / 128) >= sms &&
+         tiles * ((d->hidden + 255) / 256) >= sms;
 }
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
@@ -393,6 +413,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     const char *nw = getenv("MOERT_PREFILL_NARROW");
     r->narrow = nw && !strcmp(nw, "1");
     r->narrow_t1 = !(nw && !strcmp(nw, "0"));
+    const char *l64 = getenv("MOERT_PREFILL_LAYER64");
+    r->layer64 = l64 && !strcmp(l64, "1") ? 1 : l64 && !strcmp(l64, "0") ? 0 : -1;
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -444,7 +466,10 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(plan_counts, plan_chunks_max(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
-  if (c->forward_ok && c->prefill_ok) TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
+  if (c->forward_ok && c->prefill_ok) {
+    TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
+    TAKE(layer_sync, moert_prefill_layer_sync_bytes(pairs, (uint32_t)E));
+  }
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
     TAKE(h, pairs * d->intermediate * es);
@@ -537,6 +562,18 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     const int32_t zero = 0; /* the shared expert's plan starts at row 0, always */
     CU_CHECK(r, r->cu->cuMemcpyHtoD(c->shared_offsets, &zero, sizeof zero),
              "cuMemcpyHtoD of the shared expert's plan");
+  }
+  if (c->layer_sync) { /* the layer kernel's counters start at zero and end each launch there */
+    const size_t n = moert_prefill_layer_sync_bytes((uint64_t)s->max_tokens * d->top_k,
+                                                    d->num_experts);
+    void *zeros = calloc(1, n);
+    if (!zeros) {
+      st = moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_scratch_create: out of host memory");
+      goto done;
+    }
+    const CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
+    free(zeros);
+    CU_CHECK(r, zrc, "cuMemcpyHtoD of the prefill layer counters");
   }
   /* device logits are host-routed in chunks of pinned_rows rows: at most 16 MB pinned */
   c->pinned_rows = (uint32_t)((16u << 20) / ((size_t)d->num_experts * 4));
@@ -1123,7 +1160,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .out = c->ypair, .out_stride = H,
                              .pdl = r->pdl ? c->prefill_pdl & 7u : 0u,
                              /* the routing wrote these tiles (not the shared expert's) */
-                             .tiles_ready = !Is && c->tiles_bm == tile_rows};
+                             .tiles_ready = !Is && c->tiles_bm == tile_rows,
+                             /* both GEMMs in one launch: the narrow tiles' kernel wherever
+                              * built, the default 64-row tiles' where layer_due */
+                             .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
+                                               ? c->layer_sync : 0};
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {

@@ -82,7 +82,14 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->bn = 128;                /* x 2 matrices: 128 accumulators per consumer thread */
     dn->bn = 256;
     gu->a_tma = 0; /* x rows gathered by packed_token */
-    dn->a_tma = 1; /* h is contiguous in sorted-row order */
+    /* h is contiguous in sorted-row order: a TMA box of BM rows at 128-row tiles; at 64-row
+     * tiles (a few rows an expert) the cp.async copies of the tile's own rows, where the box
+     * read the next experts' rows from L2 as well (decode-log.md v15).  Hook:
+     * MOERT_PREFILL_DOWN_TMA = 0|1. */
+    dn->a_tma = env_flag("MOERT_PREFILL_DOWN_TMA", bm == 128);
+    /* the gathered A's rows past the tile's end not copied at all (decode-log.md v15).  Hook:
+     * MOERT_PREFILL_A_SKIP = 0|1. */
+    gu->a_skip = dn->a_skip = env_flag("MOERT_PREFILL_A_SKIP", 1);
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
      * 128-row tile, column tile outer, two wgmmas (docs/bench/prefill-log.md, v5); larger
@@ -107,6 +114,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * prefill T=1024/8192), Mixtral-8x7B T=512 0.7 % slower (docs/bench/decode-log.md v12).
      * Hook: MOERT_PREFILL_EARLY = 0|1. */
     gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
+    /* the layer kernel for the default 64-row tiles too (the backend takes it where both
+     * GEMMs have more items than SMs: decode-log.md v15); MOERT_PREFILL_LAYER64=0 builds none */
+    gu->layer = bm == 64 && env_flag("MOERT_PREFILL_LAYER64", 1);
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -145,18 +155,13 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
    * decode-log.md v11); a benchmark hook MOERT_PREFILL_NARROW_STAGES=n (2..8) */
   gu->stages = dn->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 8, 8);
-  /* MOERT_PREFILL_NARROW_BN=32, an experiment (not yet run on a GPU; decode-log.md v14): gate/up
-   * items of 32 columns (m64n16 wgmmas, 4-byte stores), twice as many items of 32 gate and 32
-   * up rows - the row count of the Triton peer's fastest T=1 blocks - in 16 KB stages, 12 of
-   * them (or MOERT_PREFILL_NARROW_STAGES, 2..12).  The tensor maps' boxes follow gu->bn. */
-  if (env_int("MOERT_PREFILL_NARROW_BN", 32, 32, 64) == 32) { /* 32 or nothing */
-    gu->bn = 32;
-    gu->epi_wide = 0;
-    gu->stages = env_int("MOERT_PREFILL_NARROW_STAGES", 2, 12, 12);
-  }
   /* the down GEMM after the gate/up GEMM's last item (H200, Qwen3-30B-A3B T=1: 32.42-32.45 us
    * against 32.80-32.88 with MOERT_EARLY; decode-log.md v12) */
   gu->early = dn->early = 0;
+  /* both GEMMs in one launch: slower here (H200, Qwen3-30B-A3B T=1: 34.3-35.1 us against
+   * 32.0-32.2 with two launches, decode-log.md v15), so only with the hook
+   * MOERT_PREFILL_LAYER=1 */
+  gu->layer = env_flag("MOERT_PREFILL_LAYER", 0);
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -177,6 +182,7 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->out_act) snprintf(out->text[n++], sizeof out->text[0], "MOERT_OUT_ACT=1");
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
+    if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -333,7 +339,41 @@ moert_status moert_prefill_load(moert_jit_cache *jit, const moert_cuda_driver *c
                                 (int)out->smem_down);
   if (rc != MOERT_CUDA_SUCCESS)
     return moert_cuda_fail(cu, rc, "cuFuncSetAttribute (prefill shared memory)");
+  /* the layer kernel where it fits these configurations */
+  if (gu->layer && !moert_prefill_layer_fits(gu, dn)) out->gate_up.layer = 0;
+  if (gu->layer) {
+    moert_prefill_make_layer_request(gu, dn, &q);
+    if ((st = moert_jit_module(jit, &q.req, &m)) != MOERT_OK ||
+        (st = function(cu, m, "moert_prefill_layer", &out->fn_layer)) != MOERT_OK)
+      return st;
+    rc = cu->cuFuncSetAttribute(out->fn_layer, MOERT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                (int)out->smem_gate_up);
+    if (rc != MOERT_CUDA_SUCCESS)
+      return moert_cuda_fail(cu, rc, "cuFuncSetAttribute (prefill layer shared memory)");
+  }
   return MOERT_OK;
+}
+
+int moert_prefill_layer_fits(const moert_prefill_config *gu, const moert_prefill_config *dn) {
+  return gu->sm == 90 && dn->sm == 90 && gu->gated && gu->bm == 64 && dn->bm == 64 &&
+         gu->persistent && !gu->a_tma && !gu->fused_gu && dn->bn == 2 * gu->bn &&
+         dn->stages == gu->stages;
+}
+
+void moert_prefill_make_layer_request(const moert_prefill_config *gu,
+                                      const moert_prefill_config *dn, moert_prefill_request *out) {
+  moert_prefill_config l = *gu;
+  l.out_act = dn->out_act;
+  l.early = l.epi_wide = 0; /* not read by the layer kernel */
+  moert_prefill_make_request(&l, out);
+  size_t n = out->req.num_defines;
+  snprintf(out->text[n], sizeof out->text[0], "MOERT_LAYER=1");
+  out->req.defines[n] = out->text[n];
+  out->req.num_defines = n + 1;
+}
+
+size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t E) {
+  return (size_t)(32 * (1 + moert_prefill_max_tiles(pairs, E, 64)));
 }
 
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
@@ -355,6 +395,20 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
                    pdl & 1u)) != MOERT_OK)
     return st;
 
+  /* the layer kernel: both GEMMs in one persistent launch */
+  if (k->fn_layer && a->layer_sync) {
+    CUdeviceptr maps = a->maps, x = a->x, gather = a->gather, h = a->h, out = a->out;
+    CUdeviceptr sync = a->layer_sync;
+    long long xs = a->x_stride, hs = a->h_stride, os = a->out_stride;
+    void *p[] = {&maps, &x, &xs, &gather, &tiles, &count, &E, &H, &I, &h, &hs, &out, &os, &sync};
+    const uint64_t items = moert_prefill_max_tiles(a->pairs, a->num_experts, 64) *
+                           (((uint64_t)I + gu->bn - 1) / (uint64_t)gu->bn +
+                            ((uint64_t)H + dn->bn - 1) / (uint64_t)dn->bn);
+    const uint64_t ctas = k->sm_count ? k->sm_count : 132;
+    return moert_cuda_launch(cu, k->fn_layer, (unsigned)(items < ctas ? items : ctas), 1,
+                             moert_prefill_threads(gu), k->smem_gate_up, stream, p,
+                             "moert_prefill_layer", pdl & 2u);
+  }
   /* the kernels' A tensor map: unused (zeros) except for sm90's down GEMM, where it covers
    * h [pairs, I] */
   _Alignas(64) unsigned char amap[MOERT_TMAP_BYTES];

@@ -31,6 +31,9 @@ typedef struct moert_prefill_config {
   int bk;     /* K step (always 64 on sm90) */
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
+  int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
+  int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
+               * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load) */
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
   int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
@@ -90,6 +93,14 @@ typedef struct moert_prefill_request {
 } moert_prefill_request;
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out);
 
+/* The layer kernel (prefill_sm90.cu, MOERT_LAYER): both GEMMs in one launch.  It fits sm_90a
+ * 64-row tiles, persistent, gathered A, down columns twice the gate/up ones and one ring
+ * depth (a stage and the accumulators are then the same size in both GEMMs); its module is
+ * compiled from the gate/up configuration with the down GEMM's row dtype. */
+int moert_prefill_layer_fits(const moert_prefill_config *gate_up, const moert_prefill_config *down);
+void moert_prefill_make_layer_request(const moert_prefill_config *gate_up,
+                                      const moert_prefill_config *down, moert_prefill_request *out);
+
 unsigned int moert_prefill_threads(const moert_prefill_config *c);
 /* dynamic shared memory of a CTA (sm90: 1 KB of alignment slack included) */
 unsigned int moert_prefill_smem(const moert_prefill_config *c);
@@ -136,6 +147,7 @@ moert_status moert_prefill_encode_weights(moert_tmap_encode_fn enc, moert_dtype 
 typedef struct moert_prefill_kernels {
   moert_prefill_config gate_up, down;
   CUfunction fn_tiles, fn_gate_up, fn_down;
+  CUfunction fn_layer; /* both GEMMs in one launch (gate_up.layer), or NULL */
   unsigned int smem_gate_up, smem_down;
   moert_tmap_encode_fn encode; /* sm90 only */
   unsigned int sm_count;       /* the grid of a persistent kernel */
@@ -167,9 +179,16 @@ typedef struct moert_prefill_args {
                  * griddepcontrol.wait; 0 = plain launches */
   bool tiles_ready; /* the row tiles in tiles are already written (by device routing, for
                      * these offsets and this tile height): no moert_prefill_tiles launch */
+  CUdeviceptr layer_sync; /* moert_prefill_layer_sync_bytes of zeros (and zeros again after
+                           * each launch): the layer kernel (k->fn_layer) runs both GEMMs;
+                           * 0: two launches */
 } moert_prefill_args;
 
-/* The three launches on stream: tiles, gate/up, down.  No allocation, no synchronisation:
+/* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
+ * two counters per row tile, 32 bytes each, all zero when no launch runs. */
+size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t num_experts);
+
+/* The three launches on stream: tiles, gate/up, down (or tiles and the layer kernel).  No allocation, no synchronisation:
  * capturable in a CUDA graph.  The context must be current. */
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
                                   const moert_prefill_args *a, CUstream stream);
