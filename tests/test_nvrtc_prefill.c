@@ -134,6 +134,9 @@ START_TEST(test_sm90a_compiles) {
   if (bm == 64) {
     ck_assert_int_eq(g2.bn, 64);
     ck_assert_int_eq(d2.bn, 128);
+    ck_assert_int_eq(g2.l2_fetch, 128); /* their maps' L2 misses fetch 128 bytes */
+    ck_assert_int_eq(d2.l2_fetch, 128);
+    ck_assert_int_eq(gu.l2_fetch, 0);   /* the default maps' 256 */
     ck_assert_uint_le(moert_prefill_smem(&g2), 232448);
     ck_assert_uint_le(moert_prefill_smem(&d2), 232448);
     compile_cubin(nv, &g2, "sm_90a");

@@ -13,6 +13,9 @@ enum {
   TMAP_DTYPE_BFLOAT16 = 9,
   TMAP_INTERLEAVE_NONE = 0,
   TMAP_SWIZZLE_128B = 3,
+  TMAP_L2_PROMOTION_NONE = 0,
+  TMAP_L2_PROMOTION_64B = 1,
+  TMAP_L2_PROMOTION_128B = 2,
   TMAP_L2_PROMOTION_256B = 3,
   TMAP_OOB_FILL_NONE = 0 /* out-of-bounds elements read as zeros */
 };
@@ -158,6 +161,10 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   /* the down GEMM after the gate/up GEMM's last item (H200, Qwen3-30B-A3B T=1: 32.42-32.45 us
    * against 32.80-32.88 with MOERT_EARLY; decode-log.md v12) */
   gu->early = dn->early = 0;
+  /* the weight maps' misses fetch 128 bytes into L2, not 256: on the H200 Qwen3-30B-A3B T=1
+   * took 31.41 us against 32.06-32.11 (all maps at 128 B; T=128-512 0.3-0.9 % slower that way,
+   * so only these maps; decode-log.md v15) */
+  gu->l2_fetch = dn->l2_fetch = 128;
   /* both GEMMs in one launch: slower here (H200, Qwen3-30B-A3B T=1: 34.3-35.1 us against
    * 32.0-32.2 with two launches, decode-log.md v15), so only with the hook
    * MOERT_PREFILL_LAYER=1 */
@@ -235,9 +242,22 @@ moert_status moert_prefill_tmap_encoder(const moert_cuda_driver *cu, moert_tmap_
   return MOERT_OK;
 }
 
+/* the map of moert_prefill_encode_map with a miss's L2 fetch of l2_fetch bytes (128, else
+ * 256); the benchmark hook MOERT_PREFILL_L2_PROMOTION = 0 (none), 64, 128 or 256 wins over it,
+ * read when a map is encoded (decode-log.md v15) */
+static moert_status encode_map(moert_tmap_encode_fn enc, moert_dtype dtype, const void *addr,
+                               uint64_t rows, uint64_t K, uint64_t row_stride, uint32_t box_rows,
+                               int l2_fetch, void *map);
+
 moert_status moert_prefill_encode_map(moert_tmap_encode_fn enc, moert_dtype dtype,
                                       const void *addr, uint64_t rows, uint64_t K,
                                       uint64_t row_stride, uint32_t box_rows, void *map) {
+  return encode_map(enc, dtype, addr, rows, K, row_stride, box_rows, 256, map);
+}
+
+static moert_status encode_map(moert_tmap_encode_fn enc, moert_dtype dtype, const void *addr,
+                               uint64_t rows, uint64_t K, uint64_t row_stride, uint32_t box_rows,
+                               int l2_fetch, void *map) {
   if (K % 8 || row_stride % 8 || row_stride < K || (uintptr_t)addr % 16 || box_rows == 0 ||
       box_rows > 256 || rows == 0 || rows > (1ull << 32) || K > (1ull << 32))
     return moert_fail(MOERT_ERR_UNSUPPORTED, "a TMA tensor map of [%llu, %llu] (row stride %llu, "
@@ -248,9 +268,16 @@ moert_status moert_prefill_encode_map(moert_tmap_encode_fn enc, moert_dtype dtyp
   const uint64_t strides[1] = {row_stride * 2}; /* bytes, of dimension 1 */
   const uint32_t box[2] = {64, box_rows};
   const uint32_t elem[2] = {1, 1};
+  const char *pe = getenv("MOERT_PREFILL_L2_PROMOTION");
+  const int promotion = pe && !strcmp(pe, "0")     ? TMAP_L2_PROMOTION_NONE
+                        : pe && !strcmp(pe, "64")  ? TMAP_L2_PROMOTION_64B
+                        : pe && !strcmp(pe, "128") ? TMAP_L2_PROMOTION_128B
+                        : pe && !strcmp(pe, "256") ? TMAP_L2_PROMOTION_256B
+                        : l2_fetch == 128          ? TMAP_L2_PROMOTION_128B
+                                                   : TMAP_L2_PROMOTION_256B;
   CUresult rc = enc(map, dtype == MOERT_DTYPE_BF16 ? TMAP_DTYPE_BFLOAT16 : TMAP_DTYPE_FLOAT16, 2,
                     (void *)(uintptr_t)addr, dims, strides, box, elem, TMAP_INTERLEAVE_NONE,
-                    TMAP_SWIZZLE_128B, TMAP_L2_PROMOTION_256B, TMAP_OOB_FILL_NONE);
+                    TMAP_SWIZZLE_128B, promotion, TMAP_OOB_FILL_NONE);
   if (rc != MOERT_CUDA_SUCCESS)
     return moert_fail(MOERT_ERR_DRIVER, "cuTensorMapEncodeTiled([%llu, %llu] at %p, box 64 x %u) "
                       "failed with CUDA error %d", (unsigned long long)rows,
@@ -267,13 +294,13 @@ moert_status moert_prefill_encode_weights(moert_tmap_encode_fn enc, moert_dtype 
   unsigned char *m = maps_host;
   moert_status st = MOERT_OK;
   for (uint32_t e = 0; e < E && st == MOERT_OK; e++) {
-    st = moert_prefill_encode_map(enc, dtype, gate[e], I, H, H, (uint32_t)gu->bn,
+    st = encode_map(enc, dtype, gate[e], I, H, H, (uint32_t)gu->bn, gu->l2_fetch,
                                   m + (size_t)e * MOERT_TMAP_BYTES);
     if (st == MOERT_OK)
-      st = moert_prefill_encode_map(enc, dtype, up[e], I, H, H, (uint32_t)gu->bn,
+      st = encode_map(enc, dtype, up[e], I, H, H, (uint32_t)gu->bn, gu->l2_fetch,
                                     m + ((size_t)E + e) * MOERT_TMAP_BYTES);
     if (st == MOERT_OK)
-      st = moert_prefill_encode_map(enc, dtype, down[e], H, I, I, (uint32_t)dn->bn,
+      st = encode_map(enc, dtype, down[e], H, I, I, (uint32_t)dn->bn, dn->l2_fetch,
                                     m + (2 * (size_t)E + e) * MOERT_TMAP_BYTES);
   }
   return st;

@@ -32,6 +32,7 @@ typedef struct moert_prefill_config {
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
+  int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
                * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load) */
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
@@ -83,7 +84,8 @@ void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down
  * boxes of as many rows (moert_prefill_encode_weights with these configs).  The forward
  * takes them where the split-K decode kernel would run (T = 1), and wherever 64-row tiles
  * run only with MOERT_PREFILL_NARROW=1 (decode-log.md v11: not faster there).  8 stages,
- * and no MOERT_EARLY (decode-log.md v12). */
+ * no MOERT_EARLY (decode-log.md v12), weight maps whose L2 misses fetch 128 bytes (v15), and
+ * the layer kernel only with MOERT_PREFILL_LAYER=1 (v15). */
 void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *down);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
