@@ -703,6 +703,23 @@ static __device__ __forceinline__ long long global_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
   return t;
 }
+#if MOERT_EPI_WIDE
+/* the wide epilogue's transpose (as moert_prefill_gemm's): w[j] of lane q holds columns
+ * 8 j + 2 q, +1 of a row; after it, w[i] of lane q holds columns 8 q + 2 i, +1 */
+static __device__ __forceinline__ void quad_transpose(unsigned int (&w)[4], int q) {
+  const bool b1 = q & 2, b0 = q & 1;
+  unsigned int s0 = b1 ? w[0] : w[2], s1 = b1 ? w[1] : w[3];
+  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 2);
+  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 2);
+  if (b1) w[0] = s0, w[1] = s1;
+  else w[2] = s0, w[3] = s1;
+  s0 = b0 ? w[0] : w[1], s1 = b0 ? w[2] : w[3];
+  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 1);
+  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 1);
+  if (b0) w[0] = s0, w[2] = s1;
+  else w[1] = s0, w[3] = s1;
+}
+#endif
 
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride,
@@ -877,6 +894,27 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
         fence_regs(acc[0]);
         fence_regs(acc[1]);
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+#if MOERT_EPI_WIDE
+        /* 16-byte stores after a transpose in each quad (every lane shuffles; the stores are
+         * predicated) */
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          const int r = row0 + rbase + 8 * half;
+          act_t *orow = h + (long long)r * h_stride;
+#pragma unroll
+          for (int m = 0; m < WGN / 32; m++) {
+            unsigned int w4[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+              const int i = 4 * (4 * m + j) + 2 * half;
+              w4[j] = moert_pack2(silu(acc[0][i]) * acc[1][i], silu(acc[0][i + 1]) * acc[1][i + 1]);
+            }
+            quad_transpose(w4, lane & 3);
+            const int col = n0 + cw * WGN + 8 * (4 * m + (lane & 3));
+            if (r < row_end && col < I) *(uint4 *)(orow + col) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+          }
+        }
+#else
         const int cbase = n0 + cw * WGN + 2 * (lane & 3);
 #pragma unroll
         for (int half = 0; half < 2; half++) {
@@ -891,6 +929,7 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
                                                           silu(acc[0][i + 1]) * acc[1][i + 1]);
           }
         }
+#endif
         /* both consumers' rows stored: one more gate/up item of row tile rt done */
         bar_named(2, 256);
         if (tid == 128) red_release_gpu(&sync[L_DONE(rt)], 1);
@@ -918,6 +957,25 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
         wgmma_wait<0>();
         fence_regs(acc);
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+#if MOERT_EPI_WIDE && MOERT_OUT_ACT
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          const int r = row0 + rbase + 8 * half;
+          act_t *orow = (act_t *)out + (long long)r * out_stride;
+#pragma unroll
+          for (int m = 0; m < L_WGN_D / 32; m++) {
+            unsigned int w4[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+              const int i = 4 * (4 * m + j) + 2 * half;
+              w4[j] = moert_pack2(acc[i], acc[i + 1]);
+            }
+            quad_transpose(w4, lane & 3);
+            const int col = n0 + cw * L_WGN_D + 8 * (4 * m + (lane & 3));
+            if (r < row_end && col < H) *(uint4 *)(orow + col) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+          }
+        }
+#else
         const int cbase = n0 + cw * L_WGN_D + 2 * (lane & 3);
 #pragma unroll
         for (int half = 0; half < 2; half++) {
@@ -935,6 +993,7 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
 #endif
           }
         }
+#endif
       }
     }
     moert_pdl_trigger(); /* the combine may be scheduled; it waits for this grid to finish */

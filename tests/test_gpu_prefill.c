@@ -69,7 +69,8 @@ typedef struct qcase {
                  * narrow tiles of the decode sizes (moert_prefill_narrow, 64-row tiles), 4 the
                  * gathered A's padding rows copied as zeros (no MOERT_A_SKIP), 5 the
                  * narrow tiles' layer kernel (both GEMMs in one launch), 6 the layer kernel
-                 * of the default 64-row tiles */
+                 * of the default 64-row tiles, 7 the layer kernels with 16-byte stores (the
+                 * narrow tiles' at T=1, the default tiles' elsewhere) */
 } qcase;
 
 static const qcase cases[] = {
@@ -90,6 +91,7 @@ static const qcase cases[] = {
     {1, MOERT_DTYPE_BF16, 64, 0, 5},     {256, MOERT_DTYPE_BF16, 64, 0, 5},
     {1024, MOERT_DTYPE_F16, 64, 0, 5},   {32, MOERT_DTYPE_BF16, 64, 0, 6},
     {1024, MOERT_DTYPE_BF16, 64, 0, 6},
+    {1, MOERT_DTYPE_BF16, 64, 0, 7},     {256, MOERT_DTYPE_F16, 64, 0, 7},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -177,8 +179,9 @@ START_TEST(test_prefill_vs_cpu) {
   if (c->down_cp && dn.sm == 90) dn.a_tma = !dn.a_tma;
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
-  if (dn.sm == 90 && (c->epi == 3 || c->epi == 5)) moert_prefill_narrow(&gu, &dn);
-  gu.layer = dn.sm == 90 && (c->epi == 5 || c->epi == 6);
+  if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || (c->epi == 7 && T == 1)))
+    moert_prefill_narrow(&gu, &dn);
+  gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
@@ -194,7 +197,8 @@ START_TEST(test_prefill_vs_cpu) {
          "%d stages, down rows in %s, %d-byte stores, padding rows %s%s\n", T, moert_dtype_name(dt),
          gu.sm, bm, gu.bm, gu.bn, dn.bm, dn.bn, dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async",
          gu.stages, dn.out_act ? moert_dtype_name(dt) : "f32", gu.epi_wide ? 16 : 4,
-         gu.a_skip ? "not copied" : "zero-filled", k.fn_layer ? ", one launch" : "");
+         gu.a_skip ? "not copied" : "zero-filled",
+         !k.fn_layer ? "" : k.gate_up.layer == 2 ? ", one launch (16-byte stores)" : ", one launch");
 
   moert_prefill_args a = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                           .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,

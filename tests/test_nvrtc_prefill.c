@@ -153,6 +153,18 @@ START_TEST(test_sm90a_compiles) {
     compile_layer(nv, &g2, &d2, "sm_90a");
     ck_assert_int_eq(gu.layer, 1);
     compile_layer(nv, &gu, &dn, "sm_90a");
+    g2 = gu; /* with the GEMMs' 16-byte stores (MOERT_PREFILL_LAYER_WIDE=1, an experiment) */
+    g2.layer = 2;
+    moert_prefill_request lq;
+    moert_prefill_make_layer_request(&g2, &dn, &lq);
+    int wide = 0;
+    for (size_t i = 0; i < lq.req.num_defines; i++) wide |= !strcmp(lq.req.defines[i], "MOERT_EPI_WIDE=1");
+    ck_assert_int_eq(wide, 1);
+    compile_layer(nv, &g2, &dn, "sm_90a");
+    d2 = dn;
+    moert_prefill_narrow(&g2, &d2);
+    g2.layer = 2;
+    compile_layer(nv, &g2, &d2, "sm_90a");
     g2 = gu;
     g2.persistent = 0; /* the layer kernel is persistent only */
     ck_assert(!moert_prefill_layer_fits(&g2, &dn));

@@ -56,6 +56,10 @@ static int env_int(const char *name, int lo, int hi, int dflt) {
   const long n = v && *v ? strtol(v, &end, 10) : 0;
   return v && *v && !*end && n >= lo && n <= hi ? (int)n : dflt;
 }
+/* the layer kernel's epilogue: 1 the 4-byte stores (measured, decode-log.md v15), 2 the
+ * 16-byte ones of the GEMMs where their configuration has them (an experiment, not yet run on
+ * a GPU; hook MOERT_PREFILL_LAYER_WIDE=1) */
+static int layer_kind(void) { return env_flag("MOERT_PREFILL_LAYER_WIDE", 0) ? 2 : 1; }
 
 moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype, int bm,
                                    moert_prefill_config *gu, moert_prefill_config *dn) {
@@ -119,7 +123,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
     /* the layer kernel for the default 64-row tiles too (the backend takes it where both
      * GEMMs have more items than SMs: decode-log.md v15); MOERT_PREFILL_LAYER64=0 builds none */
-    gu->layer = bm == 64 && env_flag("MOERT_PREFILL_LAYER64", 1);
+    gu->layer = bm == 64 && env_flag("MOERT_PREFILL_LAYER64", 1) ? layer_kind() : 0;
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -168,7 +172,7 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   /* both GEMMs in one launch: slower here (H200, Qwen3-30B-A3B T=1: 34.3-35.1 us against
    * 32.0-32.2 with two launches, decode-log.md v15), so only with the hook
    * MOERT_PREFILL_LAYER=1 */
-  gu->layer = env_flag("MOERT_PREFILL_LAYER", 0);
+  gu->layer = env_flag("MOERT_PREFILL_LAYER", 0) ? layer_kind() : 0;
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -391,7 +395,8 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
                                       const moert_prefill_config *dn, moert_prefill_request *out) {
   moert_prefill_config l = *gu;
   l.out_act = dn->out_act;
-  l.early = l.epi_wide = 0; /* not read by the layer kernel */
+  l.early = 0;                            /* not read by the layer kernel */
+  l.epi_wide = gu->layer == 2 && gu->epi_wide; /* its 16-byte stores: an experiment */
   moert_prefill_make_request(&l, out);
   size_t n = out->req.num_defines;
   snprintf(out->text[n], sizeof out->text[0], "MOERT_LAYER=1");

@@ -34,7 +34,8 @@ typedef struct moert_prefill_config {
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
-               * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load) */
+               * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load): 1 with
+               * 4-byte stores, 2 with the 16-byte ones where epi_wide (an experiment) */
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
   int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
