@@ -53,7 +53,9 @@
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
  * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_A_SKIP
- * (gathered A: no copy at all for the rows past the tile's end).  K need only
+ * (gathered A: no copy at all for the rows past the tile's end), MOERT_LAYER (this file
+ * compiles moert_prefill_layer, both GEMMs in one launch, instead of moert_prefill_gemm: see
+ * there).  K need only
  * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
  * with zeros, the gather copies zero bytes). */
 #include "moert_device.h"
