@@ -684,7 +684,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #define L_WGN_D BN        /* a down consumer's columns */
 #define L_ACC_D (BN / 2)  /* its accumulators: as many as the gate/up consumer's NB * ACC */
 #define L_B_BYTES (2 * B_BYTES) /* weight bytes a stage, gate + up or down */
-#define L_SPIN_NS 2000000000ll /* a wait past this (2 s) is a broken counter: trap, not hang */
+#define L_SPIN_NS 30000000000ll /* a wait past this (30 s) is a broken counter: trap, not hang;
+                                * long, so that a GPU time-sliced with other work is no false alarm */
 #define L_DONE(t) (8 + 8 * (t)) /* row tile t's counters: gate/up items done, down items past
                                  * their wait (a 32-byte sector a tile) */
 
