@@ -354,6 +354,184 @@ static __device__ __forceinline__ void init_barriers(int tid, unsigned long long
   __syncthreads();
 }
 
+/* ---- pieces both kernels (moert_prefill_gemm, moert_prefill_layer) share ---- */
+
+/* The ROWS = BM / 16 rows of a gathered A this producer thread copies, r = row0 + tid / 8 +
+ * 16 i (8 threads a row, 16 bytes each): their sources (row gather[r], or r when gather is
+ * NULL), once per item, so that a K step costs a 64-bit add and a cp.async per row (the
+ * producer, not the tensor cores, set the pace when it read the row list from shared memory
+ * and multiplied by the stride at every step).  Returns the rows before row_end, a bit each. */
+template <int ROWS>
+static __device__ __forceinline__ unsigned int a_sources(const act_t *a, long long a_stride,
+                                                         const int *gather, int row0, int row_end,
+                                                         int tid, const act_t *(&src)[ROWS]) {
+  unsigned int row_ok = 0;
+#pragma unroll
+  for (int i = 0; i < ROWS; i++) {
+    const int r = row0 + (tid >> 3) + 16 * i;
+    const bool ok = r < row_end;
+    const long long g = ok ? (gather ? gather[r] : r) : 0;
+    src[i] = a + g * a_stride + (tid & 7) * 8;
+    row_ok |= (ok ? 1u : 0u) << i;
+  }
+  return row_ok;
+}
+
+/* One K step of that A into the stage at sa, its completion arriving on full.  8 threads per
+ * row, 16 rows per pass: a warp reads 4 whole 128-byte row segments; row r's 16-byte chunk j
+ * goes to chunk j ^ (r % 8) of its 128-byte line (the swizzle), and r % 8 = (tid / 8) % 8 for
+ * every row of this thread.  K past the end is zero-filled (any: a valid address). */
+template <int ROWS>
+static __device__ __forceinline__ void copy_a(unsigned int sa, const act_t *const (&src)[ROWS],
+                                              unsigned int row_ok, int k0, int K, const act_t *any,
+                                              int tid, unsigned int full) {
+  const int j = tid & 7;
+  const bool k_ok = k0 + j * 8 < K;
+  const unsigned int dst = sa + (tid >> 3) * 128 + ((j ^ ((tid >> 3) & 7)) << 4);
+#pragma unroll
+  for (int i = 0; i < ROWS; i++) {
+#if MOERT_A_SKIP
+    /* a row past the tile's end is not copied at all: its shared memory keeps whatever an
+     * earlier step left there, which reaches only that row's outputs (row i of the product
+     * depends on row i of A alone), and those are never stored (decode-log.md v15) */
+    if (row_ok >> i & 1u) cp_async16(dst + i * 16 * 128, k_ok ? src[i] + k0 : any, k_ok ? 16 : 0);
+#else
+    const bool ok = k_ok && (row_ok >> i & 1u);
+    cp_async16(dst + i * 16 * 128, ok ? src[i] + k0 : any, ok ? 16 : 0);
+#endif
+  }
+  cp_async_arrive_noinc(full);
+}
+
+/* A consumer's wgmma batch of one K step: A (64 rows) at sa, the NA weight tiles B_BYTES apart
+ * from sb; returns once the batch before it has completed (its stage can be refilled) */
+template <int NA, int R>
+static __device__ __forceinline__ void mma_stage(float (&acc)[NA][R], unsigned int sa,
+                                                 unsigned int sb) {
+  const unsigned long long da = smem_desc(sa);
+#pragma unroll
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; kk++) {
+    /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
+#pragma unroll
+    for (int b = 0; b < NA; b++) wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
+  }
+  wgmma_commit();
+#pragma unroll
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
+  wgmma_wait<1>();
+}
+
+/* A consumer's K steps of one item over the stage ring (it: the ring's clock, advanced), the
+ * first step's stage already waited for when first_waited; FENCE where A was written by
+ * cp.async (the generic proxy: wgmma reads through the async proxy).  Each stage is freed
+ * once the batch after it has completed; the item's last stage is left to the caller. */
+template <bool FENCE, int NA, int R>
+static __device__ __forceinline__ void consume_item(float (&acc)[NA][R], int ktiles, int &it,
+                                                    bool first_waited, unsigned int base,
+                                                    unsigned int a_off, unsigned int b_off,
+                                                    unsigned long long *s_full,
+                                                    unsigned long long *s_empty, int lane) {
+#pragma unroll
+  for (int b = 0; b < NA; b++)
+#pragma unroll
+    for (int i = 0; i < R; i++) acc[b][i] = 0.0f;
+  for (int kt = 0; kt < ktiles; kt++, it++) {
+    const int s = it % STAGES;
+    if (kt > 0 || !first_waited) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
+    if (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    mma_stage(acc, base + s * STAGE_BYTES + a_off, base + s * STAGE_BYTES + A_BYTES + b_off);
+    /* the batch of step it-1 has completed: its stage can be refilled */
+    if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
+}
+
+/* the wide epilogue's transpose of 32-bit words inside a quad: w[j] of lane q holds columns
+ * 8 j + 2 q, +1 of a row; after it w[i] of lane q holds columns 8 q + 2 i, +1 (from lane i) */
+static __device__ __forceinline__ void quad_transpose(unsigned int (&w)[4], int q) {
+  const bool b1 = q & 2, b0 = q & 1;
+  unsigned int s0 = b1 ? w[0] : w[2], s1 = b1 ? w[1] : w[3];
+  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 2);
+  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 2);
+  if (b1) w[0] = s0, w[1] = s1;
+  else w[2] = s0, w[3] = s1;
+  s0 = b0 ? w[0] : w[1], s1 = b0 ? w[2] : w[3];
+  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 1);
+  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 1);
+  if (b0) w[0] = s0, w[2] = s1;
+  else w[1] = s0, w[3] = s1;
+}
+
+/* The epilogue of a consumer's W columns from n0 + wn W: G, silu(gate) * up (up UPOFF registers on
+ * in acc[NA - 1]) in the activation dtype; else acc[0] in the activation dtype (ACT) or f32.
+ * The wgmma accumulator layout, 4 registers per 8 columns: {0,1} row rbase (16 warp + lane /
+ * 4 of the 64), {2,3} 8 rows further; columns 8 j + 2 (lane % 4) + {0,1}.  WIDE (2-byte
+ * outputs): the 4 lanes of a quad hold 4 bytes each of every 8 columns of a row; a 4 x 4
+ * transpose of 32-bit words inside the quad (two xor shuffles) gives each lane 8 whole
+ * columns, one 16-byte store, whole 32-byte sectors per pair of lanes.  Needs N a multiple of
+ * 8 (the sm_90a path has N % 32 == 0): a block of 8 columns is all in or all out.  Every lane
+ * runs the shuffles; the stores are predicated. */
+template <bool A> struct out_elem { typedef float type; };   /* an output row's element */
+template <> struct out_elem<true> { typedef act_t type; };
+template <bool G, bool ACT, bool WIDE, int W, int UPOFF, int NA, int R>
+static __device__ __forceinline__ void store_tile(const float (&acc)[NA][R], void *out,
+                                                  long long out_stride, int row0, int row_end,
+                                                  int rbase, int n0, int wn, int N, int lane) {
+  if constexpr (WIDE && (G || ACT)) {
+    const int q = lane & 3;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = row0 + rbase + 8 * half;
+      act_t *orow = (act_t *)out + (long long)r * out_stride;
+#pragma unroll
+      for (int m = 0; m < W / 32; m++) {
+        unsigned int w[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int i = 4 * (4 * m + j) + 2 * half;
+          if constexpr (G)
+            w[j] = moert_pack2(silu(acc[0][i]) * acc[NA - 1][UPOFF + i],
+                               silu(acc[0][i + 1]) * acc[NA - 1][UPOFF + i + 1]);
+          else
+            w[j] = moert_pack2(acc[0][i], acc[0][i + 1]);
+        }
+        quad_transpose(w, q);
+        const int col = n0 + wn * W + 8 * (4 * m + q);
+        if (r < row_end && col < N) *(uint4 *)(orow + col) = make_uint4(w[0], w[1], w[2], w[3]);
+      }
+    }
+  } else {
+    const int cbase = n0 + wn * W + 2 * (lane & 3);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = row0 + rbase + 8 * half;
+      if (r >= row_end) continue;
+      typename out_elem<G || ACT>::type *orow =
+          (typename out_elem<G || ACT>::type *)out + (long long)r * out_stride;
+#pragma unroll
+      for (int jn = 0; jn < W / 8; jn++) {
+        const int col = cbase + 8 * jn;
+        if (col >= N) continue;
+        const int i = 4 * jn + 2 * half;
+        if constexpr (G) {
+          const float h0 = silu(acc[0][i]) * acc[NA - 1][UPOFF + i];
+          const float h1 = silu(acc[0][i + 1]) * acc[NA - 1][UPOFF + i + 1];
+          *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
+        } else if constexpr (ACT) {
+          *(unsigned int *)(orow + col) = moert_pack2(acc[0][i], acc[0][i + 1]);
+        } else {
+          *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
+        }
+      }
+    }
+  }
+}
+
 #if MOERT_SETUP_EARLY
 /* MOERT_EARLY, the down GEMM: before it waits for the gate/up GEMM (programmatic dependent
  * launch), the producer thread asks for the weight tiles of its first item's first stages:
@@ -457,20 +635,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         if (NB == 2) tma_prefetch_map(map1);
       }
 #if !MOERT_A_TMA
-      /* the BM / 16 rows this thread copies, r = tid / 8 + 16 i (8 threads a row, 16 bytes
-       * each): their sources, once per item, so that a K step costs a 64-bit add and a
-       * cp.async per row (the producer, not the tensor cores, set the pace when it read the
-       * row list from shared memory and multiplied by the stride at every step) */
       const act_t *src[BM / 16];
-      unsigned int row_ok = 0;
-#pragma unroll
-      for (int i = 0; i < BM / 16; i++) {
-        const int r = row0 + (tid >> 3) + 16 * i;
-        const bool ok = r < row_end;
-        const long long g = ok ? (gather ? gather[r] : r) : 0;
-        src[i] = a + g * a_stride + (tid & 7) * 8;
-        row_ok |= (ok ? 1u : 0u) << i;
-      }
+      const unsigned int row_ok = a_sources(a, a_stride, gather, row0, row_end, tid, src);
 #else
       (void)row_end;
 #endif
@@ -495,26 +661,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }
 #if !MOERT_A_TMA
-        /* 8 threads per row, 16 rows per pass: a warp reads 4 whole 128-byte row segments;
-         * row r's 16-byte chunk j goes to chunk j ^ (r % 8) of its 128-byte line (the
-         * swizzle), and r % 8 = (tid / 8) % 8 for every row of this thread */
-        const int j = tid & 7;
-        const bool k_ok = k0 + j * 8 < K;
-        const unsigned int dst = sa + (tid >> 3) * 128 + ((j ^ ((tid >> 3) & 7)) << 4);
-#pragma unroll
-        for (int i = 0; i < BM / 16; i++) {
-#if MOERT_A_SKIP
-          /* a row past the tile's end is not copied at all: its shared memory keeps whatever
-           * an earlier step left there, which reaches only that row's outputs (row i of the
-           * product depends on row i of A alone), and those are never stored.  A zero-byte
-           * cp.async still sends a request to L2 (decode-log.md v15) */
-          if (row_ok >> i & 1u) cp_async16(dst + i * 16 * 128, k_ok ? src[i] + k0 : a, k_ok ? 16 : 0);
-#else
-          const bool ok = k_ok && (row_ok >> i & 1u);
-          cp_async16(dst + i * 16 * 128, ok ? src[i] + k0 : a, ok ? 16 : 0);
-#endif
-        }
-        cp_async_arrive_noinc(full);
+        copy_a(sa, src, row_ok, k0, K, a, tid, full);
 #endif
       }
     }
@@ -541,40 +688,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       const int row0 = tile.y, row_end = tile.z;
       const int n0 = ITEM_COL(w) * BN;
       float acc[NACC][MMA_ACC];
-#pragma unroll
-      for (int b = 0; b < NACC; b++)
-#pragma unroll
-        for (int i = 0; i < MMA_ACC; i++) acc[b][i] = 0.0f;
-      for (int kt = 0; kt < ktiles; kt++, it++) {
-        const int s = it % STAGES;
-        mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
-#if !MOERT_A_TMA
-        /* A was written by cp.async (the generic proxy); wgmma reads through the async proxy */
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-        const unsigned int sa = base + s * STAGE_BYTES + wm * 64 * 128;
-        const unsigned int sb = base + s * STAGE_BYTES + A_BYTES + wn * WGN * 128;
-        const unsigned long long da = smem_desc(sa);
-#pragma unroll
-        for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-          /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
-#pragma unroll
-          for (int b = 0; b < NACC; b++)
-            wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
-        }
-        wgmma_commit();
-#pragma unroll
-        for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
-        /* the batch of step it-1 has completed: its stage can be refilled */
-        wgmma_wait<1>();
-        if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-      }
-      wgmma_wait<0>();
-#pragma unroll
-      for (int b = 0; b < NACC; b++) fence_regs(acc[b]);
+      consume_item<!MOERT_A_TMA>(acc, ktiles, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
+                                 s_empty, lane);
       /* the CTA's last item: the next kernel may be scheduled (it waits for this grid to
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
        * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
@@ -583,78 +698,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 
-      /* epilogue: the wgmma accumulator layout, 4 registers per 8 columns:
-       * {0,1} row 16*warp + lane/4, {2,3} 8 rows further; columns 8*j + 2*(lane%4) + {0,1} */
-      const int rbase = wm * 64 + warp * 16 + (lane >> 2);
-#if (MOERT_GATED || MOERT_OUT_ACT) && MOERT_EPI_WIDE
-      /* 2-byte outputs: the 4 lanes of a quad hold 4 bytes each of every 8 columns of a row;
-       * a 4 x 4 transpose of 32-bit words inside the quad (two xor shuffles) gives each lane
-       * 8 whole columns, one 16-byte store, whole 32-byte sectors per pair of lanes.  Needs
-       * N a multiple of 8 (the sm_90a path has N % 32 == 0): a block of 8 columns is all in
-       * or all out.  Every lane runs the shuffles; the stores are predicated. */
-      const int q = lane & 3;
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int r = row0 + rbase + 8 * half;
-        act_t *orow = (act_t *)out + (long long)r * out_stride;
-#pragma unroll
-        for (int m = 0; m < WGN / 32; m++) {
-          unsigned int w[4];
-#pragma unroll
-          for (int j = 0; j < 4; j++) {
-            const int i = 4 * (4 * m + j) + 2 * half;
-#if MOERT_GATED
-            w[j] = moert_pack2(silu(acc[0][i]) * acc[NACC - 1][UP_OFF + i],
-                               silu(acc[0][i + 1]) * acc[NACC - 1][UP_OFF + i + 1]);
-#else
-            w[j] = moert_pack2(acc[0][i], acc[0][i + 1]);
-#endif
-          }
-          /* w[j] of lane q: columns 8 (4m + j) + 2q, +1.  After the transpose, w[i] of lane q:
-           * columns 8 (4m + q) + 2i, +1 (from lane i) */
-          const bool b1 = q & 2, b0 = q & 1;
-          unsigned int s0 = b1 ? w[0] : w[2], s1 = b1 ? w[1] : w[3];
-          s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 2);
-          s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 2);
-          if (b1) w[0] = s0, w[1] = s1;
-          else w[2] = s0, w[3] = s1;
-          s0 = b0 ? w[0] : w[1], s1 = b0 ? w[2] : w[3];
-          s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 1);
-          s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 1);
-          if (b0) w[0] = s0, w[2] = s1;
-          else w[1] = s0, w[3] = s1;
-          const int col = n0 + wn * WGN + 8 * (4 * m + q);
-          if (r < row_end && col < N) *(uint4 *)(orow + col) = make_uint4(w[0], w[1], w[2], w[3]);
-        }
-      }
-#else
-      const int cbase = n0 + wn * WGN + 2 * (lane & 3);
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int r = row0 + rbase + 8 * half;
-        if (r >= row_end) continue;
-#if MOERT_GATED || MOERT_OUT_ACT
-        act_t *orow = (act_t *)out + (long long)r * out_stride;
-#else
-        float *orow = (float *)out + (long long)r * out_stride;
-#endif
-#pragma unroll
-        for (int jn = 0; jn < WGN / 8; jn++) {
-          const int col = cbase + 8 * jn;
-          if (col >= N) continue;
-          const int i = 4 * jn + 2 * half;
-#if MOERT_GATED
-          const float h0 = silu(acc[0][i]) * acc[NACC - 1][UP_OFF + i];
-          const float h1 = silu(acc[0][i + 1]) * acc[NACC - 1][UP_OFF + i + 1];
-          *(unsigned int *)(orow + col) = moert_pack2(h0, h1);
-#elif MOERT_OUT_ACT
-          *(unsigned int *)(orow + col) = moert_pack2(acc[0][i], acc[0][i + 1]);
-#else
-          *(float2 *)(orow + col) = make_float2(acc[0][i], acc[0][i + 1]);
-#endif
-        }
-      }
-#endif
+      store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
+          acc, out, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
     }
   }
 }
@@ -706,23 +751,6 @@ static __device__ __forceinline__ long long global_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
   return t;
 }
-#if MOERT_EPI_WIDE
-/* the wide epilogue's transpose (as moert_prefill_gemm's): w[j] of lane q holds columns
- * 8 j + 2 q, +1 of a row; after it, w[i] of lane q holds columns 8 q + 2 i, +1 */
-static __device__ __forceinline__ void quad_transpose(unsigned int (&w)[4], int q) {
-  const bool b1 = q & 2, b0 = q & 1;
-  unsigned int s0 = b1 ? w[0] : w[2], s1 = b1 ? w[1] : w[3];
-  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 2);
-  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 2);
-  if (b1) w[0] = s0, w[1] = s1;
-  else w[2] = s0, w[3] = s1;
-  s0 = b0 ? w[0] : w[1], s1 = b0 ? w[2] : w[3];
-  s0 = __shfl_xor_sync(MOERT_FULL_MASK, s0, 1);
-  s1 = __shfl_xor_sync(MOERT_FULL_MASK, s1, 1);
-  if (b0) w[0] = s0, w[2] = s1;
-  else w[1] = s0, w[3] = s1;
-}
-#endif
 
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride,
@@ -835,6 +863,8 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
         } else if (tid == 0) {
           mbar_arrive(full); /* its weights were asked for above */
         }
+        /* copy_a's copies, but with this thread's destination offset computed once: through
+         * copy_a (and a_sources with a selected source), the producer's 48 registers spilled */
         const bool k_ok = k0 + j * 8 < K;
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -868,135 +898,20 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
       if (g) {
         const int n0 = (wl % ncol) * BN;
         float acc[2][ACC];
-#pragma unroll
-        for (int b = 0; b < 2; b++)
-#pragma unroll
-          for (int i = 0; i < ACC; i++) acc[b][i] = 0.0f;
-        for (int kt = 0; kt < kt_g; kt++, it++) {
-          const int s = it % STAGES;
-          if (kt > 0) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
-          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-          const unsigned int sa = base + s * STAGE_BYTES;
-          const unsigned int sb = sa + A_BYTES + cw * WGN * 128;
-          const unsigned long long da = smem_desc(sa);
-          fence_regs(acc[0]);
-          fence_regs(acc[1]);
-          wgmma_fence();
-#pragma unroll
-          for (int kk = 0; kk < BK / 16; kk++) {
-            wgmma_tile(acc[0], da + 2 * kk, smem_desc(sb) + 2 * kk);
-            wgmma_tile(acc[1], da + 2 * kk, smem_desc(sb + B_BYTES) + 2 * kk);
-          }
-          wgmma_commit();
-          fence_regs(acc[0]);
-          fence_regs(acc[1]);
-          wgmma_wait<1>();
-          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-        }
-        wgmma_wait<0>();
-        fence_regs(acc[0]);
-        fence_regs(acc[1]);
+        consume_item<true>(acc, kt_g, it, true, base, 0, cw * WGN * 128, s_full, s_empty, lane);
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-#if MOERT_EPI_WIDE
-        /* 16-byte stores after a transpose in each quad (every lane shuffles; the stores are
-         * predicated) */
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-          const int r = row0 + rbase + 8 * half;
-          act_t *orow = h + (long long)r * h_stride;
-#pragma unroll
-          for (int m = 0; m < WGN / 32; m++) {
-            unsigned int w4[4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-              const int i = 4 * (4 * m + j) + 2 * half;
-              w4[j] = moert_pack2(silu(acc[0][i]) * acc[1][i], silu(acc[0][i + 1]) * acc[1][i + 1]);
-            }
-            quad_transpose(w4, lane & 3);
-            const int col = n0 + cw * WGN + 8 * (4 * m + (lane & 3));
-            if (r < row_end && col < I) *(uint4 *)(orow + col) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-          }
-        }
-#else
-        const int cbase = n0 + cw * WGN + 2 * (lane & 3);
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-          const int r = row0 + rbase + 8 * half;
-          if (r >= row_end) continue;
-          act_t *orow = h + (long long)r * h_stride;
-#pragma unroll
-          for (int jn = 0; jn < WGN / 8; jn++) {
-            const int col = cbase + 8 * jn, i = 4 * jn + 2 * half;
-            if (col < I)
-              *(unsigned int *)(orow + col) = moert_pack2(silu(acc[0][i]) * acc[1][i],
-                                                          silu(acc[0][i + 1]) * acc[1][i + 1]);
-          }
-        }
-#endif
+        store_tile<true, true, MOERT_EPI_WIDE, WGN, 0>(acc, h, h_stride, row0, row_end, rbase, n0,
+                                                      cw, I, lane);
         /* both consumers' rows stored: one more gate/up item of row tile rt done */
         bar_named(2, 256);
         if (tid == 128) red_release_gpu(&sync[L_DONE(rt)], 1);
       } else {
         const int n0 = (wl % ncol) * L_BN_D;
-        float acc[L_ACC_D];
-#pragma unroll
-        for (int i = 0; i < L_ACC_D; i++) acc[i] = 0.0f;
-        for (int kt = 0; kt < kt_d; kt++, it++) {
-          const int s = it % STAGES;
-          if (kt > 0) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
-          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-          const unsigned int sa = base + s * STAGE_BYTES;
-          const unsigned int sb = sa + A_BYTES + cw * L_WGN_D * 128;
-          const unsigned long long da = smem_desc(sa);
-          fence_regs(acc);
-          wgmma_fence();
-#pragma unroll
-          for (int kk = 0; kk < BK / 16; kk++) wgmma_tile(acc, da + 2 * kk, smem_desc(sb) + 2 * kk);
-          wgmma_commit();
-          fence_regs(acc);
-          wgmma_wait<1>();
-          if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-        }
-        wgmma_wait<0>();
-        fence_regs(acc);
+        float acc[1][L_ACC_D];
+        consume_item<true>(acc, kt_d, it, true, base, 0, cw * L_WGN_D * 128, s_full, s_empty, lane);
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-#if MOERT_EPI_WIDE && MOERT_OUT_ACT
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-          const int r = row0 + rbase + 8 * half;
-          act_t *orow = (act_t *)out + (long long)r * out_stride;
-#pragma unroll
-          for (int m = 0; m < L_WGN_D / 32; m++) {
-            unsigned int w4[4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-              const int i = 4 * (4 * m + j) + 2 * half;
-              w4[j] = moert_pack2(acc[i], acc[i + 1]);
-            }
-            quad_transpose(w4, lane & 3);
-            const int col = n0 + cw * L_WGN_D + 8 * (4 * m + (lane & 3));
-            if (r < row_end && col < H) *(uint4 *)(orow + col) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-          }
-        }
-#else
-        const int cbase = n0 + cw * L_WGN_D + 2 * (lane & 3);
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-          const int r = row0 + rbase + 8 * half;
-          if (r >= row_end) continue;
-#pragma unroll
-          for (int jn = 0; jn < L_WGN_D / 8; jn++) {
-            const int col = cbase + 8 * jn, i = 4 * jn + 2 * half;
-            if (col >= H) continue;
-#if MOERT_OUT_ACT
-            *(unsigned int *)((act_t *)out + (long long)r * out_stride + col) =
-                moert_pack2(acc[i], acc[i + 1]);
-#else
-            *(float2 *)((float *)out + (long long)r * out_stride + col) = make_float2(acc[i], acc[i + 1]);
-#endif
-          }
-        }
-#endif
+        store_tile<false, MOERT_OUT_ACT, MOERT_EPI_WIDE, L_WGN_D, 0>(
+            acc, out, out_stride, row0, row_end, rbase, n0, cw, H, lane);
       }
     }
     moert_pdl_trigger(); /* the combine may be scheduled; it waits for this grid to finish */
