@@ -34,7 +34,8 @@ fi
 . "$(dirname "$0")/triton-peer.sh"
 triton_peer "$LOGS" 1,8,32,128,512
 "$MOERT" run --backend cuda --layers 48 --tokens 32 2>&1 | tee "$LOGS/run48.txt"
-python3 - "$LOGS/moert.jsonl" "$LOGS/peers.txt" "$LOGS/triton.jsonl" >"$LOGS/bench.jsonl" <<'PY'
+triton_merge "$LOGS/moert.jsonl" "$LOGS/triton.jsonl" >"$LOGS/moert+triton.jsonl"
+python3 - "$LOGS/moert+triton.jsonl" "$LOGS/peers.txt" >"$LOGS/bench.jsonl" <<'PY'
 import json, sys
 peers, read_bw = {}, None
 for line in open(sys.argv[2]):
@@ -44,20 +45,10 @@ for line in open(sys.argv[2]):
     if line.startswith("{"):
         r = json.loads(line)
         peers[r["T"]] = r
-triton = {}
-for line in open(sys.argv[3]):
-    if line.startswith("{"):
-        t = json.loads(line)
-        if t.get("model") == "qwen3-30b-a3b" and isinstance(t.get("triton_fused_moe_us"), (int, float)):
-            triton[t["T"]] = t
 for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    t = triton.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None
-    if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
-        r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
-        r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
     p = peers.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None  # the peers run Qwen3-30B-A3B
     if p:
         for k in ("torch_grouped_mm_us", "torch_loop_us"):

@@ -46,7 +46,8 @@ for entry in $MODELS; do
     ${MM:+--dense-tflops $MM} ${BENCH_ITERS:+--iters $BENCH_ITERS} | tee -a "$LOGS/prefill.jsonl"
   echo "# $model: $(( $(date +%s) - start )) s" >&2
 done
-python3 - "$LOGS/prefill.jsonl" "$LOGS/peers.txt" "$LOGS/triton.jsonl" >"$LOGS/bench.jsonl" <<'PY'
+triton_merge "$LOGS/prefill.jsonl" "$LOGS/triton.jsonl" >"$LOGS/prefill+triton.jsonl"
+python3 - "$LOGS/prefill+triton.jsonl" "$LOGS/peers.txt" >"$LOGS/bench.jsonl" <<'PY'
 import json, sys
 peers, read_bw, mm = {}, None, None
 for line in open(sys.argv[2]):
@@ -58,20 +59,10 @@ for line in open(sys.argv[2]):
     if line.startswith("{"):
         r = json.loads(line)
         peers[r["T"]] = r
-triton = {}
-for line in open(sys.argv[3]):
-    if line.startswith("{"):
-        t = json.loads(line)
-        if t.get("model") == "qwen3-30b-a3b" and isinstance(t.get("triton_fused_moe_us"), (int, float)):
-            triton[t["T"]] = t
 for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    t = triton.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None
-    if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
-        r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
-        r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
     p = peers.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None  # the peers run Qwen3-30B-A3B
     if p and isinstance(p.get("torch_grouped_mm_us"), (int, float)):
         r["peer_torch_grouped_mm_us"] = p["torch_grouped_mm_us"]

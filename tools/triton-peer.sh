@@ -4,6 +4,10 @@
 # launches alone, in a CUDA graph) into LOGS/triton.jsonl where torch and triton are installed
 # (the GPU machine), at $TRITON_T or DEFAULT_T, under $TRITON_TIMEOUT (300 s); elsewhere that
 # file says why it did not run.  Its stderr goes to LOGS/triton.err.
+#     triton_merge MOERT_JSONL TRITON_JSONL
+# prints MOERT_JSONL's JSON lines with the peer's time of the same T merged into the
+# Qwen3-30B-A3B ones (the shape the peer runs) as peer_triton_fused_moe_us and
+# speedup_vs_triton.
 triton_peer() {
   local logs=$1 tokens=${TRITON_T:-$2} peer=${TRITON_PEER:-tools/triton_moe_peer.py}
   if [ -f "$peer" ] && python3 -c "import torch, triton" 2>/dev/null; then
@@ -12,4 +16,24 @@ triton_peer() {
   else
     echo "# no Triton peer run (no $peer, or no torch and triton here)" | tee "$logs/triton.jsonl"
   fi
+}
+triton_merge() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+triton = {}
+for line in open(sys.argv[2]):
+    if line.startswith("{"):
+        t = json.loads(line)
+        if t.get("model") == "qwen3-30b-a3b" and isinstance(t.get("triton_fused_moe_us"), (int, float)):
+            triton[t["T"]] = t
+for line in open(sys.argv[1]):
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    t = triton.get(r["T"]) if r["model"] == "qwen3-30b-a3b" else None
+    if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
+        r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
+        r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
+    print(json.dumps(r))
+PY
 }
