@@ -23,7 +23,8 @@
  * expert e's [N, K] matrix, box 64 x BN, 128-byte swizzle.  One map per expert because
  * moert takes per-expert weight pointers (a single 3-D map over [E, N, K] would need the
  * experts equally spaced in memory); the maps live in global memory and are encoded once
- * per moert_experts (runtime/cuda/prefill.c).
+ * per moert_experts (runtime/cuda/prefill.c).  Both kernels' last parameter, w_evict (the
+ * same for the whole launch), marks the weight loads evict_first in L2 (tma_load_w).
  *
  * CTA: 384 threads = warpgroup 0 (producer; setmaxnreg down to 48 registers) + warpgroups
  * 1, 2 (consumers; up to 224).  Tile BM x BN per weight matrix, K steps of 64 (one 128-byte
@@ -197,6 +198,23 @@ static __device__ __forceinline__ void tma_load_2d(unsigned int dst, const moert
       " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
       "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
+}
+/* a weight tile.  evict (the launch's w_evict, the same in every thread): marked evict_first
+ * in L2, where the plan reads each weight once and the rows the kernels write (h, the
+ * combine's) fit in L2 beside the streamed weights (moert_prefill_args.w_evict) */
+static __device__ __forceinline__ void tma_load_w(unsigned int dst, const moert_tmap *map,
+                                                  int c0, int c1, unsigned int bar, int evict) {
+  if (evict) {
+    unsigned long long pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        ".L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+        "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar), "l"(pol)
+        : "memory");
+  } else {
+    tma_load_2d(dst, map, c0, c1, bar);
+  }
 }
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
@@ -541,7 +559,7 @@ static __device__ __forceinline__ void store_tile(const float (&acc)[NA][R], voi
  * Returns the stages issued (0: no item). */
 static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_tile *tiles,
                                     const int *tile_count, int ncol, int ktiles,
-                                    unsigned int base, unsigned long long *s_full) {
+                                    unsigned int base, unsigned long long *s_full, int w_evict) {
   const int ntile = __ldcg(tile_count);
 #if MOERT_PERSISTENT || MOERT_ORDER
   const int w = (int)blockIdx.x;
@@ -557,7 +575,7 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
   for (int s = 0; s < n; s++) {
     const unsigned int full = smem_u32(&s_full[s]);
     mbar_expect_tx_only(full, B_BYTES);
-    tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full);
+    tma_load_w(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full, w_evict);
   }
   return n;
 }
@@ -568,7 +586,8 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
                    const unsigned long long *wtab, int up_offset, const act_t *a,
                    long long a_stride, const int *gather, const moert_row_tile *tiles,
-                   const int *tile_count, int E, int N, int K, void *out, long long out_stride) {
+                   const int *tile_count, int E, int N, int K, void *out, long long out_stride,
+                   int w_evict) {
   (void)wtab;
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
@@ -583,7 +602,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   const int ktiles = (K + BK - 1) / BK, ncol = (N + BN - 1) / BN;
   init_barriers(tid, s_full, s_empty);
   const int early =
-      tid == 0 ? early_weights(b_maps, tiles, tile_count, ncol, ktiles, base, s_full) : 0;
+      tid == 0 ? early_weights(b_maps, tiles, tile_count, ncol, ktiles, base, s_full, w_evict) : 0;
 #endif
   /* programmatic dependent launch: the kernel before (tiles, or the gate/up GEMM) may still
    * be draining; nothing it wrote is read before this */
@@ -652,11 +671,11 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
           if (tx) mbar_expect_tx(full, tx);
           else mbar_arrive(full);
-          if (it >= early) tma_load_2d(sb, map0, k0, n0, full);
+          if (it >= early) tma_load_w(sb, map0, k0, n0, full, w_evict);
 #else
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
-          tma_load_2d(sb, map0, k0, n0, full);
-          if (NB == 2) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+          tma_load_w(sb, map0, k0, n0, full, w_evict);
+          if (NB == 2) tma_load_w(sb + B_BYTES, map1, k0, n0, full, w_evict);
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }
@@ -756,7 +775,7 @@ extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride,
                     const int *gather, const moert_row_tile *tiles, const int *tile_count, int E,
                     int H, int I, act_t *h, long long h_stride, void *out, long long out_stride,
-                    int *sync) {
+                    int *sync, int w_evict) {
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
   __shared__ int s_item[STAGES]; /* the work item whose first step a stage holds (-1: none left) */
@@ -834,7 +853,7 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
           const unsigned int full = smem_u32(&s_full[s]);
           if (kt == 0) s_item[s] = w;
           mbar_expect_tx_only(full, L_B_BYTES);
-          tma_load_2d(base + s * STAGE_BYTES + A_BYTES, map0, kt * BK, n0, full);
+          tma_load_w(base + s * STAGE_BYTES + A_BYTES, map0, kt * BK, n0, full, w_evict);
         }
       }
       if (!g) {
@@ -857,8 +876,8 @@ moert_prefill_layer(const moert_tmap *b_maps, const act_t *x, long long x_stride
           if (tid == 0) {
             if (kt == 0) s_item[s] = w;
             mbar_expect_tx(full, L_B_BYTES);
-            tma_load_2d(sb, map0, k0, n0, full);
-            if (g) tma_load_2d(sb + B_BYTES, map1, k0, n0, full);
+            tma_load_w(sb, map0, k0, n0, full, w_evict);
+            if (g) tma_load_w(sb + B_BYTES, map1, k0, n0, full, w_evict);
           }
         } else if (tid == 0) {
           mbar_arrive(full); /* its weights were asked for above */

@@ -31,6 +31,15 @@ typedef struct cuda_runtime {
                    * it off, =1 keeps it) */
   int layer64;    /* MOERT_PREFILL_LAYER64: 1 the layer kernel wherever its module is built,
                    * 0 never, -1 (unset) where layer_due says */
+  int w_evict;    /* MOERT_PREFILL_W_EVICT: 1 the weights' loads evict_first in every prefill
+                   * GEMM launch of the routed experts, 0 never, -1 (unset) where w_evict_due
+                   * says */
+  int l2_bytes;   /* the device's L2 (0: unknown) */
+  unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
+                   * piece as the difference of two runs.  Bit 1: device routing launches
+                   * nothing once the scratch holds a device routing of the same tokens (the
+                   * plan stays); 2: no combine; 4: no expert GEMMs; 8: an empty link
+                   * first (moert_plan_count of no pairs, PDL: the cost of a launch boundary) */
   moert_jit_cache jit;
 } cuda_runtime;
 
@@ -62,6 +71,7 @@ typedef struct cuda_scratch {
   bool host_fresh;    /* the host arrays hold the current routing */
   bool plan_on_host;  /* the current plan was built on the host: its block count is known */
   CUstream last_stream;
+  uint32_t skip_T; /* MOERT_BENCH_SKIP bit 1: the tokens of the device routing held, 0 none */
   CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
   CUfunction fn_combine_act; /* rows in the activation dtype (prefill down.out_act), or NULL */
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
@@ -262,6 +272,23 @@ static bool layer_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t
          tiles * ((d->hidden + 255) / 256) >= sms;
 }
 
+/* The weights' TMA loads marked evict_first in L2 (moert_prefill_args.w_evict) where what the
+ * GEMMs write and read back - h (T k rows of I), the rows the combine sums (T k of H) and x
+ * - takes at most a third of the L2: those rows then outlive the weights streamed past
+ * them.  H200 (50 MB L2), two rounds against no hint (decode-log.md v16): Qwen3-30B-A3B T=1
+ * 30.5-30.7 us against 31.4, T=8 122.0-122.1 / 123.3-123.6, T=32 262.7-263.4 / 265.4-265.8,
+ * T=128 295.4-297.5 / 302.1-302.6, T=256 303.0-303.4 / 308.8-309.2; not taken (slower):
+ * T=512 (25 MB of rows) 322.3-323.2 / 317.2-317.4, Qwen3-235B-A22B T=512 1246 / 1184,
+ * Mixtral-8x7B T=512 1160 / 1122, prefill T=2048 474-476 / 435-441 (weights read by several
+ * row tiles). */
+static bool w_evict_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
+  if (r->w_evict >= 0) return r->w_evict == 1;
+  const double es = (double)moert_dtype_size(d->act_dtype);
+  const double rows = ((double)T * d->top_k * ((double)d->intermediate + d->hidden) +
+                       2.0 * T * d->hidden) * es;
+  return r->l2_bytes > 0 && 3.0 * rows <= (double)r->l2_bytes;
+}
+
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
  * forward takes the sm_90 prefill GEMMs on the routed experts, no shared expert (whose
  * GEMMs rewrite the tiles) follows them, and T k <= MOERT_CUDA_ROUTE_TILES_MAX_PAIRS
@@ -415,6 +442,13 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->narrow_t1 = !(nw && !strcmp(nw, "0"));
     const char *l64 = getenv("MOERT_PREFILL_LAYER64");
     r->layer64 = l64 && !strcmp(l64, "1") ? 1 : l64 && !strcmp(l64, "0") ? 0 : -1;
+    const char *we = getenv("MOERT_PREFILL_W_EVICT");
+    r->w_evict = we && !strcmp(we, "1") ? 1 : we && !strcmp(we, "0") ? 0 : -1;
+    if (cu->cuDeviceGetAttribute(&r->l2_bytes, MOERT_CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
+                                 r->device) != MOERT_CUDA_SUCCESS)
+      r->l2_bytes = 0;
+    const char *sk = getenv("MOERT_BENCH_SKIP");
+    r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
   char arch[32];
   moert_status st = moert_jit_pick_arch(nv, r->cc_major, r->cc_minor, arch, sizeof arch);
@@ -988,11 +1022,16 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
   CUstream stream = (CUstream)stream_;
   moert_status st = ensure_prepared(s);
   if (st != MOERT_OK) return st;
+  const bool on_device = !(a->memory == MOERT_MEMORY_HOST || a->mode == MOERT_ROUTING_HOST ||
+                           !c->device_route_ok);
+  if ((r->skip & 1u) && on_device && c->skip_T == a->num_tokens && a->num_tokens > 0)
+    return MOERT_OK; /* the benchmark hook: the routing held stays */
+  c->skip_T = 0;
   if ((st = push_ctx(r)) != MOERT_OK) return st;
   c->host_fresh = false;
   c->plan_on_host = false;
   c->tiles_bm = 0;
-  if (a->memory == MOERT_MEMORY_HOST || a->mode == MOERT_ROUTING_HOST || !c->device_route_ok) {
+  if (!on_device) {
     st = route_on_host(s, r, c, a, stream);
     goto done;
   }
@@ -1006,6 +1045,13 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     long long stride = (long long)(a->logits_row_stride ? a->logits_row_stride : E);
     float scale = s->router.scale;
     int tbm = T > 0 ? route_tile_rows(r, c, d, (uint32_t)T) : 0;
+    if (r->skip & 8u) {
+      int n0 = 0, g1 = 1;
+      void *ep[] = {&c->ids, &n0, &Ei, &g1, &c->plan_counts};
+      if ((st = launch_pdl(r, c->fn_plan_count, 1, 1, PLAN_THREADS, 0, stream, ep,
+                           "moert_plan_count (MOERT_BENCH_SKIP=8)")) != MOERT_OK)
+        goto done;
+    }
     CUdeviceptr tiles = tbm ? c->prefill_tiles : 0;
     if (T > 0 && T <= ROUTE_PLAN_MAX_TOKENS && c->fn_route_plan &&
         (size_t)T * d->top_k <= ROUTE_PLAN_MAX_PAIRS) {
@@ -1018,7 +1064,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
                         &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles};
       st = launch_pdl(r, c->fn_route_plan, 1, 1, threads, 0, stream, params, "moert_route_plan");
       c->last_stream = stream;
-      if (st == MOERT_OK) c->tiles_bm = tbm;
+      if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
       goto done;
     }
     CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
@@ -1040,7 +1086,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     st = launch_pdl(r, c->fn_plan_assign, chunks, 1, PLAN_THREADS, 0, stream, pparams,
                     "moert_plan_assign");
     c->last_stream = stream;
-    if (st == MOERT_OK) c->tiles_bm = tbm;
+    if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
   }
 done:
   pop_ctx(r);
@@ -1143,7 +1189,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
-  if (prefill) {
+  if (r->skip & 4u) {
+    /* the benchmark hook: no expert GEMMs */
+  } else if (prefill) {
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
@@ -1164,7 +1212,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              /* both GEMMs in one launch: the narrow tiles' kernel wherever
                               * built, the default 64-row tiles' where layer_due */
                              .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
-                                               ? c->layer_sync : 0};
+                                               ? c->layer_sync : 0,
+                             .w_evict = w_evict_due(r, d, T)};
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
@@ -1239,6 +1288,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned splits = combine_splits(c, T, H);
   /* the combine behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) may
    * start early: it waits first */
+  if (r->skip & 2u) goto done; /* the benchmark hook: no combine */
   const bool combine_pdl =
       r->pdl && !Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90));
   if (fused) {

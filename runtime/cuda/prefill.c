@@ -432,7 +432,9 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     CUdeviceptr maps = a->maps, x = a->x, gather = a->gather, h = a->h, out = a->out;
     CUdeviceptr sync = a->layer_sync;
     long long xs = a->x_stride, hs = a->h_stride, os = a->out_stride;
-    void *p[] = {&maps, &x, &xs, &gather, &tiles, &count, &E, &H, &I, &h, &hs, &out, &os, &sync};
+    int evict = a->w_evict;
+    void *p[] = {&maps, &x, &xs, &gather, &tiles, &count, &E, &H, &I, &h, &hs, &out, &os, &sync,
+                 &evict};
     const uint64_t items = moert_prefill_max_tiles(a->pairs, a->num_experts, 64) *
                            (((uint64_t)I + gu->bn - 1) / (uint64_t)gu->bn +
                             ((uint64_t)H + dn->bn - 1) / (uint64_t)dn->bn);
@@ -446,13 +448,16 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   _Alignas(64) unsigned char amap[MOERT_TMAP_BYTES];
   memset(amap, 0, sizeof amap);
   unsigned gx, gy;
+  /* the sm90 kernels' last parameter (the sm80 kernel has none: the driver reads as many
+   * parameters as the kernel takes) */
+  int evict = a->w_evict;
   /* gate/up: A = x gathered by packed_token, B = gate and up (maps [0, 2E) or wtab [0, 2E)) */
   {
     CUdeviceptr maps = a->maps, wtab = a->wtab, x = a->x, gather = a->gather, h = a->h;
     long long xs = a->x_stride, hs = a->h_stride;
     int up_offset = E;
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
-                 &h, &hs};
+                 &h, &hs, &evict};
     moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, k->sm_count, &gx, &gy);
     if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
@@ -470,7 +475,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     long long hs = a->h_stride, os = a->out_stride;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os};
+                 &out, &os, &evict};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
      * items (about one a touched expert and column tile) for half of the SMs or more; with

@@ -185,6 +185,9 @@ typedef struct moert_prefill_args {
   CUdeviceptr layer_sync; /* moert_prefill_layer_sync_bytes of zeros (and zeros again after
                            * each launch): the layer kernel (k->fn_layer) runs both GEMMs;
                            * 0: two launches */
+  int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
+                 * so that h and the rows the combine reads stay in L2; the backend's
+                 * w_evict_due); 0: no hint */
 } moert_prefill_args;
 
 /* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
