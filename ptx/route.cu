@@ -4,7 +4,9 @@
  *
  * Lane l holds experts l, l+32, l+64, ... .  The k winners are found by k rounds of a warp
  * arg-max under the order (value descending, index ascending), which is exactly the order
- * the host's insertion top-k keeps, so ties go to the lower expert.  Every float operation
+ * the host's insertion top-k keeps, so ties go to the lower expert.  On sm_80 and newer a
+ * round is two redux.sync (the largest order key, then the lowest expert holding it:
+ * MOERT_ROUTE_REDUX, default 1), else five shuffle levels.  Every float operation
  * is the separately rounded one of moert_math.h (this file is also compiled with
  * -fmad=false), and the full-softmax denominator is summed lane-strided and then by a
  * xor butterfly, the order router.c's warp_order_sum() reproduces on the host.
@@ -43,6 +45,57 @@ static __device__ __forceinline__ void warp_best(float &v, int &i) {
  * rounds are a loop, not unrolled, to keep the code short (a decoding step runs it once per
  * token, from an instruction cache that the layer's weight stream has emptied; halving the
  * code did not by itself shorten the kernel in ncu, docs/bench/decode-log.md v6). */
+#ifndef MOERT_ROUTE_REDUX
+#define MOERT_ROUTE_REDUX 1
+#endif
+#if MOERT_ROUTE_REDUX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+/* An unsigned key in the order of better(): larger for a larger value (-0 as +0, as the
+ * float comparison has them equal), 0 for a NaN (below -inf, whose key is 0x007fffff). */
+static __device__ __forceinline__ unsigned int order_key(float v) {
+  const unsigned int u = __float_as_uint(MOERT_FADD(v, 0.0f));
+  return v != v ? 0u : (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+static __device__ __forceinline__ float key_value(unsigned int k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+/* select_topk with the warp's arg-max as two redux.sync (sm_80): the largest key, then the
+ * lowest expert holding it - one round in about a third of the five shuffle levels' time;
+ * the same winners in the same order */
+static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
+                                                   int &myi, float &m) {
+  unsigned int key[EPL];
+#pragma unroll
+  for (int s = 0; s < EPL; s++) key[s] = lane + 32 * s < MOERT_E ? order_key(val[s]) : 0u;
+  unsigned int taken = 0;
+  myv = moert_bits_to_float(0xff800000u);
+  myi = MOERT_INT_MAX;
+  m = myv;
+#pragma unroll 1
+  for (int j = 0; j < K; j++) {
+    unsigned int bk = 0;
+    int bi = MOERT_INT_MAX;
+#pragma unroll
+    for (int s = 0; s < EPL; s++) /* index ascending within the lane: the first of equals */
+      if (!((taken >> s) & 1u) && lane + 32 * s < MOERT_E && (key[s] > bk || bi == MOERT_INT_MAX)) {
+        bk = key[s];
+        bi = lane + 32 * s;
+      }
+    unsigned int wk;
+    int wi;
+    asm volatile("redux.sync.max.u32 %0, %1, 0xffffffff;\n" : "=r"(wk) : "r"(bk));
+    asm volatile("redux.sync.min.s32 %0, %1, 0xffffffff;\n"
+                 : "=r"(wi)
+                 : "r"(bk == wk ? bi : MOERT_INT_MAX));
+    if ((wi & 31) == lane) taken |= 1u << (wi >> 5);
+    const float wv = key_value(wk);
+    if (j == 0) m = wv;
+    if (lane == j) {
+      myv = wv;
+      myi = wi;
+    }
+  }
+}
+#else
 static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
                                                    int &myi, float &m) {
   const float ninf = moert_bits_to_float(0xff800000u);
@@ -71,6 +124,7 @@ static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int 
     }
   }
 }
+#endif
 
 static __device__ __forceinline__ float load_logit(const void *row, int dtype, int e) {
   if (dtype == 1) return ((const float *)row)[e];
@@ -258,6 +312,13 @@ moert_route(const void *logits, int dtype, long long stride, int T, const float 
 #define RP_MAX_PAIRS 1024
 #define RP_MAX_E 256
 #if MOERT_E <= RP_MAX_E
+/* ceil(x / d) for x >= 0, d > 0; lg = log2(d) where d is a power of two (the usual block and
+ * tile heights: a shift instead of an integer division), else -1 */
+static __device__ __forceinline__ int pow2_log(int d) { return d > 0 && !(d & (d - 1)) ? __ffs(d) - 1 : -1; }
+static __device__ __forceinline__ int div_up(int x, int d, int lg) {
+  return lg >= 0 ? (x + d - 1) >> lg : (x + d - 1) / d;
+}
+
 extern "C" __global__ void __launch_bounds__(RP_MAX_THREADS)
 moert_route_plan(const void *logits, int dtype, long long stride, int T, const float *bias,
                  float scale, int *ids, float *weights, int *meta, int block_rows, int *offsets,
@@ -293,12 +354,13 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   __syncthreads();
   if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
     const int tbm = tile_bm > 0 ? tile_bm : 1;
+    const int lb = pow2_log(block_rows), lt = pow2_log(tbm);
     int c = 0, pc = 0, tc = 0;
 #pragma unroll 1
     for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
       c += s_hist[i];
-      pc += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
-      tc += (s_hist[i] + tbm - 1) / tbm;
+      pc += div_up(s_hist[i], block_rows, lb) * block_rows;
+      tc += div_up(s_hist[i], tbm, lt);
     }
     int ic = c, ipc = pc, itc = tc;
 #pragma unroll
@@ -316,8 +378,8 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
       offsets[i] = s0;
       padded_offsets[i] = p0;
       s0 += s_hist[i];
-      p0 += (s_hist[i] + block_rows - 1) / block_rows * block_rows;
-      t0 += (s_hist[i] + tbm - 1) / tbm;
+      p0 += div_up(s_hist[i], block_rows, lb) * block_rows;
+      t0 += div_up(s_hist[i], tbm, lt);
     }
     if (lane == 31) {
       offsets[MOERT_E] = s0;
@@ -336,13 +398,14 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
     sorted_pair[pos] = tid;
     packed_token[pos] = tid / K;
   }
+  const int lb = pow2_log(block_rows), lt = pow2_log(tile_bm);
 #pragma unroll 1
   for (int i = tid; i < MOERT_E; i += nthreads) {
-    const int nb = (s_hist[i] + block_rows - 1) / block_rows, b0 = s_pstart[i] / block_rows;
+    const int nb = div_up(s_hist[i], block_rows, lb), b0 = div_up(s_pstart[i], block_rows, lb);
 #pragma unroll 1
     for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
     if (tile_bm > 0) { /* the prefill row tiles of expert i, as moert_prefill_tiles */
-      const int s = s_start[i], end = s + s_hist[i], nt = (s_hist[i] + tile_bm - 1) / tile_bm;
+      const int s = s_start[i], end = s + s_hist[i], nt = div_up(s_hist[i], tile_bm, lt);
       int4 *t = (int4 *)(tiles + 4) + s_tstart[i];
 #pragma unroll 1
       for (int j = 0; j < nt; j++) t[j] = make_int4(i, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);

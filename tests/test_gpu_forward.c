@@ -378,6 +378,8 @@ static void make_logits(float *l, uint32_t T, uint32_t E, uint64_t stride) {
     case 3: for (uint32_t e = 0; e < E; e += 2) row[e] = -inf; break;
     case 4: for (uint32_t e = 0; e < E; e++) row[e] = (float)(e % 3); break;  /* many ties */
     case 5: for (uint32_t e = 0; e < E; e++) row[e] = -80.0f + uniform(30.0f); break;
+    case 6: for (uint32_t e = 0; e < E; e++) row[e] = e % 3 ? -0.0f : 0.0f; break; /* signed zeros tie */
+    case 7: for (uint32_t e = 0; e < E; e += 3) row[e] = -0.0f; break;
     default: break;
     }
   }
