@@ -23,10 +23,19 @@
 #define EPL ((MOERT_E + 31) / 32) /* experts per lane */
 #define K MOERT_K
 
+#ifndef MOERT_ROUTE_REDUX
+#define MOERT_ROUTE_REDUX 1
+#endif
+#if MOERT_ROUTE_REDUX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define RP_REDUX 1
+#else
+#define RP_REDUX 0
+#endif
+#if !RP_REDUX || (MOERT_ROUTER == 2 && MOERT_NGROUP > 1) /* the shuffle arg-max, the groups' */
+/* the order of the top-k: value descending, then index ascending */
 static __device__ __forceinline__ bool better(float v1, int i1, float v2, int i2) {
   return v1 > v2 || (v1 == v2 && i1 < i2);
 }
-
 /* After it every lane holds the warp's best (v, i). */
 static __device__ __forceinline__ void warp_best(float &v, int &i) {
 #pragma unroll
@@ -39,16 +48,14 @@ static __device__ __forceinline__ void warp_best(float &v, int &i) {
     }
   }
 }
+#endif
 
 /* k rounds of arg-max over the lane-held values, in the order the host sorts them: lane j
  * (j < K) keeps the j-th winner in (myv, myi), every lane gets the best value in m.  The
  * rounds are a loop, not unrolled, to keep the code short (a decoding step runs it once per
  * token, from an instruction cache that the layer's weight stream has emptied; halving the
  * code did not by itself shorten the kernel in ncu, docs/bench/decode-log.md v6). */
-#ifndef MOERT_ROUTE_REDUX
-#define MOERT_ROUTE_REDUX 1
-#endif
-#if MOERT_ROUTE_REDUX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if RP_REDUX
 /* An unsigned key in the order of better(): larger for a larger value (-0 as +0, as the
  * float comparison has them equal), 0 for a NaN (below -inf, whose key is 0x007fffff). */
 static __device__ __forceinline__ unsigned int order_key(float v) {
@@ -183,7 +190,8 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
     float sum = 0.0f;
     w = moert_expf(MOERT_FADD(myv, -m));
 #if MOERT_RENORM
-#pragma unroll 1
+    /* the k weights' sum in slot order (the host's); the shuffles unrolled, so they overlap */
+#pragma unroll
     for (int j = 0; j < K; j++) sum = MOERT_FADD(sum, __shfl_sync(MOERT_FULL_MASK, w, j));
 #else
 #pragma unroll
@@ -261,7 +269,7 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
   /* pair j's weight is the score of expert myi of lane j, held by lane (myi & 31) */
   float sum = 0.0f;
   w = 0.0f;
-#pragma unroll 1
+#pragma unroll
   for (int j = 0; j < K; j++) {
     const int ij = __shfl_sync(MOERT_FULL_MASK, myi, j);
     float mine = 0.0f;
@@ -312,11 +320,110 @@ moert_route(const void *logits, int dtype, long long stride, int T, const float 
 #define RP_MAX_PAIRS 1024
 #define RP_MAX_E 256
 #if MOERT_E <= RP_MAX_E
-/* ceil(x / d) for x >= 0, d > 0; lg = log2(d) where d is a power of two (the usual block and
- * tile heights: a shift instead of an integer division), else -1 */
+/* log2(d) where d > 0 is a power of two, else -1; ceil(x / d) for x >= 0, d > 0, as a shift
+ * by lg = log2(d) where P2 (the usual block and tile heights), else a division */
 static __device__ __forceinline__ int pow2_log(int d) { return d > 0 && !(d & (d - 1)) ? __ffs(d) - 1 : -1; }
-static __device__ __forceinline__ int div_up(int x, int d, int lg) {
-  return lg >= 0 ? (x + d - 1) >> lg : (x + d - 1) / d;
+template <bool P2> static __device__ __forceinline__ int div_up(int x, int d, int lg) {
+  return P2 ? (x + d - 1) >> lg : (x + d - 1) / d;
+}
+#ifndef MOERT_ROUTE_TRACE
+#define MOERT_ROUTE_TRACE 0
+#endif
+#if MOERT_ROUTE_TRACE /* a measuring build: thread 0 prints its phases' clock64 deltas */
+#define RP_STAMP(i) do { if (tid == 0) stamp[i] = clock64(); } while (0)
+#define RP_STAMPS stamp
+#else
+#define RP_STAMP(i) do { } while (0)
+#define RP_STAMPS nullptr
+#endif
+
+/* moert_route_plan's plan after the histogram: the prefix over the experts (warp 0), each
+ * pair's place, the block and row-tile lists.  P2: block_rows and tile_bm (where > 0) are
+ * powers of two, lb and lt their logs */
+#define RP_TAIL_PARAMS                                                                          \
+  int tid, int lane, int warp, int nthreads, int nwarps, int e, int rank, const int *s_hist,   \
+      int *s_start, int *s_pstart, int *s_tstart, const int (*s_wcount)[MOERT_E], int *meta,    \
+      int block_rows, int *offsets, int *packed_token, int *pair_of, int *sorted_pair,          \
+      int *padded_offsets, int *block_expert, int tile_bm, int *tiles, long long *stamp
+#define RP_TAIL_ARGS                                                                            \
+  tid, lane, warp, nthreads, nwarps, e, rank, s_hist, s_start, s_pstart, s_tstart, s_wcount,   \
+      meta, block_rows, offsets, packed_token, pair_of, sorted_pair, padded_offsets,            \
+      block_expert, tile_bm, tiles, RP_STAMPS
+template <bool P2>
+static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
+  (void)stamp;
+  (void)nwarps;
+  const int tbm = tile_bm > 0 ? tile_bm : 1;
+  const int lb = P2 ? __ffs(block_rows) - 1 : 0, lt = P2 ? __ffs(tbm) - 1 : 0;
+  if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
+    int c = 0, pc = 0, tc = 0;
+#pragma unroll
+    for (int q = 0; q < EPL; q++) {
+      const int i = lane * EPL + q;
+      if (i < MOERT_E) {
+        const int h = s_hist[i];
+        c += h;
+        pc += div_up<P2>(h, block_rows, lb) * block_rows;
+        tc += div_up<P2>(h, tbm, lt);
+      }
+    }
+    RP_STAMP(9);
+    int ic = c, ipc = pc, itc = tc;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int a = __shfl_up_sync(MOERT_FULL_MASK, ic, o), b = __shfl_up_sync(MOERT_FULL_MASK, ipc, o);
+      const int d = __shfl_up_sync(MOERT_FULL_MASK, itc, o);
+      if (lane >= o) ic += a, ipc += b, itc += d;
+    }
+    RP_STAMP(10);
+    int s0 = ic - c, p0 = ipc - pc, t0 = itc - tc;
+#pragma unroll
+    for (int q = 0; q < EPL; q++) {
+      const int i = lane * EPL + q;
+      if (i < MOERT_E) {
+        const int h = s_hist[i];
+        s_start[i] = s0;
+        s_pstart[i] = p0;
+        s_tstart[i] = t0;
+        offsets[i] = s0;
+        padded_offsets[i] = p0;
+        s0 += h;
+        p0 += div_up<P2>(h, block_rows, lb) * block_rows;
+        t0 += div_up<P2>(h, tbm, lt);
+      }
+    }
+    RP_STAMP(11);
+    if (lane == 31) {
+      offsets[MOERT_E] = s0;
+      padded_offsets[MOERT_E] = p0;
+      meta[0] = div_up<P2>(p0, block_rows, lb); /* number of blocks (p0 a multiple) */
+      if (tile_bm > 0) tiles[0] = t0;
+    }
+  }
+  __syncthreads();
+  RP_STAMP(7);
+  if (e >= 0) {
+    int before = 0;
+#pragma unroll 1
+    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
+    const int pos = s_start[e] + before + rank;
+    pair_of[tid] = pos;
+    sorted_pair[pos] = tid;
+    packed_token[pos] = tid / K;
+  }
+  RP_STAMP(12);
+#pragma unroll 1
+  for (int i = tid; i < MOERT_E; i += nthreads) {
+    const int nb = div_up<P2>(s_hist[i], block_rows, lb), b0 = div_up<P2>(s_pstart[i], block_rows, lb);
+#pragma unroll 1
+    for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
+    if (tile_bm > 0) { /* the prefill row tiles of expert i, as moert_prefill_tiles */
+      const int s = s_start[i], end = s + s_hist[i], nt = div_up<P2>(s_hist[i], tbm, lt);
+      int4 *t = (int4 *)(tiles + 4) + s_tstart[i];
+#pragma unroll 1
+      for (int j = 0; j < nt; j++) t[j] = make_int4(i, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
+    }
+  }
 }
 
 extern "C" __global__ void __launch_bounds__(RP_MAX_THREADS)
@@ -330,6 +437,12 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   __shared__ int s_nan;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n = T * K;
   const int nthreads = blockDim.x, nwarps = nthreads >> 5;
+#if MOERT_ROUTE_TRACE
+  long long stamp[16];
+  unsigned long long g0, g1;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g0));
+#endif
+  RP_STAMP(0);
   moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the plan */
 #pragma unroll 1
   for (int i = tid; i < MOERT_E; i += nthreads) s_hist[i] = 0;
@@ -338,10 +451,33 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
     for (int i = tid; i < nwarps * MOERT_E; i += nthreads) (&s_wcount[0][0])[i] = 0;
   if (tid == 0) s_nan = MOERT_INT_MAX;
   __syncthreads();
+  RP_STAMP(1);
   moert_pdl_wait(); /* the kernel before: it may write the logits, or read our outputs */
+  RP_STAMP(2);
+#if MOERT_ROUTE_TRACE
+  if (warp == 0) { /* the first logits' latency alone (route_token then hits L1/L2) */
+    float v = ((const volatile float *)logits)[lane];
+    if (v == 12345.0f) s_nan = 0;
+  }
+  RP_STAMP(3);
+#endif
   for (int t = warp; t < T; t += nwarps)
     route_token(logits, dtype, stride, t, bias, scale, ids, weights, &s_nan, s_ids);
+  RP_STAMP(4);
+#if MOERT_ROUTE_TRACE
+  if (warp == 0) { /* select_topk alone, again, on the values now in L1/L2 */
+    float val[EPL], myv, m;
+    int myi;
+#pragma unroll
+    for (int q = 0; q < EPL; q++) val[q] = lane + 32 * q < MOERT_E ? ((const float *)logits)[lane + 32 * q] : 0.0f;
+    RP_STAMP(13);
+    select_topk(val, lane, myv, myi, m);
+    if (myv == 12345.0f && myi == 7 && m == 1.0f) s_nan = 0;
+    RP_STAMP(14);
+  }
+#endif
   __syncthreads();
+  RP_STAMP(5);
   if (tid == 0) meta[1] = s_nan;
   const int e = tid < n ? s_ids[tid] : -1;
   /* pairs of the same expert in this warp, and this pair's rank among them */
@@ -352,64 +488,25 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
     atomicAdd(&s_hist[e], 1);
   }
   __syncthreads();
-  if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
-    const int tbm = tile_bm > 0 ? tile_bm : 1;
-    const int lb = pow2_log(block_rows), lt = pow2_log(tbm);
-    int c = 0, pc = 0, tc = 0;
-#pragma unroll 1
-    for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
-      c += s_hist[i];
-      pc += div_up(s_hist[i], block_rows, lb) * block_rows;
-      tc += div_up(s_hist[i], tbm, lt);
-    }
-    int ic = c, ipc = pc, itc = tc;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int a = __shfl_up_sync(MOERT_FULL_MASK, ic, o), b = __shfl_up_sync(MOERT_FULL_MASK, ipc, o);
-      const int d = __shfl_up_sync(MOERT_FULL_MASK, itc, o);
-      if (lane >= o) ic += a, ipc += b, itc += d;
-    }
-    int s0 = ic - c, p0 = ipc - pc, t0 = itc - tc;
-#pragma unroll 1
-    for (int i = lane * EPL; i < (lane + 1) * EPL && i < MOERT_E; i++) {
-      s_start[i] = s0;
-      s_pstart[i] = p0;
-      s_tstart[i] = t0;
-      offsets[i] = s0;
-      padded_offsets[i] = p0;
-      s0 += s_hist[i];
-      p0 += div_up(s_hist[i], block_rows, lb) * block_rows;
-      t0 += div_up(s_hist[i], tbm, lt);
-    }
-    if (lane == 31) {
-      offsets[MOERT_E] = s0;
-      padded_offsets[MOERT_E] = p0;
-      meta[0] = p0 / block_rows; /* number of blocks */
-      if (tile_bm > 0) tiles[0] = t0;
-    }
-  }
-  __syncthreads();
-  if (e >= 0) {
-    int before = 0;
-#pragma unroll 1
-    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
-    const int pos = s_start[e] + before + rank;
-    pair_of[tid] = pos;
-    sorted_pair[pos] = tid;
-    packed_token[pos] = tid / K;
-  }
-  const int lb = pow2_log(block_rows), lt = pow2_log(tile_bm);
-#pragma unroll 1
-  for (int i = tid; i < MOERT_E; i += nthreads) {
-    const int nb = div_up(s_hist[i], block_rows, lb), b0 = div_up(s_pstart[i], block_rows, lb);
-#pragma unroll 1
-    for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
-    if (tile_bm > 0) { /* the prefill row tiles of expert i, as moert_prefill_tiles */
-      const int s = s_start[i], end = s + s_hist[i], nt = div_up(s_hist[i], tile_bm, lt);
-      int4 *t = (int4 *)(tiles + 4) + s_tstart[i];
-#pragma unroll 1
-      for (int j = 0; j < nt; j++) t[j] = make_int4(i, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
-    }
-  }
+  RP_STAMP(6);
+  /* the divisions by the heights as shifts where both are powers of two (the usual case):
+   * the branch outside the loops, which would otherwise compute both forms */
+  if (pow2_log(block_rows) >= 0 && (tile_bm <= 0 || pow2_log(tile_bm) >= 0))
+    plan_tail<true>(RP_TAIL_ARGS);
+  else
+    plan_tail<false>(RP_TAIL_ARGS);
+#if MOERT_ROUTE_TRACE
+  RP_STAMP(8);
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1));
+  if (tid == 0)
+    printf("route_plan T=%d: zero %lld wait %lld logits %lld route %lld (topk again: reload %lld "
+           "topk %lld) sync %lld hist %lld prefix %lld [loop1 %lld shfl %lld loop2 %lld last "
+           "%lld] assign %lld [pairs %lld experts %lld] cycles; %llu ns\n", T,
+           stamp[1] - stamp[0], stamp[2] - stamp[1], stamp[3] - stamp[2], stamp[4] - stamp[3],
+           stamp[13] - stamp[4], stamp[14] - stamp[13], stamp[5] - stamp[14],
+           stamp[6] - stamp[5], stamp[7] - stamp[6], stamp[9] - stamp[6], stamp[10] - stamp[9],
+           stamp[11] - stamp[10], stamp[7] - stamp[11], stamp[8] - stamp[7],
+           stamp[12] - stamp[7], stamp[8] - stamp[12], g1 - g0);
+#endif
 }
 #endif

@@ -678,6 +678,8 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     define(&q, "MOERT_TOPK_GROUP", groups ? d->topk_group : 1);
     const char *rx = getenv("MOERT_ROUTE_REDUX"); /* a benchmark hook: 0 = the shuffle arg-max */
     if (rx && !strcmp(rx, "0")) define(&q, "MOERT_ROUTE_REDUX", 0);
+    const char *rtr = getenv("MOERT_ROUTE_TRACE"); /* a measuring hook: route_plan prints */
+    if (rtr && !strcmp(rtr, "1")) define(&q, "MOERT_ROUTE_TRACE", 1);
     if ((st = moert_jit_module(&r->jit, &q, &m)) != MOERT_OK) return st;
     if ((st = get_function(r, m, "moert_route", &c->fn_route)) != MOERT_OK) return st;
     const char *fused = getenv("MOERT_CUDA_ROUTE_PLAN"); /* a benchmark hook: 0 = two launches */
