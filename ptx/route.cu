@@ -68,6 +68,54 @@ static __device__ __forceinline__ float key_value(unsigned int k) {
 /* select_topk with the warp's arg-max as two redux.sync (sm_80): the largest key, then the
  * lowest expert holding it - one round in about a third of the five shuffle levels' time;
  * the same winners in the same order */
+#if EPL <= 8
+/* each lane's experts sorted once (key descending, index ascending), so that a round reads
+ * the lane's best at the head and its winner shifts its list by one */
+static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
+                                                   int &myi, float &m) {
+  unsigned int key[EPL];
+  int idx[EPL];
+#pragma unroll
+  for (int s = 0; s < EPL; s++) {
+    const bool in = lane + 32 * s < MOERT_E;
+    key[s] = in ? order_key(val[s]) : 0u;
+    idx[s] = in ? lane + 32 * s : MOERT_INT_MAX;
+  }
+#pragma unroll
+  for (int p = 0; p < EPL; p++) /* odd-even transposition sort */
+#pragma unroll
+    for (int s = p & 1; s + 1 < EPL; s += 2)
+      if (key[s + 1] > key[s] || (key[s + 1] == key[s] && idx[s + 1] < idx[s])) {
+        const unsigned int tk = key[s];
+        const int ti = idx[s];
+        key[s] = key[s + 1], idx[s] = idx[s + 1];
+        key[s + 1] = tk, idx[s + 1] = ti;
+      }
+  myv = moert_bits_to_float(0xff800000u);
+  myi = MOERT_INT_MAX;
+  m = myv;
+#pragma unroll 1
+  for (int j = 0; j < K; j++) {
+    unsigned int wk;
+    int wi;
+    asm volatile("redux.sync.max.u32 %0, %1, 0xffffffff;\n" : "=r"(wk) : "r"(key[0]));
+    asm volatile("redux.sync.min.s32 %0, %1, 0xffffffff;\n"
+                 : "=r"(wi)
+                 : "r"(key[0] == wk ? idx[0] : MOERT_INT_MAX));
+    if (idx[0] == wi) { /* this lane's head won */
+#pragma unroll
+      for (int s = 0; s + 1 < EPL; s++) key[s] = key[s + 1], idx[s] = idx[s + 1];
+      key[EPL - 1] = 0u, idx[EPL - 1] = MOERT_INT_MAX;
+    }
+    const float wv = key_value(wk);
+    if (j == 0) m = wv;
+    if (lane == j) {
+      myv = wv;
+      myi = wi;
+    }
+  }
+}
+#else
 static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
                                                    int &myi, float &m) {
   unsigned int key[EPL];
@@ -102,6 +150,7 @@ static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int 
     }
   }
 }
+#endif
 #else
 static __device__ __forceinline__ void select_topk(const float (&val)[EPL], int lane, float &myv,
                                                    int &myi, float &m) {
@@ -353,6 +402,7 @@ template <bool P2>
 static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
   (void)stamp;
   (void)nwarps;
+  (void)nthreads;
   const int tbm = tile_bm > 0 ? tile_bm : 1;
   const int lb = P2 ? __ffs(block_rows) - 1 : 0, lt = P2 ? __ffs(tbm) - 1 : 0;
   if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
@@ -406,22 +456,24 @@ static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
     int before = 0;
 #pragma unroll 1
     for (int w = 0; w < warp; w++) before += s_wcount[w][e];
-    const int pos = s_start[e] + before + rank;
+    const int s = s_start[e], pos = s + before + rank;
     pair_of[tid] = pos;
     sorted_pair[pos] = tid;
     packed_token[pos] = tid / K;
-  }
-  RP_STAMP(12);
+    RP_STAMP(12);
+    /* the expert's block and row-tile lists, by the thread of its first sorted pair: only
+     * the touched experts have any (a loop over all E experts cost ~1400 cycles at T=1) */
+    if (pos == s) {
+      const int h = s_hist[e];
+      const int nb = div_up<P2>(h, block_rows, lb), b0 = div_up<P2>(s_pstart[e], block_rows, lb);
 #pragma unroll 1
-  for (int i = tid; i < MOERT_E; i += nthreads) {
-    const int nb = div_up<P2>(s_hist[i], block_rows, lb), b0 = div_up<P2>(s_pstart[i], block_rows, lb);
+      for (int b = 0; b < nb; b++) block_expert[b0 + b] = e;
+      if (tile_bm > 0) { /* the prefill row tiles of expert e, as moert_prefill_tiles */
+        const int end = s + h, nt = div_up<P2>(h, tbm, lt);
+        int4 *t = (int4 *)(tiles + 4) + s_tstart[e];
 #pragma unroll 1
-    for (int b = 0; b < nb; b++) block_expert[b0 + b] = i;
-    if (tile_bm > 0) { /* the prefill row tiles of expert i, as moert_prefill_tiles */
-      const int s = s_start[i], end = s + s_hist[i], nt = div_up<P2>(s_hist[i], tbm, lt);
-      int4 *t = (int4 *)(tiles + 4) + s_tstart[i];
-#pragma unroll 1
-      for (int j = 0; j < nt; j++) t[j] = make_int4(i, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
+        for (int j = 0; j < nt; j++) t[j] = make_int4(e, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
+      }
     }
   }
 }
