@@ -106,6 +106,7 @@ typedef struct cuda_scratch {
   bool narrow_ok;  /* pf[2] is loaded */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
+  CUdeviceptr combine_sync;  /* moert_prefill_combine_sync_bytes(H): zeros (MOERT_COMBINE) */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
   char forward_why[200];
@@ -503,6 +504,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   if (c->forward_ok && c->prefill_ok) {
     TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
     TAKE(layer_sync, moert_prefill_layer_sync_bytes(pairs, (uint32_t)E));
+    TAKE(combine_sync, moert_prefill_combine_sync_bytes(d->hidden));
   }
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
@@ -597,15 +599,18 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     CU_CHECK(r, r->cu->cuMemcpyHtoD(c->shared_offsets, &zero, sizeof zero),
              "cuMemcpyHtoD of the shared expert's plan");
   }
-  if (c->layer_sync) { /* the layer kernel's counters start at zero and end each launch there */
+  if (c->layer_sync) { /* the layer kernel's and the fused combine's counters start at zero
+                        * and end each launch there */
     const size_t n = moert_prefill_layer_sync_bytes((uint64_t)s->max_tokens * d->top_k,
-                                                    d->num_experts);
-    void *zeros = calloc(1, n);
+                                                    d->num_experts),
+                 nc = moert_prefill_combine_sync_bytes(d->hidden);
+    void *zeros = calloc(1, n > nc ? n : nc);
     if (!zeros) {
       st = moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_scratch_create: out of host memory");
       goto done;
     }
-    const CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
+    CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
+    if (zrc == MOERT_CUDA_SUCCESS) zrc = r->cu->cuMemcpyHtoD(c->combine_sync, zeros, nc);
     free(zeros);
     CU_CHECK(r, zrc, "cuMemcpyHtoD of the prefill layer counters");
   }
@@ -772,6 +777,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       moert_prefill_narrow(&gu, &dn);
+      if (d->shared_intermediate) dn.combine = 0; /* the combine adds the shared expert's rows */
       if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
       c->narrow_ok = true;
     }
@@ -1190,6 +1196,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
   const bool fused = fused_due(c, d, T, dec); /* the split-K decode kernel */
   c->last_route_tiles = false;
+  bool combine_fused = false;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
@@ -1218,6 +1225,14 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
                                                ? c->layer_sync : 0,
                              .w_evict = w_evict_due(r, d, T)};
+    /* a down module with MOERT_COMBINE sums the layer's rows itself (two launches only: the
+     * layer kernel has no combine) */
+    if (pk->down.combine && !pa.layer_sync) {
+      combine_fused = true;
+      pa.pair_of = c->pair_of, pa.weights = c->weights, pa.y = y, pa.y_stride = ys;
+      pa.topk = (int)k, pa.tokens = (int)T, pa.accumulate = (int)a->accumulate;
+      pa.combine_sync = c->combine_sync;
+    }
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
@@ -1292,7 +1307,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned splits = combine_splits(c, T, H);
   /* the combine behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) may
    * start early: it waits first */
-  if (r->skip & 2u) goto done; /* the benchmark hook: no combine */
+  if ((r->skip & 2u) || combine_fused) goto done; /* the benchmark hook: no combine; or the
+                                                   * down GEMM summed the rows */
   const bool combine_pdl =
       r->pdl && !Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90));
   if (fused) {

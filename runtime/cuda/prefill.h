@@ -33,6 +33,9 @@ typedef struct moert_prefill_config {
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
+  int combine;  /* sm90 down GEMM with rows in the activation dtype: the layer's weighted sum in
+                 * the kernel (MOERT_COMBINE; moert_prefill_args.combine_sync): an experiment,
+                 * the narrow tiles only, hook MOERT_PREFILL_COMBINE=1 */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
                * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load): 1 with
                * 4-byte stores, 2 with the 16-byte ones where epi_wide (an experiment) */
@@ -185,10 +188,19 @@ typedef struct moert_prefill_args {
   CUdeviceptr layer_sync; /* moert_prefill_layer_sync_bytes of zeros (and zeros again after
                            * each launch): the layer kernel (k->fn_layer) runs both GEMMs;
                            * 0: two launches */
+  /* down.combine: the weighted sum y[t] = sum_j weights[t k + j] * out[pair_of[t k + j]] (+ y
+   * when accumulate), moert_combine_act's arithmetic, by the down GEMM; combine_sync: ints
+   * (moert_prefill_combine_sync_bytes), zero between launches */
+  CUdeviceptr pair_of, weights, y, combine_sync;
+  int topk, tokens, accumulate;
+  long long y_stride;
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
                  * w_evict_due); 0: no hint */
 } moert_prefill_args;
+
+/* Bytes of the fused combine's counters (a column tile each, of at least 64 columns). */
+size_t moert_prefill_combine_sync_bytes(uint32_t hidden);
 
 /* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
  * two counters per row tile, 32 bytes each, all zero when no launch runs. */
