@@ -75,6 +75,8 @@ typedef struct cuda_scratch {
   CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
   CUfunction fn_combine_act; /* rows in the activation dtype (prefill down.out_act), or NULL */
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
+  CUfunction fn_route_plan_multi; /* route + plan in one launch of several CTAs, or NULL (an
+                                   * experiment: MOERT_CUDA_ROUTE_MULTI=1) */
   /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
   unsigned int smem_dec[4];
@@ -107,6 +109,7 @@ typedef struct cuda_scratch {
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
   CUdeviceptr combine_sync;  /* moert_prefill_combine_sync_bytes(H): zeros (MOERT_COMBINE) */
+  CUdeviceptr route_sync;    /* moert_route_plan_multi's ticket (ROUTE_SYNC_BYTES): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
   char forward_why[200];
@@ -331,6 +334,10 @@ static size_t plan_chunks_max(size_t pairs) {
 #define ROUTE_PLAN_MAX_E 256
 #define ROUTE_PLAN_MAX_PAIRS 1024
 #define ROUTE_PLAN_MAX_TOKENS 32
+/* moert_route_plan_multi: 32 tokens a CTA, at most 32 CTAs */
+#define ROUTE_MULTI_TOKENS 32
+#define ROUTE_MULTI_MAX_CTAS 32
+#define ROUTE_SYNC_BYTES 256
 
 static cuda_runtime *rt_of(const moert_scratch *s) {
   return (cuda_runtime *)s->runtime->backend_state;
@@ -501,6 +508,7 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(plan_counts, plan_chunks_max(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
+  TAKE(route_sync, ROUTE_SYNC_BYTES);
   if (c->forward_ok && c->prefill_ok) {
     TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
     TAKE(layer_sync, moert_prefill_layer_sync_bytes(pairs, (uint32_t)E));
@@ -599,6 +607,11 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     CU_CHECK(r, r->cu->cuMemcpyHtoD(c->shared_offsets, &zero, sizeof zero),
              "cuMemcpyHtoD of the shared expert's plan");
   }
+  {
+    static const unsigned char zeros[ROUTE_SYNC_BYTES]; /* moert_route_plan_multi's ticket */
+    CU_CHECK(r, r->cu->cuMemcpyHtoD(c->route_sync, zeros, sizeof zeros),
+             "cuMemcpyHtoD of the routing's ticket");
+  }
   if (c->layer_sync) { /* the layer kernel's and the fused combine's counters start at zero
                         * and end each launch there */
     const size_t n = moert_prefill_layer_sync_bytes((uint64_t)s->max_tokens * d->top_k,
@@ -690,6 +703,10 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     const char *fused = getenv("MOERT_CUDA_ROUTE_PLAN"); /* a benchmark hook: 0 = two launches */
     if (d->num_experts <= ROUTE_PLAN_MAX_E && !(fused && !strcmp(fused, "0")) &&
         (st = get_function(r, m, "moert_route_plan", &c->fn_route_plan)) != MOERT_OK)
+      return st;
+    const char *multi = getenv("MOERT_CUDA_ROUTE_MULTI"); /* an experiment: 1 = on */
+    if (d->num_experts <= ROUTE_PLAN_MAX_E && multi && !strcmp(multi, "1") &&
+        (st = get_function(r, m, "moert_route_plan_multi", &c->fn_route_plan_multi)) != MOERT_OK)
       return st;
     moert_jit_request p = {.source = "plan.cu", .fmad = true};
     if ((st = moert_jit_module(&r->jit, &p, &m)) != MOERT_OK) return st;
@@ -1073,6 +1090,20 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
                         &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
                         &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles};
       st = launch_pdl(r, c->fn_route_plan, 1, 1, threads, 0, stream, params, "moert_route_plan");
+      c->last_stream = stream;
+      if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
+      goto done;
+    }
+    if (T > ROUTE_PLAN_MAX_TOKENS && c->fn_route_plan_multi &&
+        T <= ROUTE_MULTI_TOKENS * ROUTE_MULTI_MAX_CTAS && d->top_k <= 32) {
+      /* route + plan in one launch of T / 32 CTAs, the last of them planning */
+      const unsigned ctas = (unsigned)((T + ROUTE_MULTI_TOKENS - 1) / ROUTE_MULTI_TOKENS);
+      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
+                        &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
+                        &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles,
+                        &c->plan_counts, &c->route_sync};
+      st = launch_pdl(r, c->fn_route_plan_multi, ctas, 1, 32u * ROUTE_MULTI_TOKENS, 0, stream,
+                      params, "moert_route_plan_multi");
       c->last_stream = stream;
       if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
       goto done;
