@@ -35,6 +35,7 @@ typedef struct cuda_runtime {
                    * GEMM launch of the routed experts, 0 never, -1 (unset) where w_evict_due
                    * says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
+  int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
                    * piece as the difference of two runs.  Bit 1: device routing launches
                    * nothing once the scratch holds a device routing of the same tokens (the
@@ -232,11 +233,10 @@ static bool fused_due(const cuda_scratch *c, const moert_layer_desc *d, uint32_t
 }
 
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
- * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook) */
-static int prefill_tile_rows(uint32_t E, uint64_t pairs) {
-  const char *fb = getenv("MOERT_PREFILL_BM");
-  if (fb && (!strcmp(fb, "64") || !strcmp(fb, "128"))) return atoi(fb);
-  return moert_prefill_pick_bm(NULL, E, pairs);
+ * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook, read once
+ * per runtime - not on the path of every call) */
+static int prefill_tile_rows(const cuda_runtime *r, uint32_t E, uint64_t pairs) {
+  return r->prefill_bm ? r->prefill_bm : moert_prefill_pick_bm(NULL, E, pairs);
 }
 
 /* The narrow prefill GEMMs (64-row tiles) where the forward of T would take the split-K
@@ -251,7 +251,7 @@ static bool narrow_t1_allowed(const cuda_runtime *r, const cuda_scratch *c) {
 static bool narrow_t1_fits(const cuda_runtime *r, const cuda_scratch *c,
                            const moert_layer_desc *d, uint32_t T) {
   return narrow_t1_allowed(r, c) &&
-         prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k) == 64 &&
+         prefill_tile_rows(r, d->num_experts, (uint64_t)T * d->top_k) == 64 &&
          fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
 }
 static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
@@ -307,7 +307,7 @@ static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const m
       (c->route_tiles < 0 && (uint64_t)T * d->top_k > MOERT_CUDA_ROUTE_TILES_MAX_PAIRS) ||
       c->pf[0].gate_up.sm != 90 || !(want_prefill(r, c, d, T) || narrow_t1_due(r, c, d, T)))
     return 0;
-  return prefill_tile_rows(d->num_experts, (uint64_t)T * d->top_k);
+  return prefill_tile_rows(r, d->num_experts, (uint64_t)T * d->top_k);
 }
 /* ptx/plan.cu: blocks of PLAN_THREADS threads, each over a chunk of PLAN_THREADS * groups
  * pairs; groups 1..8, so that there are at most 64 chunks up to 262144 pairs (short blocks at
@@ -455,6 +455,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     if (cu->cuDeviceGetAttribute(&r->l2_bytes, MOERT_CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
                                  r->device) != MOERT_CUDA_SUCCESS)
       r->l2_bytes = 0;
+    const char *fb = getenv("MOERT_PREFILL_BM");
+    r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
     const char *sk = getenv("MOERT_BENCH_SKIP");
     r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
@@ -1237,7 +1239,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
-    const int tile_rows = prefill_tile_rows(E, pairs);
+    const int tile_rows = prefill_tile_rows(r, E, pairs);
     /* the narrow tiles where the hook asks for them */
     const bool narrow =
         t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow && r->narrow);
