@@ -32,7 +32,9 @@ typedef struct cuda_runtime {
   int layer64;    /* MOERT_PREFILL_LAYER64: 1 the layer kernel wherever its module is built,
                    * 0 never, -1 (unset) where layer_due says */
   int w_evict;    /* MOERT_PREFILL_W_EVICT: 1 the weights' loads evict_first in every prefill
-                   * GEMM launch of the routed experts, 0 never, -1 (unset) where w_evict_due
+                   * GEMM launch of the routed experts, 2 the down GEMM's only (an experiment:
+                   * the combine's rows stay in L2 at T=512), 0 never, -1 (unset) where
+                   * w_evict_due
                    * says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
@@ -284,13 +286,14 @@ static bool layer_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t
  * T=128 295.4-297.5 / 302.1-302.6, T=256 303.0-303.4 / 308.8-309.2; not taken (slower):
  * T=512 (25 MB of rows) 322.3-323.2 / 317.2-317.4, Qwen3-235B-A22B T=512 1246 / 1184,
  * Mixtral-8x7B T=512 1160 / 1122, prefill T=2048 474-476 / 435-441 (weights read by several
- * row tiles). */
-static bool w_evict_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
-  if (r->w_evict >= 0) return r->w_evict == 1;
+ * row tiles).  Returns moert_prefill_args.w_evict's bits (3: both GEMMs; the hook's 2: the down
+ * GEMM's weights only, an experiment). */
+static int w_evict_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
+  if (r->w_evict >= 0) return r->w_evict == 1 ? 3 : r->w_evict == 2 ? 2 : 0;
   const double es = (double)moert_dtype_size(d->act_dtype);
   const double rows = ((double)T * d->top_k * ((double)d->intermediate + d->hidden) +
                        2.0 * T * d->hidden) * es;
-  return r->l2_bytes > 0 && 3.0 * rows <= (double)r->l2_bytes;
+  return r->l2_bytes > 0 && 3.0 * rows <= (double)r->l2_bytes ? 3 : 0;
 }
 
 /* The row tiles device routing writes for the forward of T tokens (0: none): where that
@@ -451,7 +454,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     const char *l64 = getenv("MOERT_PREFILL_LAYER64");
     r->layer64 = l64 && !strcmp(l64, "1") ? 1 : l64 && !strcmp(l64, "0") ? 0 : -1;
     const char *we = getenv("MOERT_PREFILL_W_EVICT");
-    r->w_evict = we && !strcmp(we, "1") ? 1 : we && !strcmp(we, "0") ? 0 : -1;
+    r->w_evict = we && (!strcmp(we, "0") || !strcmp(we, "1") || !strcmp(we, "2")) ? atoi(we) : -1;
     if (cu->cuDeviceGetAttribute(&r->l2_bytes, MOERT_CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
                                  r->device) != MOERT_CUDA_SUCCESS)
       r->l2_bytes = 0;

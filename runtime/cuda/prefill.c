@@ -437,7 +437,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     CUdeviceptr maps = a->maps, x = a->x, gather = a->gather, h = a->h, out = a->out;
     CUdeviceptr sync = a->layer_sync;
     long long xs = a->x_stride, hs = a->h_stride, os = a->out_stride;
-    int evict = a->w_evict;
+    int evict = a->w_evict != 0;
     void *p[] = {&maps, &x, &xs, &gather, &tiles, &count, &E, &H, &I, &h, &hs, &out, &os, &sync,
                  &evict};
     const uint64_t items = moert_prefill_max_tiles(a->pairs, a->num_experts, 64) *
@@ -455,7 +455,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   unsigned gx, gy;
   /* the sm90 kernels' last parameter (the sm80 kernel has none: the driver reads as many
    * parameters as the kernel takes) */
-  int evict = a->w_evict;
+  int evict = a->w_evict & 1, evict_down = (a->w_evict >> 1) & 1;
   /* gate/up: A = x gathered by packed_token, B = gate and up (maps [0, 2E) or wtab [0, 2E)) */
   {
     CUdeviceptr maps = a->maps, wtab = a->wtab, x = a->x, gather = a->gather, h = a->h;
@@ -484,7 +484,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int topk = a->topk, tokens = a->tokens, acc = a->accumulate;
     long long ys = a->y_stride;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os, &evict, &pair_of, &weights, &topk, &tokens, &y, &ys, &acc, &csync};
+                 &out, &os, &evict_down, &pair_of, &weights, &topk, &tokens, &y, &ys, &acc,
+                 &csync};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
      * items (about one a touched expert and column tile) for half of the SMs or more; with

@@ -196,7 +196,8 @@ typedef struct moert_prefill_args {
   long long y_stride;
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
-                 * w_evict_due); 0: no hint */
+                 * w_evict_due): bit 0 the gate/up GEMM's, bit 1 the down GEMM's (the layer
+                 * kernel: either); 0: no hint */
 } moert_prefill_args;
 
 /* Bytes of the fused combine's counters (a column tile each, of at least 64 columns). */

@@ -32,6 +32,13 @@ for r in 1 2 3; do
   ab multi-r forward qwen3-30b-a3b 128,512 MOERT_BENCH_SKIP=4 MOERT_CUDA_ROUTE_MULTI=1
   echo "round $r $(( $(date +%s) - t0 )) s"
 done
+# 3. MOERT_PREFILL_W_EVICT=2 (the down GEMM's weights evict_first only, where the rule gives
+#    none): prediction T=512 -2..3 us (the combine's 17 MB of rows from L2), T=256 equal or worse
+#    than the rule's both-GEMMs hint.
+for r in 1 2; do
+  ab main forward qwen3-30b-a3b 256,512
+  ab evict-down forward qwen3-30b-a3b 256,512 MOERT_PREFILL_W_EVICT=2
+done
 for v in main multi; do
   e="MOERT_CUDA_ROUTE_MULTI=0"; [ $v = multi ] && e="MOERT_CUDA_ROUTE_MULTI=1"
   ab $v forward qwen3-235b-a22b 128,512 $e
