@@ -623,12 +623,10 @@ static __device__ __forceinline__ void combine_cols(const act_t *ypair, long lon
 #pragma unroll
       for (int jj = 0; jj < 8; jj++)
         if (j0 + jj < topk) {
-          const unsigned int w[4] = {v[jj].x, v[jj].y, v[jj].z, v[jj].w};
+          float f[8];
+          unpack8(v[jj], f);
 #pragma unroll
-          for (int i = 0; i < 4; i++) {
-            a[2 * i] = fmaf(wj[jj], moert_act_f32((unsigned short)(w[i] & 0xffffu)), a[2 * i]);
-            a[2 * i + 1] = fmaf(wj[jj], moert_act_f32((unsigned short)(w[i] >> 16)), a[2 * i + 1]);
-          }
+          for (int i = 0; i < 8; i++) a[i] = fmaf(wj[jj], f[i], a[i]);
         }
     }
     act_t *yr = y + (size_t)t * (size_t)y_stride + col;

@@ -398,6 +398,27 @@ template <bool P2> static __device__ __forceinline__ int div_up(int x, int d, in
   tid, lane, warp, nthreads, nwarps, e, rank, s_hist, s_start, s_pstart, s_tstart, s_wcount,   \
       meta, block_rows, offsets, packed_token, pair_of, sorted_pair, padded_offsets,            \
       block_expert, tile_bm, tiles, RP_STAMPS
+/* Pair e of this lane (-1: none) among the warp's pairs of the same expert: its rank (the
+ * lanes below it with the same id), counted into s_hist and, where per_warp, the warp's count
+ * of e into s_wcount[warp][e] by the lowest such lane. */
+static __device__ __forceinline__ int count_pair(int e, int lane, int warp, bool per_warp,
+                                                 int *s_hist, int (*s_wcount)[MOERT_E]) {
+  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
+  const int rank = __popc(peers & ((1u << lane) - 1u));
+  if (e >= 0) {
+    if (rank == 0 && per_warp) s_wcount[warp][e] = __popc(peers);
+    atomicAdd(&s_hist[e], 1);
+  }
+  return rank;
+}
+/* the pairs of e in the warps before this one (s_wcount as count_pair left it) */
+static __device__ __forceinline__ int earlier_warps(int e, int warp, const int (*s_wcount)[MOERT_E]) {
+  int before = 0;
+#pragma unroll 1
+  for (int w = 0; w < warp; w++) before += s_wcount[w][e];
+  return before;
+}
+
 /* The plan's prefix over the experts, by warp 0 (EPL consecutive experts a lane), from
  * s_hist: s_start / s_pstart / s_tstart, offsets, padded_offsets, meta[0] and tiles[0]. */
 template <bool P2>
@@ -488,9 +509,7 @@ static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
   __syncthreads();
   RP_STAMP(7);
   if (e >= 0) {
-    int before = 0;
-#pragma unroll 1
-    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
+    const int before = earlier_warps(e, warp, s_wcount);
     const int s = s_start[e], pos = s + before + rank;
     pair_of[tid] = pos;
     sorted_pair[pos] = tid;
@@ -557,13 +576,7 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   RP_STAMP(5);
   if (tid == 0) meta[1] = s_nan;
   const int e = tid < n ? s_ids[tid] : -1;
-  /* pairs of the same expert in this warp, and this pair's rank among them */
-  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
-  const int rank = __popc(peers & ((1u << lane) - 1u));
-  if (e >= 0) {
-    if (rank == 0 && nwarps > 1) s_wcount[warp][e] = __popc(peers);
-    atomicAdd(&s_hist[e], 1);
-  }
+  const int rank = count_pair(e, lane, warp, nwarps > 1, s_hist, s_wcount);
   __syncthreads();
   RP_STAMP(6);
   /* the divisions by the heights as shifts where both are powers of two (the usual case):
@@ -627,19 +640,10 @@ moert_route_plan_multi(const void *logits, int dtype, long long stride, int T, c
   __syncthreads();
   /* this CTA's pairs: local pair tid (a thread each, nloc <= RM_TOKENS K <= nthreads) */
   const int e = tid < nloc ? s_ids[tid] : -1;
-  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
-  const int rank = __popc(peers & ((1u << lane) - 1u));
-  if (e >= 0) {
-    if (rank == 0) s_wcount[warp][e] = __popc(peers);
-    atomicAdd(&s_hist[e], 1);
-  }
+  const int rank = count_pair(e, lane, warp, true, s_hist, s_wcount);
   __syncthreads();
-  if (e >= 0) { /* the rank among this CTA's pairs of e, for the last CTA */
-    int before = 0;
-#pragma unroll 1
-    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
-    pair_of[t0 * K + tid] = before + rank;
-  }
+  if (e >= 0) /* the rank among this CTA's pairs of e, for the last CTA */
+    pair_of[t0 * K + tid] = earlier_warps(e, warp, s_wcount) + rank;
 #pragma unroll 1
   for (int i = tid; i < MOERT_E; i += nthreads) counts[(size_t)c * MOERT_E + i] = s_hist[i];
   if (tid == 0) counts[(size_t)G * MOERT_E + c] = s_nan;

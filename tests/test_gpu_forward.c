@@ -325,6 +325,11 @@ static void compare_routes(moert_scratch *s, uint32_t T, uint32_t E, CUdeviceptr
   host_plan.packed_token = packed, host_plan.pair_of = pair_of;
   r.mode = MOERT_ROUTING_DEVICE;
   OK(moert_route(s, &r, NULL));
+  { /* MOERT_CUDA_ROUTE_MULTI=1 (an experiment): its kernel routed from 33 to 1024 tokens */
+    const char *mu = getenv("MOERT_CUDA_ROUTE_MULTI");
+    if (mu && !strcmp(mu, "1") && T > 32 && T <= 1024 && E <= 256)
+      ck_assert_msg(moert_cuda_route_multi(s), "%s: moert_route_plan_multi did not route", what);
+  }
   moert_routing_view dv = {.struct_size = sizeof dv};
   moert_plan_view dp = {.struct_size = sizeof dp};
   OK(moert_scratch_routing(s, &dv));
@@ -845,6 +850,8 @@ START_TEST(test_quick_combine) {
     gpu_run(s0, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y0, acc ? yinit : NULL);
     gpu_run(s1, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y1, acc ? yinit : NULL);
     ck_assert_int_eq(moert_cuda_forward_path(s1), MOERT_CUDA_PATH_PREFILL);
+    ck_assert_msg(moert_cuda_forward_combine_fused(s1), "the down GEMM did not sum the rows");
+    ck_assert_msg(!moert_cuda_forward_combine_fused(s0), "the default summed them in the GEMM");
     check_no_nan(&L, y1, (size_t)T * H, "fused combine");
     ck_assert_msg(memcmp(y0, y1, n) == 0, "%s rep %d: the fused combine gives other bits than "
                   "the combine launch", moert_dtype_name(dt), rep);

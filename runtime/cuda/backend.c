@@ -115,6 +115,8 @@ typedef struct cuda_scratch {
   CUdeviceptr route_sync;    /* moert_route_plan_multi's ticket (ROUTE_SYNC_BYTES): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
+  bool last_combine_fused;   /* the last forward's down GEMM summed the rows (MOERT_COMBINE) */
+  bool last_route_multi;     /* the last device routing was moert_route_plan_multi */
   char forward_why[200];
 } cuda_scratch;
 
@@ -1059,6 +1061,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
   if ((r->skip & 1u) && on_device && c->skip_T == a->num_tokens && a->num_tokens > 0)
     return MOERT_OK; /* the benchmark hook: the routing held stays */
   c->skip_T = 0;
+  c->last_route_multi = false;
   if ((st = push_ctx(r)) != MOERT_OK) return st;
   c->host_fresh = false;
   c->plan_on_host = false;
@@ -1110,6 +1113,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
       st = launch_pdl(r, c->fn_route_plan_multi, ctas, 1, 32u * ROUTE_MULTI_TOKENS, 0, stream,
                       params, "moert_route_plan_multi");
       c->last_stream = stream;
+      c->last_route_multi = st == MOERT_OK;
       if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
       goto done;
     }
@@ -1232,6 +1236,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
   const bool fused = fused_due(c, d, T, dec); /* the split-K decode kernel */
   c->last_route_tiles = false;
+  c->last_combine_fused = false;
   bool combine_fused = false;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
@@ -1270,6 +1275,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
       pa.combine_sync = c->combine_sync;
     }
     c->last_route_tiles = pa.tiles_ready;
+    c->last_combine_fused = combine_fused;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
     /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */
@@ -1382,6 +1388,18 @@ bool moert_cuda_forward_route_tiles(const moert_scratch *s) {
   if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
     return false;
   return ((const cuda_scratch *)s->backend_state)->last_route_tiles;
+}
+
+bool moert_cuda_forward_combine_fused(const moert_scratch *s) {
+  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
+    return false;
+  return ((const cuda_scratch *)s->backend_state)->last_combine_fused;
+}
+
+bool moert_cuda_route_multi(const moert_scratch *s) {
+  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
+    return false;
+  return ((const cuda_scratch *)s->backend_state)->last_route_multi;
 }
 
 const moert_backend_ops moert_cuda_backend = {

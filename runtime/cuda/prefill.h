@@ -242,6 +242,11 @@ int moert_cuda_forward_path(const struct moert_scratch *s);
 /* Whether that forward took the prefill GEMMs' row tiles from device routing (no
  * moert_prefill_tiles launch; the same private use). */
 bool moert_cuda_forward_route_tiles(const struct moert_scratch *s);
+/* Whether that forward's down GEMM summed the layer's rows itself (MOERT_COMBINE: no combine
+ * launch), and whether the scratch's last device routing was moert_route_plan_multi (the
+ * same private use). */
+bool moert_cuda_forward_combine_fused(const struct moert_scratch *s);
+bool moert_cuda_route_multi(const struct moert_scratch *s);
 /* device routing writes the row tiles up to this many pairs (MOERT_CUDA_ROUTE_TILES=1: any) */
 #define MOERT_CUDA_ROUTE_TILES_MAX_PAIRS 2048
 
