@@ -465,7 +465,15 @@ moert_combine(const float *ypair, const int *pair_of, const float *weights, int 
  * load, all k loads in flight before it adds any (moert_combine's column pairs would make
  * these 4-byte loads: twice the requests of its f32 rows for half the bytes).  Each
  * column sums its pairs in pair order, then the shared expert, then y: the same order as
- * moert_combine, on the rows rounded to the activation dtype (unpack8: moert_device.h). */
+ * moert_combine, on the rows rounded to the activation dtype. */
+static __device__ __forceinline__ void unpack8(uint4 v, float (&f)[8]) {
+  const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    f[2 * i] = moert_act_f32((unsigned short)(w[i] & 0xffffu));
+    f[2 * i + 1] = moert_act_f32((unsigned short)(w[i] >> 16));
+  }
+}
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
 moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, int K, int H,
                   const void *yshared, int shared_act, const act_t *shared_gate_w,

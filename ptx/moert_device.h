@@ -64,15 +64,6 @@ static __device__ __forceinline__ unsigned short moert_f32_act(float f) { return
 static __device__ __forceinline__ unsigned int moert_pack2(float lo, float hi) {
   return (unsigned int)moert_f32_act(lo) | ((unsigned int)moert_f32_act(hi) << 16);
 }
-/* eight 16-bit values (one 16-byte load) as floats, low address first */
-static __device__ __forceinline__ void unpack8(uint4 v, float (&f)[8]) {
-  const unsigned int w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    f[2 * i] = moert_act_f32((unsigned short)(w[i] & 0xffffu));
-    f[2 * i + 1] = moert_act_f32((unsigned short)(w[i] >> 16));
-  }
-}
 #endif
 #endif
 

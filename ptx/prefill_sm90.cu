@@ -109,12 +109,6 @@
 #ifndef MOERT_A_SKIP
 #define MOERT_A_SKIP 0
 #endif
-#ifndef MOERT_COMBINE
-#define MOERT_COMBINE 0
-#endif
-#if MOERT_COMBINE && (MOERT_GATED || !MOERT_OUT_ACT || MOERT_LAYER)
-#error "MOERT_COMBINE: the down GEMM with rows in the activation dtype"
-#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -587,84 +581,17 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
 }
 #endif
 
-#if MOERT_COMBINE
-/* MOERT_COMBINE (the narrow down GEMM at T=1 - an experiment, hook MOERT_PREFILL_COMBINE=1):
- * the layer's weighted sum in this kernel, not a moert_combine_act launch.  After an item's
- * rows are stored, the consumers count the item in its column tile's counter (col_done, ints,
- * zero between launches); the CTA whose item completes the column (every row tile's) sums
- * the k rows of each token for those columns - in slot order, then y itself when
- * accumulating, the arithmetic of moert_combine_act, so the same bits - and sets the
- * counter back to zero.  The rows of other CTAs are read after their stores, a fence and
- * the counter's atomic add (the classic last-block pattern), through L2 (.cg). */
-#define CB_PAIRS 256 /* the most pairs (T k) whose rows and weights the CTA keeps in shared memory */
-static __device__ __forceinline__ void combine_cols(const act_t *ypair, long long ystride_pair,
-                                                    int N, const int *s_row, const float *s_w,
-                                                    const int *pair_of, const float *weights,
-                                                    int topk, int T, act_t *y, long long y_stride,
-                                                    int accumulate, int n0, int ctid) {
-  const int nchunk = (min(n0 + BN, N) - n0) / 8; /* N a multiple of 8 */
-  const bool kept = T * topk <= CB_PAIRS;
-  for (int q = ctid; q < T * nchunk; q += 256) {
-    const int t = q / nchunk, col = n0 + 8 * (q % nchunk);
-    float a[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) a[i] = 0.0f;
-    for (int j0 = 0; j0 < topk; j0 += 8) { /* 8 rows in flight, then their sums in slot order */
-      uint4 v[8];
-      float wj[8];
-#pragma unroll
-      for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < topk) {
-          const int p = t * topk + j0 + jj;
-          const int row = kept ? s_row[p] : __ldcg(pair_of + p);
-          wj[jj] = kept ? s_w[p] : __ldcg(weights + p);
-          v[jj] = __ldcg((const uint4 *)(ypair + (size_t)row * (size_t)ystride_pair + col));
-        }
-#pragma unroll
-      for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < topk) {
-          float f[8];
-          unpack8(v[jj], f);
-#pragma unroll
-          for (int i = 0; i < 8; i++) a[i] = fmaf(wj[jj], f[i], a[i]);
-        }
-    }
-    act_t *yr = y + (size_t)t * (size_t)y_stride + col;
-#pragma unroll
-    for (int i = 0; i < 8; i += 2) {
-      float a0 = a[i], a1 = a[i + 1];
-      if (accumulate) {
-        const unsigned int o = *(const unsigned int *)(yr + i);
-        a0 += moert_act_f32((unsigned short)(o & 0xffffu));
-        a1 += moert_act_f32((unsigned short)(o >> 16));
-      }
-      *(unsigned int *)(yr + i) = moert_pack2(a0, a1);
-    }
-  }
-}
-#endif
-
 #if !MOERT_LAYER
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b_maps,
                    const unsigned long long *wtab, int up_offset, const act_t *a,
                    long long a_stride, const int *gather, const moert_row_tile *tiles,
                    const int *tile_count, int E, int N, int K, void *out, long long out_stride,
-                   int w_evict
-#if MOERT_COMBINE
-                   , const int *pair_of, const float *weights, int topk, int T, act_t *y,
-                   long long y_stride, int accumulate, int *col_done
-#endif
-                   ) {
+                   int w_evict) {
   (void)wtab;
   (void)up_offset;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
-#if MOERT_COMBINE
-  __shared__ int s_last; /* this CTA's item completed its column tile */
-  __shared__ int s_crow[CB_PAIRS];  /* the pairs' rows and weights (T k <= CB_PAIRS), read */
-  __shared__ float s_cw[CB_PAIRS];  /* before the first item, off the path to the sum */
-#endif
   /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack.  The
    * CTA's set-up comes before the wait only in the down GEMM with MOERT_EARLY (it issues
    * weight tiles before waiting); the other kernels keep it after the early return, as
@@ -774,12 +701,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
     const int warp = (tid >> 5) & 3, lane = tid & 31;
-#if MOERT_COMBINE
-    /* the routing's rows and weights, read now (the routing finished before the kernel this
-     * one waited for began); the first item's barriers below order these stores */
-    if (T * topk <= CB_PAIRS)
-      for (int p = tid - 128; p < T * topk; p += 256) s_crow[p] = pair_of[p], s_cw[p] = weights[p];
-#endif
     int it = 0;
     for (int w = w_first; w < total; w += w_step) {
       const moert_row_tile tile = tiles[ITEM_ROW(w)];
@@ -798,18 +719,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 
       store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
           acc, out, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
-#if MOERT_COMBINE
-      __threadfence(); /* this thread's rows, before the count */
-      asm volatile("bar.sync 2, 256;\n" ::: "memory"); /* both consumer warpgroups */
-      if (tid == 128) s_last = atomicAdd(&col_done[ITEM_COL(w)], 1) == ntile - 1;
-      asm volatile("bar.sync 2, 256;\n" ::: "memory");
-      if (s_last) {
-        __threadfence();
-        combine_cols((const act_t *)out, out_stride, N, s_crow, s_cw, pair_of, weights, topk, T,
-                     y, y_stride, accumulate, n0, tid - 128);
-        if (tid == 128) col_done[ITEM_COL(w)] = 0; /* every count of this launch is in */
-      }
-#endif
     }
   }
 }

@@ -196,7 +196,7 @@ static __device__ __forceinline__ float load_logit(const void *row, int dtype, i
 static __device__ __forceinline__ void route_token(const void *logits, int dtype,
                                                    long long stride, int t, const float *bias,
                                                    float scale, int *ids, float *weights,
-                                                   int *nan_token, int *s_ids, int t0 = 0) {
+                                                   int *nan_token, int *s_ids) {
   const int lane = threadIdx.x & 31;
   const float pinf = moert_bits_to_float(0x7f800000u), ninf = moert_bits_to_float(0xff800000u);
   const int esize = dtype == 1 ? 4 : 2;
@@ -337,7 +337,7 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
   if (lane < K) {
     ids[(size_t)t * K + lane] = myi;
     weights[(size_t)t * K + lane] = w;
-    if (s_ids) s_ids[(t - t0) * K + lane] = myi; /* the ids of tokens t0.. in shared memory */
+    if (s_ids) s_ids[t * K + lane] = myi;
   }
 }
 
@@ -398,41 +398,14 @@ template <bool P2> static __device__ __forceinline__ int div_up(int x, int d, in
   tid, lane, warp, nthreads, nwarps, e, rank, s_hist, s_start, s_pstart, s_tstart, s_wcount,   \
       meta, block_rows, offsets, packed_token, pair_of, sorted_pair, padded_offsets,            \
       block_expert, tile_bm, tiles, RP_STAMPS
-/* Pair e of this lane (-1: none) among the warp's pairs of the same expert: its rank (the
- * lanes below it with the same id), counted into s_hist and, where per_warp, the warp's count
- * of e into s_wcount[warp][e] by the lowest such lane. */
-static __device__ __forceinline__ int count_pair(int e, int lane, int warp, bool per_warp,
-                                                 int *s_hist, int (*s_wcount)[MOERT_E]) {
-  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
-  const int rank = __popc(peers & ((1u << lane) - 1u));
-  if (e >= 0) {
-    if (rank == 0 && per_warp) s_wcount[warp][e] = __popc(peers);
-    atomicAdd(&s_hist[e], 1);
-  }
-  return rank;
-}
-/* the pairs of e in the warps before this one (s_wcount as count_pair left it) */
-static __device__ __forceinline__ int earlier_warps(int e, int warp, const int (*s_wcount)[MOERT_E]) {
-  int before = 0;
-#pragma unroll 1
-  for (int w = 0; w < warp; w++) before += s_wcount[w][e];
-  return before;
-}
-
-/* The plan's prefix over the experts, by warp 0 (EPL consecutive experts a lane), from
- * s_hist: s_start / s_pstart / s_tstart, offsets, padded_offsets, meta[0] and tiles[0]. */
 template <bool P2>
-static __device__ __forceinline__ void plan_prefix(int warp, int lane, const int *s_hist,
-                                                   int *s_start, int *s_pstart, int *s_tstart,
-                                                   int *meta, int block_rows, int *offsets,
-                                                   int *padded_offsets, int tile_bm, int *tiles,
-                                                   long long *stamp) {
-  const int tid = threadIdx.x;
-  (void)tid;
+static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
   (void)stamp;
+  (void)nwarps;
+  (void)nthreads;
   const int tbm = tile_bm > 0 ? tile_bm : 1;
   const int lb = P2 ? __ffs(block_rows) - 1 : 0, lt = P2 ? __ffs(tbm) - 1 : 0;
-  if (warp == 0) {
+  if (warp == 0) { /* exclusive prefix over the experts, EPL consecutive experts a lane */
     int c = 0, pc = 0, tc = 0;
 #pragma unroll
     for (int q = 0; q < EPL; q++) {
@@ -477,48 +450,31 @@ static __device__ __forceinline__ void plan_prefix(int warp, int lane, const int
       if (tile_bm > 0) tiles[0] = t0;
     }
   }
-}
-
-/* Expert e's block and row-tile lists (its first sorted row s, h rows), written by one
- * thread: only the touched experts have any. */
-template <bool P2>
-static __device__ __forceinline__ void expert_lists(int e, int s, int h, const int *s_pstart,
-                                                    const int *s_tstart, int block_rows,
-                                                    int *block_expert, int tile_bm, int *tiles) {
-  const int tbm = tile_bm > 0 ? tile_bm : 1;
-  const int lb = P2 ? __ffs(block_rows) - 1 : 0, lt = P2 ? __ffs(tbm) - 1 : 0;
-  const int nb = div_up<P2>(h, block_rows, lb), b0 = div_up<P2>(s_pstart[e], block_rows, lb);
-#pragma unroll 1
-  for (int b = 0; b < nb; b++) block_expert[b0 + b] = e;
-  if (tile_bm > 0) { /* the prefill row tiles of expert e, as moert_prefill_tiles */
-    const int end = s + h, nt = div_up<P2>(h, tbm, lt);
-    int4 *t = (int4 *)(tiles + 4) + s_tstart[e];
-#pragma unroll 1
-    for (int j = 0; j < nt; j++) t[j] = make_int4(e, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
-  }
-}
-
-/* moert_route_plan's plan after the histogram: the prefix, each pair's place, the block and
- * row-tile lists.  P2: block_rows and tile_bm (where > 0) are powers of two. */
-template <bool P2>
-static __device__ __forceinline__ void plan_tail(RP_TAIL_PARAMS) {
-  (void)nwarps;
-  (void)nthreads;
-  plan_prefix<P2>(warp, lane, s_hist, s_start, s_pstart, s_tstart, meta, block_rows, offsets,
-                  padded_offsets, tile_bm, tiles, stamp);
   __syncthreads();
   RP_STAMP(7);
   if (e >= 0) {
-    const int before = earlier_warps(e, warp, s_wcount);
+    int before = 0;
+#pragma unroll 1
+    for (int w = 0; w < warp; w++) before += s_wcount[w][e];
     const int s = s_start[e], pos = s + before + rank;
     pair_of[tid] = pos;
     sorted_pair[pos] = tid;
     packed_token[pos] = tid / K;
     RP_STAMP(12);
-    /* the expert's lists, by the thread of its first sorted pair (a loop over all E experts
-     * cost ~1400 cycles at T=1) */
-    if (pos == s)
-      expert_lists<P2>(e, s, s_hist[e], s_pstart, s_tstart, block_rows, block_expert, tile_bm, tiles);
+    /* the expert's block and row-tile lists, by the thread of its first sorted pair: only
+     * the touched experts have any (a loop over all E experts cost ~1400 cycles at T=1) */
+    if (pos == s) {
+      const int h = s_hist[e];
+      const int nb = div_up<P2>(h, block_rows, lb), b0 = div_up<P2>(s_pstart[e], block_rows, lb);
+#pragma unroll 1
+      for (int b = 0; b < nb; b++) block_expert[b0 + b] = e;
+      if (tile_bm > 0) { /* the prefill row tiles of expert e, as moert_prefill_tiles */
+        const int end = s + h, nt = div_up<P2>(h, tbm, lt);
+        int4 *t = (int4 *)(tiles + 4) + s_tstart[e];
+#pragma unroll 1
+        for (int j = 0; j < nt; j++) t[j] = make_int4(e, s + j * tile_bm, min(s + (j + 1) * tile_bm, end), 0);
+      }
+    }
   }
 }
 
@@ -576,7 +532,13 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
   RP_STAMP(5);
   if (tid == 0) meta[1] = s_nan;
   const int e = tid < n ? s_ids[tid] : -1;
-  const int rank = count_pair(e, lane, warp, nwarps > 1, s_hist, s_wcount);
+  /* pairs of the same expert in this warp, and this pair's rank among them */
+  const unsigned int peers = __match_any_sync(MOERT_FULL_MASK, e);
+  const int rank = __popc(peers & ((1u << lane) - 1u));
+  if (e >= 0) {
+    if (rank == 0 && nwarps > 1) s_wcount[warp][e] = __popc(peers);
+    atomicAdd(&s_hist[e], 1);
+  }
   __syncthreads();
   RP_STAMP(6);
   /* the divisions by the heights as shifts where both are powers of two (the usual case):
@@ -598,104 +560,5 @@ moert_route_plan(const void *logits, int dtype, long long stride, int T, const f
            stamp[11] - stamp[10], stamp[7] - stamp[11], stamp[8] - stamp[7],
            stamp[12] - stamp[7], stamp[8] - stamp[12], g1 - g0);
 #endif
-}
-
-/* Route and plan in one launch of several CTAs (an experiment, hook MOERT_CUDA_ROUTE_MULTI=1),
- * for 32 < T <= RM_MAX_CTAS * RM_TOKENS tokens, where one CTA is too slow and the three
- * launches of route, plan_count and plan_assign pay two boundaries more: CTA c routes tokens
- * [32 c, 32 c + 32) (a warp a token), counts its pairs per expert and ranks each pair among
- * its CTA's pairs of the same expert (the pair's place in pair order: earlier warps' counts
- * plus the lanes below it with the same id), and writes its counts and the ranks (in pair_of,
- * for now); then the last CTA to finish (a ticket counter, fence before it: the classic
- * last-block pattern; no CTA waits for another) sums the counts, takes the prefix over the
- * experts and each CTA's start within its experts, and places every pair: pos = the expert's
- * first row + the pairs of earlier CTAs + the rank - the stable order of plan_assign, so the
- * same plan bit for bit.  counts: [G E] + [G] ints (each CTA's NaN token), sync[0] the ticket
- * (zero between launches, set back by the last CTA). */
-#define RM_TOKENS 32
-#define RM_MAX_CTAS 32
-extern "C" __global__ void __launch_bounds__(RP_MAX_THREADS)
-moert_route_plan_multi(const void *logits, int dtype, long long stride, int T, const float *bias,
-                       float scale, int *ids, float *weights, int *meta, int block_rows,
-                       int *offsets, int *packed_token, int *pair_of, int *sorted_pair,
-                       int *padded_offsets, int *block_expert, int tile_bm, int *tiles,
-                       int *counts, int *sync) {
-  __shared__ int s_ids[RM_TOKENS * K];
-  __shared__ int s_hist[MOERT_E], s_start[MOERT_E], s_pstart[MOERT_E], s_tstart[MOERT_E];
-  __shared__ int s_wcount[RP_MAX_THREADS / 32][MOERT_E]; /* per warp; then per CTA (the last) */
-  __shared__ int s_nan, s_last;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
-  const int c = blockIdx.x, G = gridDim.x, t0 = c * RM_TOKENS;
-  const int ntok = min(RM_TOKENS, T - t0), nloc = ntok * K, n = T * K;
-  moert_pdl_trigger(); /* the expert kernels may launch now; they wait for the whole grid */
-#pragma unroll 1
-  for (int i = tid; i < MOERT_E; i += nthreads) s_hist[i] = 0;
-#pragma unroll 1
-  for (int i = tid; i < (nthreads >> 5) * MOERT_E; i += nthreads) (&s_wcount[0][0])[i] = 0;
-  if (tid == 0) s_nan = MOERT_INT_MAX;
-  __syncthreads();
-  moert_pdl_wait(); /* the kernel before: it may write the logits, or read our outputs */
-  if (warp < ntok)
-    route_token(logits, dtype, stride, t0 + warp, bias, scale, ids, weights, &s_nan, s_ids, t0);
-  __syncthreads();
-  /* this CTA's pairs: local pair tid (a thread each, nloc <= RM_TOKENS K <= nthreads) */
-  const int e = tid < nloc ? s_ids[tid] : -1;
-  const int rank = count_pair(e, lane, warp, true, s_hist, s_wcount);
-  __syncthreads();
-  if (e >= 0) /* the rank among this CTA's pairs of e, for the last CTA */
-    pair_of[t0 * K + tid] = earlier_warps(e, warp, s_wcount) + rank;
-#pragma unroll 1
-  for (int i = tid; i < MOERT_E; i += nthreads) counts[(size_t)c * MOERT_E + i] = s_hist[i];
-  if (tid == 0) counts[(size_t)G * MOERT_E + c] = s_nan;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) s_last = atomicAdd(&sync[0], 1) == G - 1;
-  __syncthreads();
-  if (!s_last) return;
-  /* ---- the last CTA: the plan of all n pairs ---- */
-  __threadfence();
-  if (tid == 0) {
-    sync[0] = 0; /* every CTA has drawn */
-    int nan = MOERT_INT_MAX;
-    for (int b = 0; b < G; b++) nan = min(nan, __ldcg(counts + (size_t)G * MOERT_E + b));
-    meta[1] = nan;
-  }
-  /* per expert: the pairs of the CTAs before each CTA (s_wcount[b][e]), and the total */
-#pragma unroll 1
-  for (int i = tid; i < MOERT_E; i += nthreads) {
-    int run = 0;
-#pragma unroll 1
-    for (int b = 0; b < G; b++) {
-      const int v = __ldcg(counts + (size_t)b * MOERT_E + i);
-      s_wcount[b][i] = run;
-      run += v;
-    }
-    s_hist[i] = run;
-  }
-  __syncthreads();
-  const bool p2 = pow2_log(block_rows) >= 0 && (tile_bm <= 0 || pow2_log(tile_bm) >= 0);
-  if (p2)
-    plan_prefix<true>(warp, lane, s_hist, s_start, s_pstart, s_tstart, meta, block_rows, offsets,
-                      padded_offsets, tile_bm, tiles, nullptr);
-  else
-    plan_prefix<false>(warp, lane, s_hist, s_start, s_pstart, s_tstart, meta, block_rows,
-                       offsets, padded_offsets, tile_bm, tiles, nullptr);
-  __syncthreads();
-#pragma unroll 1
-  for (int p = tid; p < n; p += nthreads) {
-    const int pe = __ldcg(ids + p), b = p / (RM_TOKENS * K);
-    const int st = s_start[pe], pos = st + s_wcount[b][pe] + __ldcg(pair_of + p);
-    pair_of[p] = pos;
-    sorted_pair[pos] = p;
-    packed_token[pos] = p / K;
-    if (pos == st) { /* the expert's lists, by the thread of its first sorted pair */
-      if (p2)
-        expert_lists<true>(pe, st, s_hist[pe], s_pstart, s_tstart, block_rows, block_expert,
-                           tile_bm, tiles);
-      else
-        expert_lists<false>(pe, st, s_hist[pe], s_pstart, s_tstart, block_rows, block_expert,
-                            tile_bm, tiles);
-    }
-  }
 }
 #endif

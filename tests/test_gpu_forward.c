@@ -325,11 +325,6 @@ static void compare_routes(moert_scratch *s, uint32_t T, uint32_t E, CUdeviceptr
   host_plan.packed_token = packed, host_plan.pair_of = pair_of;
   r.mode = MOERT_ROUTING_DEVICE;
   OK(moert_route(s, &r, NULL));
-  { /* MOERT_CUDA_ROUTE_MULTI=1 (an experiment): its kernel routed from 33 to 1024 tokens */
-    const char *mu = getenv("MOERT_CUDA_ROUTE_MULTI");
-    if (mu && !strcmp(mu, "1") && T > 32 && T <= 1024 && E <= 256)
-      ck_assert_msg(moert_cuda_route_multi(s), "%s: moert_route_plan_multi did not route", what);
-  }
   moert_routing_view dv = {.struct_size = sizeof dv};
   moert_plan_view dp = {.struct_size = sizeof dp};
   OK(moert_scratch_routing(s, &dv));
@@ -814,59 +809,6 @@ START_TEST(test_quick_splitk) {
 }
 END_TEST
 
-/* MOERT_PREFILL_COMBINE=1 (an experiment): the narrow down GEMM of a T=1 step sums the
- * layer's rows itself; the same bits as the combine launch, with and without accumulate,
- * bf16 (_i = 0) and f16, on a layer where the narrow tiles take T=1 (no shared expert). */
-START_TEST(test_quick_combine) {
-  static const moert_dtype dts[] = {MOERT_DTYPE_BF16, MOERT_DTYPE_F16};
-  const moert_dtype dt = dts[_i];
-  const model small = {"small E16 k4 H320 I192", 16, 4, 320, 192, 0};
-  if (!(cc_major == 9 && cc_minor == 0) || !splitk_due(&small, 1)) {
-    printf("fused combine case skipped: no narrow T=1 tiles here\n");
-    return;
-  }
-  const uint32_t T = 1, E = small.E, H = small.H;
-  const size_t es = ES(dt), n = (size_t)T * H * es;
-  layer L;
-  moert_layer_desc d = make_desc(&small, dt, MOERT_ROUTER_SOFTMAX_TOPK);
-  layer_make(&L, &small, dt, &d);
-  moert_scratch *s0 = NULL, *s1 = NULL;
-  OK(moert_scratch_create(gpu_rt, &d, 4, &s0));
-  OK(moert_scratch_prepare(s0));
-  setenv("MOERT_PREFILL_COMBINE", "1", 1); /* read when the scratch's modules are built */
-  OK(moert_scratch_create(gpu_rt, &d, 4, &s1));
-  OK(moert_scratch_prepare(s1));
-  unsetenv("MOERT_PREFILL_COMBINE");
-  float *logits = malloc((size_t)T * E * 4);
-  void *x = malloc(n), *yinit = malloc(n), *y0 = malloc(n), *y1 = malloc(n), *y2 = malloc(n);
-  CUdeviceptr dl = dalloc((size_t)T * E * 4), dx = dalloc(n), dy = dalloc(n);
-  for (int rep = 0; rep < 3; rep++) { /* fresh data each time: plain, accumulate, plain */
-    const bool acc = rep == 1;
-    for (size_t i = 0; i < (size_t)T * E; i++) logits[i] = uniform(3.0f);
-    fill_act(dt, x, (size_t)T * H, 1.0f);
-    fill_act(dt, yinit, (size_t)T * H, 1.0f);
-    CU(cu->cuMemcpyHtoD(dl, logits, (size_t)T * E * 4));
-    CU(cu->cuMemcpyHtoD(dx, x, n));
-    gpu_run(s0, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y0, acc ? yinit : NULL);
-    gpu_run(s1, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y1, acc ? yinit : NULL);
-    ck_assert_int_eq(moert_cuda_forward_path(s1), MOERT_CUDA_PATH_PREFILL);
-    ck_assert_msg(moert_cuda_forward_combine_fused(s1), "the down GEMM did not sum the rows");
-    ck_assert_msg(!moert_cuda_forward_combine_fused(s0), "the default summed them in the GEMM");
-    check_no_nan(&L, y1, (size_t)T * H, "fused combine");
-    ck_assert_msg(memcmp(y0, y1, n) == 0, "%s rep %d: the fused combine gives other bits than "
-                  "the combine launch", moert_dtype_name(dt), rep);
-    /* its column counters are back at zero: a second launch gives the same bits */
-    gpu_run(s1, &L, T, dl, 0, dx, dy, MOERT_ROUTING_DEVICE, y2, acc ? yinit : NULL);
-    ck_assert_msg(memcmp(y1, y2, n) == 0, "%s rep %d: two fused runs differ", moert_dtype_name(dt), rep);
-  }
-  moert_scratch_destroy(s0);
-  moert_scratch_destroy(s1);
-  cu->cuMemFree(dl), cu->cuMemFree(dx), cu->cuMemFree(dy);
-  free(logits), free(x), free(yinit), free(y0), free(y1), free(y2);
-  layer_free(&L);
-}
-END_TEST
-
 /* A runtime on the caller's CUcontext gives the same bits as one on the primary context. */
 START_TEST(test_caller_context) {
   moert_runtime_options o;
@@ -1142,7 +1084,6 @@ int main(int argc, char **argv) {
   tcase_add_loop_test(tq, test_quick_block_sizes, 0, 12);
   tcase_add_loop_test(tq, test_quick_prefill, 0, 2);
   tcase_add_loop_test(tq, test_quick_splitk, 0, 4);
-  tcase_add_loop_test(tq, test_quick_combine, 0, 2);
   tcase_add_test(tq, test_caller_context);
   suite_add_tcase(s, tq);
   TCase *tt = tcase_create("timing");

@@ -168,19 +168,6 @@ START_TEST(test_sm90a_compiles) {
     g2 = gu;
     g2.persistent = 0; /* the layer kernel is persistent only */
     ck_assert(!moert_prefill_layer_fits(&g2, &dn));
-    /* the narrow down GEMM with the layer's combine in it (MOERT_PREFILL_COMBINE=1, an
-     * experiment): off by default, its define in the request, compiled */
-    g2 = gu;
-    d2 = dn;
-    moert_prefill_narrow(&g2, &d2);
-    ck_assert_int_eq(d2.combine, 0);
-    d2.combine = 1;
-    moert_prefill_request cq;
-    moert_prefill_make_request(&d2, &cq);
-    int comb = 0;
-    for (size_t i = 0; i < cq.req.num_defines; i++) comb |= !strcmp(cq.req.defines[i], "MOERT_COMBINE=1");
-    ck_assert_int_eq(comb, 1);
-    compile_cubin(nv, &d2, "sm_90a");
   } else { /* no change to 128-row tiles */
     ck_assert_int_eq(g2.bn, gu.bn);
     ck_assert_int_eq(d2.bn, dn.bn);

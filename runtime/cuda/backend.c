@@ -78,8 +78,6 @@ typedef struct cuda_scratch {
   CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
   CUfunction fn_combine_act; /* rows in the activation dtype (prefill down.out_act), or NULL */
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
-  CUfunction fn_route_plan_multi; /* route + plan in one launch of several CTAs, or NULL (an
-                                   * experiment: MOERT_CUDA_ROUTE_MULTI=1) */
   /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
   unsigned int smem_dec[4];
@@ -111,12 +109,8 @@ typedef struct cuda_scratch {
   bool narrow_ok;  /* pf[2] is loaded */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
-  CUdeviceptr combine_sync;  /* moert_prefill_combine_sync_bytes(H): zeros (MOERT_COMBINE) */
-  CUdeviceptr route_sync;    /* moert_route_plan_multi's ticket (ROUTE_SYNC_BYTES): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
-  bool last_combine_fused;   /* the last forward's down GEMM summed the rows (MOERT_COMBINE) */
-  bool last_route_multi;     /* the last device routing was moert_route_plan_multi */
   char forward_why[200];
 } cuda_scratch;
 
@@ -339,10 +333,6 @@ static size_t plan_chunks_max(size_t pairs) {
 #define ROUTE_PLAN_MAX_E 256
 #define ROUTE_PLAN_MAX_PAIRS 1024
 #define ROUTE_PLAN_MAX_TOKENS 32
-/* moert_route_plan_multi: 32 tokens a CTA, at most 32 CTAs */
-#define ROUTE_MULTI_TOKENS 32
-#define ROUTE_MULTI_MAX_CTAS 32
-#define ROUTE_SYNC_BYTES 256
 
 static cuda_runtime *rt_of(const moert_scratch *s) {
   return (cuda_runtime *)s->runtime->backend_state;
@@ -515,11 +505,9 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(plan_counts, plan_chunks_max(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
-  TAKE(route_sync, ROUTE_SYNC_BYTES);
   if (c->forward_ok && c->prefill_ok) {
     TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
     TAKE(layer_sync, moert_prefill_layer_sync_bytes(pairs, (uint32_t)E));
-    TAKE(combine_sync, moert_prefill_combine_sync_bytes(d->hidden));
   }
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
@@ -614,23 +602,15 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     CU_CHECK(r, r->cu->cuMemcpyHtoD(c->shared_offsets, &zero, sizeof zero),
              "cuMemcpyHtoD of the shared expert's plan");
   }
-  {
-    static const unsigned char zeros[ROUTE_SYNC_BYTES]; /* moert_route_plan_multi's ticket */
-    CU_CHECK(r, r->cu->cuMemcpyHtoD(c->route_sync, zeros, sizeof zeros),
-             "cuMemcpyHtoD of the routing's ticket");
-  }
-  if (c->layer_sync) { /* the layer kernel's and the fused combine's counters start at zero
-                        * and end each launch there */
+  if (c->layer_sync) { /* the layer kernel's counters start at zero and end each launch there */
     const size_t n = moert_prefill_layer_sync_bytes((uint64_t)s->max_tokens * d->top_k,
-                                                    d->num_experts),
-                 nc = moert_prefill_combine_sync_bytes(d->hidden);
-    void *zeros = calloc(1, n > nc ? n : nc);
+                                                    d->num_experts);
+    void *zeros = calloc(1, n);
     if (!zeros) {
       st = moert_fail(MOERT_ERR_OUT_OF_MEMORY, "moert_scratch_create: out of host memory");
       goto done;
     }
-    CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
-    if (zrc == MOERT_CUDA_SUCCESS) zrc = r->cu->cuMemcpyHtoD(c->combine_sync, zeros, nc);
+    const CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
     free(zeros);
     CU_CHECK(r, zrc, "cuMemcpyHtoD of the prefill layer counters");
   }
@@ -710,10 +690,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     const char *fused = getenv("MOERT_CUDA_ROUTE_PLAN"); /* a benchmark hook: 0 = two launches */
     if (d->num_experts <= ROUTE_PLAN_MAX_E && !(fused && !strcmp(fused, "0")) &&
         (st = get_function(r, m, "moert_route_plan", &c->fn_route_plan)) != MOERT_OK)
-      return st;
-    const char *multi = getenv("MOERT_CUDA_ROUTE_MULTI"); /* an experiment: 1 = on */
-    if (d->num_experts <= ROUTE_PLAN_MAX_E && multi && !strcmp(multi, "1") &&
-        (st = get_function(r, m, "moert_route_plan_multi", &c->fn_route_plan_multi)) != MOERT_OK)
       return st;
     moert_jit_request p = {.source = "plan.cu", .fmad = true};
     if ((st = moert_jit_module(&r->jit, &p, &m)) != MOERT_OK) return st;
@@ -801,7 +777,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       moert_prefill_narrow(&gu, &dn);
-      if (d->shared_intermediate) dn.combine = 0; /* the combine adds the shared expert's rows */
       if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
       c->narrow_ok = true;
     }
@@ -1061,7 +1036,6 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
   if ((r->skip & 1u) && on_device && c->skip_T == a->num_tokens && a->num_tokens > 0)
     return MOERT_OK; /* the benchmark hook: the routing held stays */
   c->skip_T = 0;
-  c->last_route_multi = false;
   if ((st = push_ctx(r)) != MOERT_OK) return st;
   c->host_fresh = false;
   c->plan_on_host = false;
@@ -1099,21 +1073,6 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
                         &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles};
       st = launch_pdl(r, c->fn_route_plan, 1, 1, threads, 0, stream, params, "moert_route_plan");
       c->last_stream = stream;
-      if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
-      goto done;
-    }
-    if (T > ROUTE_PLAN_MAX_TOKENS && c->fn_route_plan_multi &&
-        T <= ROUTE_MULTI_TOKENS * ROUTE_MULTI_MAX_CTAS && d->top_k <= 32) {
-      /* route + plan in one launch of T / 32 CTAs, the last of them planning */
-      const unsigned ctas = (unsigned)((T + ROUTE_MULTI_TOKENS - 1) / ROUTE_MULTI_TOKENS);
-      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
-                        &c->meta, &br, &c->offsets, &c->packed_token, &c->pair_of,
-                        &c->sorted_pair, &c->padded_offsets, &c->block_expert, &tbm, &tiles,
-                        &c->plan_counts, &c->route_sync};
-      st = launch_pdl(r, c->fn_route_plan_multi, ctas, 1, 32u * ROUTE_MULTI_TOKENS, 0, stream,
-                      params, "moert_route_plan_multi");
-      c->last_stream = stream;
-      c->last_route_multi = st == MOERT_OK;
       if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
       goto done;
     }
@@ -1236,8 +1195,6 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
   const bool fused = fused_due(c, d, T, dec); /* the split-K decode kernel */
   c->last_route_tiles = false;
-  c->last_combine_fused = false;
-  bool combine_fused = false;
   c->last_path = blocks == 0 ? MOERT_CUDA_PATH_NONE : prefill ? MOERT_CUDA_PATH_PREFILL
                  : fused ? MOERT_CUDA_PATH_DECODE_SPLITK
                  : dec >= 0 ? MOERT_CUDA_PATH_DECODE : MOERT_CUDA_PATH_TILED;
@@ -1266,16 +1223,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
                                                ? c->layer_sync : 0,
                              .w_evict = w_evict_due(r, d, T)};
-    /* a down module with MOERT_COMBINE sums the layer's rows itself (two launches only: the
-     * layer kernel has no combine) */
-    if (pk->down.combine && !pa.layer_sync) {
-      combine_fused = true;
-      pa.pair_of = c->pair_of, pa.weights = c->weights, pa.y = y, pa.y_stride = ys;
-      pa.topk = (int)k, pa.tokens = (int)T, pa.accumulate = (int)a->accumulate;
-      pa.combine_sync = c->combine_sync;
-    }
     c->last_route_tiles = pa.tiles_ready;
-    c->last_combine_fused = combine_fused;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
     /* split-K decode: a work item per (32 rows of I, touched expert), partial rows in ypair */
@@ -1349,8 +1297,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   const unsigned splits = combine_splits(c, T, H);
   /* the combine behind the decode kernels or the sm_90 prefill GEMMs (no shared expert) may
    * start early: it waits first */
-  if ((r->skip & 2u) || combine_fused) goto done; /* the benchmark hook: no combine; or the
-                                                   * down GEMM summed the rows */
+  if (r->skip & 2u) goto done; /* the benchmark hook: no combine */
   const bool combine_pdl =
       r->pdl && !Is && (dec >= 0 || (prefill && (c->prefill_pdl & 8u) && c->pf[0].down.sm == 90));
   if (fused) {
@@ -1388,18 +1335,6 @@ bool moert_cuda_forward_route_tiles(const moert_scratch *s) {
   if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
     return false;
   return ((const cuda_scratch *)s->backend_state)->last_route_tiles;
-}
-
-bool moert_cuda_forward_combine_fused(const moert_scratch *s) {
-  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
-    return false;
-  return ((const cuda_scratch *)s->backend_state)->last_combine_fused;
-}
-
-bool moert_cuda_route_multi(const moert_scratch *s) {
-  if (!s || !s->runtime || s->runtime->ops != &moert_cuda_backend || !s->backend_state)
-    return false;
-  return ((const cuda_scratch *)s->backend_state)->last_route_multi;
 }
 
 const moert_backend_ops moert_cuda_backend = {

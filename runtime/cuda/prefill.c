@@ -173,8 +173,6 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * 32.0-32.2 with two launches, decode-log.md v15), so only with the hook
    * MOERT_PREFILL_LAYER=1 */
   gu->layer = env_flag("MOERT_PREFILL_LAYER", 0) ? layer_kind() : 0;
-  /* the combine in the down GEMM: an experiment, not yet run on a GPU */
-  dn->combine = dn->out_act && env_flag("MOERT_PREFILL_COMBINE", 0);
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -196,7 +194,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
-    if (c->combine) snprintf(out->text[n++], sizeof out->text[0], "MOERT_COMBINE=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -407,8 +404,6 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
   out->req.num_defines = n + 1;
 }
 
-size_t moert_prefill_combine_sync_bytes(uint32_t hidden) { return 4u * ((hidden + 63u) / 64u + 1u); }
-
 size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t E) {
   return (size_t)(32 * (1 + moert_prefill_max_tiles(pairs, E, 64)));
 }
@@ -479,13 +474,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
     long long hs = a->h_stride, os = a->out_stride;
     int up_offset = 0;
-    /* the fused combine's parameters (read only by a MOERT_COMBINE module) */
-    CUdeviceptr pair_of = a->pair_of, weights = a->weights, y = a->y, csync = a->combine_sync;
-    int topk = a->topk, tokens = a->tokens, acc = a->accumulate;
-    long long ys = a->y_stride;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os, &evict_down, &pair_of, &weights, &topk, &tokens, &y, &ys, &acc,
-                 &csync};
+                 &out, &os, &evict_down};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
      * items (about one a touched expert and column tile) for half of the SMs or more; with

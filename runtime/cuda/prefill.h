@@ -33,9 +33,6 @@ typedef struct moert_prefill_config {
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
-  int combine;  /* sm90 down GEMM with rows in the activation dtype: the layer's weighted sum in
-                 * the kernel (MOERT_COMBINE; moert_prefill_args.combine_sync): an experiment,
-                 * the narrow tiles only, hook MOERT_PREFILL_COMBINE=1 */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
                * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load): 1 with
                * 4-byte stores, 2 with the 16-byte ones where epi_wide (an experiment) */
@@ -188,20 +185,11 @@ typedef struct moert_prefill_args {
   CUdeviceptr layer_sync; /* moert_prefill_layer_sync_bytes of zeros (and zeros again after
                            * each launch): the layer kernel (k->fn_layer) runs both GEMMs;
                            * 0: two launches */
-  /* down.combine: the weighted sum y[t] = sum_j weights[t k + j] * out[pair_of[t k + j]] (+ y
-   * when accumulate), moert_combine_act's arithmetic, by the down GEMM; combine_sync: ints
-   * (moert_prefill_combine_sync_bytes), zero between launches */
-  CUdeviceptr pair_of, weights, y, combine_sync;
-  int topk, tokens, accumulate;
-  long long y_stride;
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
                  * w_evict_due): bit 0 the gate/up GEMM's, bit 1 the down GEMM's (the layer
                  * kernel: either); 0: no hint */
 } moert_prefill_args;
-
-/* Bytes of the fused combine's counters (a column tile each, of at least 64 columns). */
-size_t moert_prefill_combine_sync_bytes(uint32_t hidden);
 
 /* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
  * two counters per row tile, 32 bytes each, all zero when no launch runs. */
@@ -242,11 +230,6 @@ int moert_cuda_forward_path(const struct moert_scratch *s);
 /* Whether that forward took the prefill GEMMs' row tiles from device routing (no
  * moert_prefill_tiles launch; the same private use). */
 bool moert_cuda_forward_route_tiles(const struct moert_scratch *s);
-/* Whether that forward's down GEMM summed the layer's rows itself (MOERT_COMBINE: no combine
- * launch), and whether the scratch's last device routing was moert_route_plan_multi (the
- * same private use). */
-bool moert_cuda_forward_combine_fused(const struct moert_scratch *s);
-bool moert_cuda_route_multi(const struct moert_scratch *s);
 /* device routing writes the row tiles up to this many pairs (MOERT_CUDA_ROUTE_TILES=1: any) */
 #define MOERT_CUDA_ROUTE_TILES_MAX_PAIRS 2048
 
