@@ -257,6 +257,24 @@ static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
   return c->narrow_ok && c->prefill_ok && narrow_t1_fits(r, c, d, T);
 }
 
+/* The default down GEMM's work items at T: a column tile of 256 a touched expert, at most
+ * min(T k, E) touched (each holds one 64-row tile at these sizes). */
+static uint64_t down_items(const moert_layer_desc *d, uint32_t T) {
+  const uint64_t pairs = (uint64_t)T * d->top_k;
+  return (pairs < d->num_experts ? pairs : d->num_experts) * ((d->hidden + 255) / 256);
+}
+static uint64_t sm_count_of(const cuda_runtime *r) { return r->sm_count > 0 ? (uint64_t)r->sm_count : 132; }
+/* The narrow tiles (half as wide: twice the work items) where 64-row tiles would leave the
+ * default down GEMM fewer items than half the SMs (unless MOERT_PREFILL_NARROW=0).  H200,
+ * two rounds (decode-log.md v17, call 3): Mixtral-8x7B T=1 202.4-202.6 us against
+ * 217.9 (32 down items; ncu: that GEMM at 55 % of DRAM throughput, 90.8 us), T=2 342.5-343.2
+ * against 370.5-370.6 (64 items); slower at T=4 (128 items: 472.9-473.2 against 457.3-459.5),
+ * on Qwen3-235B-A22B T=1 (128 items: 92.0-92.2 against 84.5) and Qwen3-30B-A3B T=2 (128
+ * items, v12); Qwen3-30B-A3B T=1 (64 items) takes them already (narrow_t1_due). */
+static bool narrow_few_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
+  return r->narrow_t1 && 2 * down_items(d, T) < sm_count_of(r);
+}
+
 /* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
  * gate/up and the down items each outnumber the SMs (row tiles taken as min(T k, E) +
  * T k / 64) and an expert has fewer than 8 rows on average.  H200, two rounds against two
@@ -265,13 +283,15 @@ static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
  * T=64 293.5-293.8 / 294.2-295.1; Qwen3-235B-A22B T=8 448.2 / 462.6, T=32 994.6 / 1007.4.
  * Not taken: T=128-512 of Qwen3-30B-A3B (0.5-1.4 % slower: 300.2-300.4 / 298.9 at T=128,
  * 317.8-318.2 / 313.5-314.0 at T=512 - the layer kernel has the 4-byte stores, not the
- * wide epilogue), T=2 (equal, 96 gate/up items). */
+ * wide epilogue), T=2 (equal, 96 gate/up items).  The down items need only fill half the
+ * SMs (fewer take the narrow tiles, narrow_few_due): Mixtral-8x7B T=4, 128 down items,
+ * 444.5-446.5 against 457.3-459.5 (decode-log.md v17, call 3). */
 static bool layer_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
   if (r->layer64 >= 0) return r->layer64 == 1;
   const uint64_t tiles = (pairs < d->num_experts ? pairs : d->num_experts) + pairs / 64;
   const uint64_t sms = r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
   return pairs < 8ull * d->num_experts && tiles * ((d->intermediate + 127) / 128) >= sms &&
-         tiles * ((d->hidden + 255) / 256) >= sms;
+         2 * tiles * ((d->hidden + 255) / 256) >= sms;
 }
 
 /* The weights' TMA loads marked evict_first in L2 (moert_prefill_args.w_evict) where what the
@@ -770,7 +790,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     }
     /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where T = 1 takes them */
     if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
-        (r->narrow || narrow_t1_fits(r, c, d, 1))) {
+        (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1))) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
@@ -1205,9 +1225,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(r, E, pairs);
-    /* the narrow tiles where the hook asks for them */
+    /* the narrow tiles where the hook asks for them, or where the default down GEMM would
+     * have few work items (narrow_few_due) */
     const bool narrow =
-        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow && r->narrow);
+        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow &&
+               (r->narrow || narrow_few_due(r, d, (uint32_t)T)));
     const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
