@@ -474,32 +474,31 @@ static __device__ __forceinline__ void unpack8(uint4 v, float (&f)[8]) {
     f[2 * i + 1] = moert_act_f32((unsigned short)(w[i] >> 16));
   }
 }
-extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)
-moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, int K, int H,
-                  const void *yshared, int shared_act, const act_t *shared_gate_w,
-                  const act_t *x, long long x_stride, act_t *y, long long y_stride,
-                  int accumulate) {
-  __shared__ int s_row[16];
-  __shared__ float s_w[16];
-  const int t = blockIdx.x, tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
-  const float sg = combine_begin(pair_of, weights, K, H, yshared != nullptr, shared_gate_w, x,
-                                 x_stride, s_row, s_w);
-  act_t *yr = y + (size_t)t * (size_t)y_stride;
+/* moert_combine_act's body for rows of S parts: part s of pair row r at (r S + s) H (S > 1
+ * where the down GEMM split its K: moert_prefill_gemm's ksplit), added pair by pair, part by
+ * part; S = 1 the plain rows */
+template <int S>
+static __device__ __forceinline__ void combine_act_rows(const act_t *ypair, const void *yshared,
+                                                        int shared_act, float sg, int K, int H,
+                                                        const int *s_row, const float *s_w,
+                                                        act_t *yr, int t, int accumulate) {
+  const int tid = threadIdx.x, split = blockIdx.y, nsplit = gridDim.y;
   const int nchunk = H / 8;
   for (int c = split * COMBINE_THREADS + tid; c < nchunk; c += COMBINE_THREADS * nsplit) {
     float a[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) a[i] = 0.0f;
-    for (int j0 = 0; j0 < K; j0 += 8) {
+    for (int j0 = 0; j0 < K * S; j0 += 8) {
       uint4 v[8];
 #pragma unroll
       for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < K)
-          v[jj] = __ldcs((const uint4 *)(ypair + (size_t)s_row[j0 + jj] * H) + c);
+        if (j0 + jj < K * S)
+          v[jj] = __ldcs((const uint4 *)(ypair + ((size_t)s_row[(j0 + jj) / S] * S +
+                                                  (size_t)((j0 + jj) % S)) * H) + c);
 #pragma unroll
       for (int jj = 0; jj < 8; jj++)
-        if (j0 + jj < K) {
-          const float wj = s_w[j0 + jj];
+        if (j0 + jj < K * S) {
+          const float wj = s_w[(j0 + jj) / S];
           float f[8];
           unpack8(v[jj], f);
 #pragma unroll
@@ -532,6 +531,22 @@ moert_combine_act(const act_t *ypair, const int *pair_of, const float *weights, 
     }
   }
 }
+#define COMBINE_ACT_KERNEL(NAME, S)                                                          \
+  extern "C" __global__ void __launch_bounds__(COMBINE_THREADS)                              \
+      NAME(const act_t *ypair, const int *pair_of, const float *weights, int K, int H,       \
+           const void *yshared, int shared_act, const act_t *shared_gate_w, const act_t *x,  \
+           long long x_stride, act_t *y, long long y_stride, int accumulate) {              \
+    __shared__ int s_row[16];                                                                \
+    __shared__ float s_w[16];                                                                \
+    const int t = blockIdx.x;                                                                \
+    const float sg = combine_begin(pair_of, weights, K, H, yshared != nullptr, shared_gate_w, \
+                                   x, x_stride, s_row, s_w);                                 \
+    combine_act_rows<S>(ypair, yshared, shared_act, sg, K, H, s_row, s_w,                    \
+                        y + (size_t)t * (size_t)y_stride, t, accumulate);                    \
+  }
+/* the plain rows; and rows of two parts (the down GEMM's K split: ksplit_due) */
+COMBINE_ACT_KERNEL(moert_combine_act, 1)
+COMBINE_ACT_KERNEL(moert_combine_act2, 2)
 
 /* ---- the decode path: few rows per expert ----
  *

@@ -109,6 +109,9 @@
 #ifndef MOERT_A_SKIP
 #define MOERT_A_SKIP 0
 #endif
+#ifndef MOERT_KSPLIT
+#define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (moert_prefill_gemm's ksplit) */
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -358,6 +361,10 @@ static __device__ __forceinline__ float silu(float v) { return __fdividef(v, 1.0
 #define ITEM_ROW(w) ((w) % ntile)
 #define ITEM_COL(w) ((w) / ntile)
 #endif
+/* The down GEMM's K split in ks parts (moert_prefill_gemm's ksplit; persistent grids): work
+ * item w is part w % ks of item w / ks, its K steps [KS_KB(w), KS_KE(w)); ks = 1: all */
+#define KS_KB(w, ks, ktiles) ((w) % (ks) * (ktiles) / (ks))
+#define KS_KE(w, ks, ktiles) (((w) % (ks) + 1) * (ktiles) / (ks))
 
 /* the stage ring's barriers, by thread 0, seen by the CTA after the __syncthreads */
 static __device__ __forceinline__ void init_barriers(int tid, unsigned long long *s_full,
@@ -558,24 +565,25 @@ static __device__ __forceinline__ void store_tile(const float (&acc)[NA][R], voi
  * all of them had got there before this grid could launch).  Read through L2 (.cg).
  * Returns the stages issued (0: no item). */
 static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_tile *tiles,
-                                    const int *tile_count, int ncol, int ktiles,
+                                    const int *tile_count, int ncol, int ktiles, int ks,
                                     unsigned int base, unsigned long long *s_full, int w_evict) {
   const int ntile = __ldcg(tile_count);
 #if MOERT_PERSISTENT || MOERT_ORDER
   const int w = (int)blockIdx.x;
-  if (w >= ntile * ncol) return 0;
+  if (w >= ntile * ncol * ks) return 0;
 #else
   if ((int)blockIdx.x >= ntile) return 0;
   const int w = (int)blockIdx.x + ntile * (int)blockIdx.y;
 #endif
-  const moert_row_tile tile = __ldcg(&tiles[ITEM_ROW(w)]);
+  const int wi = w / ks, kb = KS_KB(w, ks, ktiles), nk = KS_KE(w, ks, ktiles) - kb;
+  const moert_row_tile tile = __ldcg(&tiles[ITEM_ROW(wi)]);
   const moert_tmap *map0 = b_maps + tile.x;
-  const int n0 = ITEM_COL(w) * BN, n = ktiles < STAGES ? ktiles : STAGES;
+  const int n0 = ITEM_COL(wi) * BN, n = nk < STAGES ? nk : STAGES;
   tma_prefetch_map(map0);
   for (int s = 0; s < n; s++) {
     const unsigned int full = smem_u32(&s_full[s]);
     mbar_expect_tx_only(full, B_BYTES);
-    tma_load_w(base + s * STAGE_BYTES + A_BYTES, map0, s * BK, n0, full, w_evict);
+    tma_load_w(base + s * STAGE_BYTES + A_BYTES, map0, (kb + s) * BK, n0, full, w_evict);
   }
   return n;
 }
@@ -587,9 +595,18 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
                    const unsigned long long *wtab, int up_offset, const act_t *a,
                    long long a_stride, const int *gather, const moert_row_tile *tiles,
                    const int *tile_count, int E, int N, int K, void *out, long long out_stride,
-                   int w_evict) {
+                   int w_evict, int ksplit) {
   (void)wtab;
   (void)up_offset;
+  /* ksplit > 1 (a persistent down GEMM built with MOERT_KSPLIT=1): each item's K in ksplit
+   * parts, part s of a row stored at columns [s N, (s + 1) N) of out's rows (the host passes
+   * the stride of rows of ksplit N), which the combine sums (moert_combine_act2) */
+#if MOERT_PERSISTENT && !MOERT_GATED && MOERT_KSPLIT
+  const int ks = ksplit > 1 ? ksplit : 1;
+#else
+  const int ks = 1;
+  (void)ksplit;
+#endif
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
   /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack.  The
@@ -602,7 +619,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
   const int ktiles = (K + BK - 1) / BK, ncol = (N + BN - 1) / BN;
   init_barriers(tid, s_full, s_empty);
   const int early =
-      tid == 0 ? early_weights(b_maps, tiles, tile_count, ncol, ktiles, base, s_full, w_evict) : 0;
+      tid == 0 ? early_weights(b_maps, tiles, tile_count, ncol, ktiles, ks, base, s_full, w_evict)
+               : 0;
 #endif
   /* programmatic dependent launch: the kernel before (tiles, or the gate/up GEMM) may still
    * be draining; nothing it wrote is read before this */
@@ -614,7 +632,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
 #if MOERT_PERSISTENT
   /* work items w = blockIdx.x + i gridDim.x */
-  const int total = ntile * ncol;
+  const int total = ntile * ncol * ks;
   if ((int)blockIdx.x >= total) return; /* uniform over the CTA */
   const int w_first = blockIdx.x, w_step = gridDim.x;
 #elif MOERT_ORDER
@@ -644,9 +662,10 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
     int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
     for (int w = w_first; w < total; w += w_step) {
-      const moert_row_tile tile = tiles[ITEM_ROW(w)];
+      const int wi = w / ks, kb = KS_KB(w, ks, ktiles), ke = KS_KE(w, ks, ktiles);
+      const moert_row_tile tile = tiles[ITEM_ROW(wi)];
       const int expert = tile.x, row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN;
+      const int n0 = ITEM_COL(wi) * BN;
       const moert_tmap *map0 = b_maps + expert;
       const moert_tmap *map1 = b_maps + (size_t)E + expert;
       if (tid == 0) {
@@ -659,7 +678,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #else
       (void)row_end;
 #endif
-      for (int kt = 0; kt < ktiles; kt++, it++) {
+      for (int kt = kb; kt < ke; kt++, it++) {
         const int s = it % STAGES;
         if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
         const unsigned int full = smem_u32(&s_full[s]);
@@ -703,11 +722,15 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
     for (int w = w_first; w < total; w += w_step) {
-      const moert_row_tile tile = tiles[ITEM_ROW(w)];
+      const int wi = w / ks, nk = KS_KE(w, ks, ktiles) - KS_KB(w, ks, ktiles);
+      const moert_row_tile tile = tiles[ITEM_ROW(wi)];
       const int row0 = tile.y, row_end = tile.z;
-      const int n0 = ITEM_COL(w) * BN;
+      const int n0 = ITEM_COL(wi) * BN;
+      /* part w % ks of the row: columns (w % ks) N of out's rows */
+      void *const outp = (char *)out + (size_t)(w % ks) * (size_t)N *
+                                           (MOERT_GATED || MOERT_OUT_ACT ? sizeof(act_t) : 4);
       float acc[NACC][MMA_ACC];
-      consume_item<!MOERT_A_TMA>(acc, ktiles, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
+      consume_item<!MOERT_A_TMA>(acc, nk, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
                                  s_empty, lane);
       /* the CTA's last item: the next kernel may be scheduled (it waits for this grid to
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
@@ -718,7 +741,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 
       store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
-          acc, out, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
+          acc, outp, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
     }
   }
 }

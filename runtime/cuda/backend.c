@@ -38,6 +38,8 @@ typedef struct cuda_runtime {
                    * says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
+  int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
+                   * where ksplit_due says */
   unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
                    * piece as the difference of two runs.  Bit 1: device routing launches
                    * nothing once the scratch holds a device routing of the same tokens (the
@@ -77,6 +79,7 @@ typedef struct cuda_scratch {
   uint32_t skip_T; /* MOERT_BENCH_SKIP bit 1: the tokens of the device routing held, 0 none */
   CUfunction fn_route, fn_plan_count, fn_plan_assign, fn_gate_up, fn_down, fn_combine;
   CUfunction fn_combine_act; /* rows in the activation dtype (prefill down.out_act), or NULL */
+  CUfunction fn_combine_act2; /* the same, rows of two parts (the down GEMM's K split) */
   CUfunction fn_route_plan; /* route + plan in one CTA (ptx/route.cu), or NULL */
   /* the decode kernels of ptx/expert.cu, by chunks of 8 rows per pass: 1, 2, 4, 8 */
   CUfunction fn_dec_gate_up[4], fn_dec_down[4];
@@ -273,6 +276,17 @@ static uint64_t sm_count_of(const cuda_runtime *r) { return r->sm_count > 0 ? (u
  * items, v12); Qwen3-30B-A3B T=1 (64 items) takes them already (narrow_t1_due). */
 static bool narrow_few_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
   return r->narrow_t1 && 2 * down_items(d, T) < sm_count_of(r);
+}
+/* The narrow down GEMM's K (I) in two parts, each item half of it and twice the items, the
+ * combine adding the parts, where its column tiles of 128 still give fewer items than half
+ * the SMs: Mixtral-8x7B T=1 (64 items of 3.7 MB each, per-SM bandwidth-bound).  Hook
+ * MOERT_PREFILL_KSPLIT=0 (never) or 2 (wherever the narrow tiles run). */
+static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
+  if (r->ksplit == 0 || d->intermediate < 4 * 64) return false;
+  if (r->ksplit == 2) return true;
+  const uint64_t pairs = (uint64_t)T * d->top_k;
+  const uint64_t items = (pairs < d->num_experts ? pairs : d->num_experts) * ((d->hidden + 127) / 128);
+  return 2 * items < sm_count_of(r);
 }
 
 /* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
@@ -472,6 +486,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
       r->l2_bytes = 0;
     const char *fb = getenv("MOERT_PREFILL_BM");
     r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
+    const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
+    r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *sk = getenv("MOERT_BENCH_SKIP");
     r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
@@ -731,7 +747,8 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         (st = get_function(r, m, "moert_down", &c->fn_down)) != MOERT_OK ||
         (st = get_function(r, m, "moert_combine", &c->fn_combine)) != MOERT_OK ||
         (d->act_dtype != MOERT_DTYPE_F32 &&
-         (st = get_function(r, m, "moert_combine_act", &c->fn_combine_act)) != MOERT_OK))
+         ((st = get_function(r, m, "moert_combine_act", &c->fn_combine_act)) != MOERT_OK ||
+          (st = get_function(r, m, "moert_combine_act2", &c->fn_combine_act2)) != MOERT_OK)))
       return st;
     c->smem_gate_up = expert_smem(c->tile, s->plan.block_rows, 2, es);
     c->smem_down = expert_smem(c->tile, s->plan.block_rows, 1, es);
@@ -1210,6 +1227,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   /* the prefill GEMMs may write their rows (ypair, ys) in the activation dtype: both tile
    * heights' modules are built with the same out_act */
   const bool rows_act = c->prefill_ok && c->pf[0].down.out_act && c->fn_combine_act;
+  int parts = 1; /* the parts of each row the down GEMM writes (its K split) */
   const int dec = blocks > 0 && !prefill ? pick_decode(c, T, k, E) : -1;
   /* the decode kernels' work items: (slab, touched expert), at most min(T k, E) touched */
   const unsigned jmax = (unsigned)((uint64_t)T * k < E ? (uint64_t)T * k : E);
@@ -1245,6 +1263,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
                                                ? c->layer_sync : 0,
                              .w_evict = w_evict_due(r, d, T)};
+    /* the down GEMM's K in two parts where even the narrow tiles leave it few items */
+    if (narrow && !pa.layer_sync && rows_act && pk->down.sm == 90 && pk->down.persistent &&
+        pk->down.ksplit && ksplit_due(r, d, T))
+      pa.ksplit = 2;
+    parts = pa.ksplit > 1 ? pa.ksplit : 1;
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
@@ -1334,8 +1357,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
                   (void *)&xs, &y, &ystride, &accumulate};
-    st = moert_cuda_launch(r->cu, c->fn_combine_act, T, splits, 256, 0, stream, p5,
-                           "moert_combine_act", combine_pdl);
+    st = moert_cuda_launch(r->cu, parts == 2 ? c->fn_combine_act2 : c->fn_combine_act, T, splits,
+                           256, 0, stream, p5,
+                           parts == 2 ? "moert_combine_act2" : "moert_combine_act", combine_pdl);
   } else {
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};

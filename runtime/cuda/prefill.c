@@ -173,6 +173,9 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * 32.0-32.2 with two launches, decode-log.md v15), so only with the hook
    * MOERT_PREFILL_LAYER=1 */
   gu->layer = env_flag("MOERT_PREFILL_LAYER", 0) ? layer_kind() : 0;
+  /* the down GEMM may split its K in two where even these tiles leave it few items (the
+   * backend's ksplit_due: Mixtral-8x7B T=1, decode-log.md v17) */
+  dn->ksplit = 1;
 }
 
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
@@ -194,6 +197,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
+    if (c->ksplit && !c->gated && c->persistent)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -456,8 +461,9 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     CUdeviceptr maps = a->maps, wtab = a->wtab, x = a->x, gather = a->gather, h = a->h;
     long long xs = a->x_stride, hs = a->h_stride;
     int up_offset = E;
+    int one = 1; /* no K split */
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
-                 &h, &hs, &evict};
+                 &h, &hs, &evict, &one};
     moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, k->sm_count, &gx, &gy);
     if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
@@ -472,11 +478,20 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
       return st;
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
-    long long hs = a->h_stride, os = a->out_stride;
+    /* the K split (persistent sm90 down GEMMs only): rows of ksplit parts of H each */
+    int ks = dn->sm == 90 && dn->persistent && dn->ksplit && a->ksplit > 1 ? a->ksplit : 1;
+    long long hs = a->h_stride, os = a->out_stride * ks;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os, &evict_down};
+                 &out, &os, &evict_down, &ks};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
+    if (ks > 1) { /* ks times the items, on at most one CTA an SM */
+      const uint64_t items = (uint64_t)moert_prefill_max_tiles(a->pairs, a->num_experts, dn->bm) *
+                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn) *
+                             (uint64_t)ks,
+                     ctas = k->sm_count ? k->sm_count : 132;
+      gx = (unsigned int)(items < ctas ? items : ctas);
+    }
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
      * items (about one a touched expert and column tile) for half of the SMs or more; with
      * fewer, those few CTAs started on the SMs the gate/up GEMM gave back first ran slower
@@ -486,7 +501,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     if (dn->early && pdl_down) {
       const uint64_t touched = a->pairs < a->num_experts ? a->pairs : a->num_experts;
       const uint64_t items = (touched + a->pairs / (uint64_t)dn->bm) *
-                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn);
+                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn) *
+                             (uint64_t)ks;
       if (2 * items < (uint64_t)(k->sm_count ? k->sm_count : 132)) pdl_down = 0;
     }
     st = moert_cuda_launch(cu, k->fn_down, gx, gy, moert_prefill_threads(dn), k->smem_down, stream, p,

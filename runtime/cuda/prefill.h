@@ -33,6 +33,8 @@ typedef struct moert_prefill_config {
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
+  int ksplit;   /* sm90 persistent down GEMM: built to take moert_prefill_args.ksplit
+                 * (MOERT_KSPLIT=1; the narrow tiles' down GEMM) */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
                * kernel, both GEMMs in one launch (MOERT_LAYER; moert_prefill_load): 1 with
                * 4-byte stores, 2 with the 16-byte ones where epi_wide (an experiment) */
@@ -185,6 +187,11 @@ typedef struct moert_prefill_args {
   CUdeviceptr layer_sync; /* moert_prefill_layer_sync_bytes of zeros (and zeros again after
                            * each launch): the layer kernel (k->fn_layer) runs both GEMMs;
                            * 0: two launches */
+  int ksplit; /* sm90 persistent down GEMM built with config.ksplit: its items' K in this
+               * many parts (1 or 2; 0 = 1),
+               * part s of a row at columns [s H, (s + 1) H) of out's rows (out_stride is
+               * one part's: out must hold pairs x ksplit H), summed by moert_combine_act
+               * with parts = ksplit */
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
                  * w_evict_due): bit 0 the gate/up GEMM's, bit 1 the down GEMM's (the layer
