@@ -260,13 +260,16 @@ static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
   return c->narrow_ok && c->prefill_ok && narrow_t1_fits(r, c, d, T);
 }
 
-/* The default down GEMM's work items at T: a column tile of 256 a touched expert, at most
- * min(T k, E) touched (each holds one 64-row tile at these sizes). */
-static uint64_t down_items(const moert_layer_desc *d, uint32_t T) {
+/* A down GEMM's work items at T with column tiles of bn (256 the default tiles, 128 the
+ * narrow ones): a column tile a touched expert, at most min(T k, E) touched (each holds one
+ * 64-row tile at these sizes). */
+static uint64_t down_items(const moert_layer_desc *d, uint32_t T, uint32_t bn) {
   const uint64_t pairs = (uint64_t)T * d->top_k;
-  return (pairs < d->num_experts ? pairs : d->num_experts) * ((d->hidden + 255) / 256);
+  return (pairs < d->num_experts ? pairs : d->num_experts) * ((d->hidden + bn - 1) / bn);
 }
-static uint64_t sm_count_of(const cuda_runtime *r) { return r->sm_count > 0 ? (uint64_t)r->sm_count : 132; }
+static uint64_t sm_count_of(const cuda_runtime *r) {
+  return r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
+}
 /* The narrow tiles (half as wide: twice the work items) where 64-row tiles would leave the
  * default down GEMM fewer items than half the SMs (unless MOERT_PREFILL_NARROW=0).  H200,
  * two rounds (decode-log.md v17, call 3): Mixtral-8x7B T=1 202.4-202.6 us against
@@ -275,7 +278,7 @@ static uint64_t sm_count_of(const cuda_runtime *r) { return r->sm_count > 0 ? (u
  * on Qwen3-235B-A22B T=1 (128 items: 92.0-92.2 against 84.5) and Qwen3-30B-A3B T=2 (128
  * items, v12); Qwen3-30B-A3B T=1 (64 items) takes them already (narrow_t1_due). */
 static bool narrow_few_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
-  return r->narrow_t1 && 2 * down_items(d, T) < sm_count_of(r);
+  return r->narrow_t1 && 2 * down_items(d, T, 256) < sm_count_of(r);
 }
 /* The narrow down GEMM's K (I) in two parts, each item half of it and twice the items, the
  * combine adding the parts, where its column tiles of 128 still give fewer items than half
@@ -283,10 +286,7 @@ static bool narrow_few_due(const cuda_runtime *r, const moert_layer_desc *d, uin
  * MOERT_PREFILL_KSPLIT=0 (never) or 2 (wherever the narrow tiles run). */
 static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
   if (r->ksplit == 0 || d->intermediate < 4 * 64) return false;
-  if (r->ksplit == 2) return true;
-  const uint64_t pairs = (uint64_t)T * d->top_k;
-  const uint64_t items = (pairs < d->num_experts ? pairs : d->num_experts) * ((d->hidden + 127) / 128);
-  return 2 * items < sm_count_of(r);
+  return r->ksplit == 2 || 2 * down_items(d, T, 128) < sm_count_of(r);
 }
 
 /* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
@@ -303,7 +303,7 @@ static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_
 static bool layer_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
   if (r->layer64 >= 0) return r->layer64 == 1;
   const uint64_t tiles = (pairs < d->num_experts ? pairs : d->num_experts) + pairs / 64;
-  const uint64_t sms = r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
+  const uint64_t sms = sm_count_of(r);
   return pairs < 8ull * d->num_experts && tiles * ((d->intermediate + 127) / 128) >= sms &&
          2 * tiles * ((d->hidden + 255) / 256) >= sms;
 }
