@@ -112,6 +112,12 @@
 #ifndef MOERT_KSPLIT
 #define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (moert_prefill_gemm's ksplit) */
 #endif
+/* MOERT_BOX_ROWS: rows of the weight maps' TMA box where fewer than BN (the tile's B is then
+ * loaded as BN / MOERT_BOX_ROWS boxes; 128-byte rows, so the boxes lie one after the other in
+ * the swizzled layout one box of BN rows would have); default BN */
+#ifndef MOERT_BOX_ROWS
+#define MOERT_BOX_ROWS MOERT_BN
+#endif
 
 #define BM MOERT_BM
 #define BN MOERT_BN
@@ -131,6 +137,10 @@
 
 #if BM != 64 && BM != 128
 #error "MOERT_BM must be 64 or 128"
+#endif
+#define BOX MOERT_BOX_ROWS
+#if BN % BOX || (MOERT_LAYER && BOX != BN)
+#error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"
 #endif
 #if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
 #error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256"
@@ -218,6 +228,17 @@ static __device__ __forceinline__ void tma_load_w(unsigned int dst, const moert_
   } else {
     tma_load_2d(dst, map, c0, c1, bar);
   }
+}
+/* a weight tile of BN rows: one box, or BN / MOERT_BOX_ROWS boxes one after the other */
+static __device__ __forceinline__ void tma_load_b(unsigned int dst, const moert_tmap *map,
+                                                  int c0, int c1, unsigned int bar, int evict) {
+#if MOERT_BOX_ROWS == MOERT_BN
+  tma_load_w(dst, map, c0, c1, bar, evict);
+#else
+#pragma unroll
+  for (int hb = 0; hb < MOERT_BN / MOERT_BOX_ROWS; hb++)
+    tma_load_w(dst + hb * MOERT_BOX_ROWS * 128, map, c0, c1 + hb * MOERT_BOX_ROWS, bar, evict);
+#endif
 }
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
@@ -583,7 +604,7 @@ static __device__ int early_weights(const moert_tmap *b_maps, const moert_row_ti
   for (int s = 0; s < n; s++) {
     const unsigned int full = smem_u32(&s_full[s]);
     mbar_expect_tx_only(full, B_BYTES);
-    tma_load_w(base + s * STAGE_BYTES + A_BYTES, map0, (kb + s) * BK, n0, full, w_evict);
+    tma_load_b(base + s * STAGE_BYTES + A_BYTES, map0, (kb + s) * BK, n0, full, w_evict);
   }
   return n;
 }
@@ -690,11 +711,11 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
           if (tx) mbar_expect_tx(full, tx);
           else mbar_arrive(full);
-          if (it >= early) tma_load_w(sb, map0, k0, n0, full, w_evict);
+          if (it >= early) tma_load_b(sb, map0, k0, n0, full, w_evict);
 #else
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
-          tma_load_w(sb, map0, k0, n0, full, w_evict);
-          if (NB == 2) tma_load_w(sb + B_BYTES, map1, k0, n0, full, w_evict);
+          tma_load_b(sb, map0, k0, n0, full, w_evict);
+          if (NB == 2) tma_load_b(sb + B_BYTES, map1, k0, n0, full, w_evict);
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }

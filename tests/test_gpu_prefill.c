@@ -72,7 +72,8 @@ typedef struct qcase {
                  * of the default 64-row tiles, 7 the layer kernels with 16-byte stores (the
                  * narrow tiles' at T=1, the default tiles' elsewhere), 8 the narrow tiles
                  * with the down GEMM's K in two parts (rows of two parts, summed here as
-                 * moert_combine_act sums them) */
+                 * moert_combine_act sums them), 9 64-row gate/up tiles of 256 columns loaded
+                 * as two 128-row boxes (MOERT_PREFILL_GU_BN64=256, an experiment) */
 } qcase;
 
 static const qcase cases[] = {
@@ -96,6 +97,8 @@ static const qcase cases[] = {
     {1, MOERT_DTYPE_BF16, 64, 0, 7},     {256, MOERT_DTYPE_F16, 64, 0, 7},
     /* the down GEMM's K in two parts (the narrow tiles of Mixtral-8x7B's T=1) */
     {1, MOERT_DTYPE_BF16, 64, 0, 8},     {256, MOERT_DTYPE_F16, 64, 0, 8},
+    /* 64-row gate/up tiles of 256 columns (an experiment's kernels) */
+    {256, MOERT_DTYPE_BF16, 64, 0, 9},   {1024, MOERT_DTYPE_F16, 64, 0, 9},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -187,6 +190,7 @@ START_TEST(test_prefill_vs_cpu) {
     moert_prefill_narrow(&gu, &dn);
   gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
+  if (dn.sm == 90 && c->epi == 9) gu.bn = 256, gu.box_rows = 128, gu.stages = 3, gu.layer = 0;
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {

@@ -141,6 +141,16 @@ START_TEST(test_sm90a_compiles) {
     ck_assert_uint_le(moert_prefill_smem(&d2), 232448);
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");
+    { /* MOERT_PREFILL_GU_BN64=256 (an experiment): 64-row gate/up tiles of 256 columns, n128
+       * wgmmas, loaded as two 128-row boxes */
+      moert_prefill_config w = gu;
+      w.bn = 256, w.box_rows = 128, w.stages = 3, w.layer = 0;
+      ck_assert_uint_le(moert_prefill_smem(&w), 232448);
+      moert_prefill_request wq;
+      moert_prefill_make_request(&w, &wq);
+      ck_assert_str_eq(wq.req.defines[wq.req.num_defines - 1], "MOERT_BOX_ROWS=128");
+      compile_cubin(nv, &w, "sm_90a");
+    }
     g2.epi_wide = d2.epi_wide = 0;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");

@@ -124,6 +124,17 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     /* the layer kernel for the default 64-row tiles too (the backend takes it where both
      * GEMMs have more items than SMs: decode-log.md v15); MOERT_PREFILL_LAYER64=0 builds none */
     gu->layer = bm == 64 && env_flag("MOERT_PREFILL_LAYER64", 1) ? layer_kind() : 0;
+    /* an experiment, hook MOERT_PREFILL_GU_BN64=256: 64-row gate/up tiles of 256 columns,
+     * so that each consumer's wgmmas are n128 (gate and up: 128 accumulators, as at 128-row
+     * tiles) instead of n64, their weights from the 128-row boxes of the experts' maps, 3
+     * stages of 72 KB; no layer kernel.  For the padding of 128-row tiles at about 128 rows an
+     * expert (Mixtral-8x7B T=512: decode-log.md v17) */
+    if (bm == 64 && env_int("MOERT_PREFILL_GU_BN64", 128, 256, 128) == 256) {
+      gu->bn = 256;
+      gu->box_rows = 128;
+      gu->stages = gu->stages < 3 ? gu->stages : 3;
+      gu->layer = 0;
+    }
   } else {
     gu->sm = dn->sm = 80;
     gu->bk = dn->bk = 32;
@@ -157,6 +168,7 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
 void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   if (gu->sm != 90 || gu->bm != 64 || dn->bm != 64) return;
   gu->bn = 64;  /* two consumers of 32 columns, gate and up: m64n32 wgmmas */
+  gu->box_rows = dn->box_rows = 0;
   dn->bn = 128; /* two consumers of 64 columns */
   /* 24 KB a stage each (A 8 KB + B 16 KB): deeper rings for the same shared memory (H200,
    * Qwen3-30B-A3B T=1: 32.5-32.6 us with 8 stages, 33.0-33.2 with 6, 35.0 with 4:
@@ -199,6 +211,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
+    if (c->box_rows > 0 && c->box_rows < c->bn)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_BOX_ROWS=%d", c->box_rows);
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
@@ -302,14 +316,17 @@ moert_status moert_prefill_encode_weights(moert_tmap_encode_fn enc, moert_dtype 
                                           void *maps_host) {
   unsigned char *m = maps_host;
   moert_status st = MOERT_OK;
+  /* the box rows: the tile's columns, or box_rows where the kernel loads a tile as boxes */
+  const uint32_t gbox = (uint32_t)(gu->box_rows > 0 ? gu->box_rows : gu->bn);
+  const uint32_t dbox = (uint32_t)(dn->box_rows > 0 ? dn->box_rows : dn->bn);
   for (uint32_t e = 0; e < E && st == MOERT_OK; e++) {
-    st = encode_map(enc, dtype, gate[e], I, H, H, (uint32_t)gu->bn, gu->l2_fetch,
+    st = encode_map(enc, dtype, gate[e], I, H, H, gbox, gu->l2_fetch,
                                   m + (size_t)e * MOERT_TMAP_BYTES);
     if (st == MOERT_OK)
-      st = encode_map(enc, dtype, up[e], I, H, H, (uint32_t)gu->bn, gu->l2_fetch,
+      st = encode_map(enc, dtype, up[e], I, H, H, gbox, gu->l2_fetch,
                                     m + ((size_t)E + e) * MOERT_TMAP_BYTES);
     if (st == MOERT_OK)
-      st = encode_map(enc, dtype, down[e], H, I, I, (uint32_t)dn->bn, dn->l2_fetch,
+      st = encode_map(enc, dtype, down[e], H, I, I, dbox, dn->l2_fetch,
                                     m + (2 * (size_t)E + e) * MOERT_TMAP_BYTES);
   }
   return st;

@@ -33,6 +33,8 @@ typedef struct moert_prefill_config {
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
+  int box_rows; /* sm90: rows of the weight maps' TMA box where fewer than bn (the tile's
+                 * weights loaded as bn / box_rows boxes: MOERT_BOX_ROWS); 0 = bn */
   int ksplit;   /* sm90 persistent down GEMM: built to take moert_prefill_args.ksplit
                  * (MOERT_KSPLIT=1; the narrow tiles' down GEMM) */
   int layer;  /* sm90 gate/up of 64-row tiles, persistent, down->bn = 2 bn: also the layer
