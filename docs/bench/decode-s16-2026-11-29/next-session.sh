@@ -12,7 +12,10 @@
 #    tiles of 256 columns (n128 wgmmas, two 128-row boxes a matrix, 3 stages).  Prediction: with
 #    MOERT_PREFILL_BM=64, Mixtral-8x7B T=512 from ~1140 to ~800-900 us (the padding of 128-row
 #    tiles at 128 +- 11 rows an expert is the cost, and 64-row tiles ran n64 wgmmas); T=256 a
-#    few per cent; Qwen3-30B-A3B T=256-512 (64-row tiles already) equal or better.
+#    few per cent; Qwen3-30B-A3B T=256-512 (64-row tiles already) equal or better; at
+#    T=1024-2048 (64 and 128 rows an expert: 128-row tiles by pick_bm, half of them nearly
+#    empty at 128 +- 11) 64-row tiles with it might beat 128 (issue 5: T=1024 within 1.1x of
+#    the floor, T=2048 1.2x faster than Triton's GEMMs).
 # 4. The record with the peers (bench-gpu.sh).
 set -u
 t0=$(date +%s)
@@ -39,10 +42,13 @@ for r in 1 2; do
   ab main forward mixtral-8x7b 256,512,1024
   ab bm64 forward mixtral-8x7b 256,512,1024 MOERT_PREFILL_BM=64
   ab bn256-bm64 forward mixtral-8x7b 256,512,1024 MOERT_PREFILL_GU_BN64=256 MOERT_PREFILL_BM=64
-  ab main forward qwen3-30b-a3b 128,512,2048
-  ab bn256 forward qwen3-30b-a3b 128,512,2048 MOERT_PREFILL_GU_BN64=256
-  ab main forward qwen3-235b-a22b 512,2048
-  ab bn256 forward qwen3-235b-a22b 512,2048 MOERT_PREFILL_GU_BN64=256
+  ab main forward qwen3-30b-a3b 128,512,1024,2048
+  ab bn256 forward qwen3-30b-a3b 128,512 MOERT_PREFILL_GU_BN64=256
+  ab bm64 forward qwen3-30b-a3b 1024,2048 MOERT_PREFILL_BM=64
+  ab bn256-bm64 forward qwen3-30b-a3b 1024,2048 MOERT_PREFILL_GU_BN64=256 MOERT_PREFILL_BM=64
+  ab main forward qwen3-235b-a22b 512,1024,2048
+  ab bn256 forward qwen3-235b-a22b 512 MOERT_PREFILL_GU_BN64=256
+  ab bn256-bm64 forward qwen3-235b-a22b 1024,2048 MOERT_PREFILL_GU_BN64=256 MOERT_PREFILL_BM=64
 done
 python3 tools/ab-table.py $OUT/ab.jsonl 2>&1 | cat
 PEERS_TIMEOUT=150 PEERS_T=1,8,32,128,512 PEERS_METHODS=torch_grouped_mm TRITON_TIMEOUT=150 \
