@@ -110,7 +110,7 @@
 #define MOERT_A_SKIP 0
 #endif
 #ifndef MOERT_KSPLIT
-#define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (moert_prefill_gemm's ksplit) */
+#define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (its ksplit argument) */
 #endif
 /* MOERT_BOX_ROWS: rows of the weight maps' TMA box where fewer than BN (the tile's B is then
  * loaded as BN / MOERT_BOX_ROWS boxes; 128-byte rows, so the boxes lie one after the other in
@@ -138,8 +138,7 @@
 #if BM != 64 && BM != 128
 #error "MOERT_BM must be 64 or 128"
 #endif
-#define BOX MOERT_BOX_ROWS
-#if BN % BOX || (MOERT_LAYER && BOX != BN)
+#if BN % MOERT_BOX_ROWS || (MOERT_LAYER && MOERT_BOX_ROWS != BN)
 #error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"
 #endif
 #if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256

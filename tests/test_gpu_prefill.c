@@ -217,6 +217,7 @@ START_TEST(test_prefill_vs_cpu) {
                           .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,
                           .wtab = dtab, .maps = dmaps, .tiles = dtiles, .h = dh,
                           .h_stride = I, .out = dout, .out_stride = H, .ksplit = (int)parts};
+  ck_assert_int_eq(moert_prefill_down_parts(&k, &a), (int)parts); /* the launch splits so */
   CUdeviceptr dsync = 0;
   const size_t sync_bytes = moert_prefill_layer_sync_bytes(pairs, E);
   if (gu.layer && gu.sm == 90) { /* the layer kernel: its counters, zero */

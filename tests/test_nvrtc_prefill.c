@@ -345,23 +345,27 @@ START_TEST(test_tiles_and_grid) {
     moert_prefill_fit(&g64, &d64, 2052, 768);
     ck_assert_int_eq(d64.out_act, 0);
   }
-  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
+  moert_prefill_grid(&gu, pairs, 128, 768, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 132);
   ck_assert_uint_eq(gy, 1);
-  moert_prefill_grid(&gu, 5, 128, 768, 132, &gx, &gy);
+  moert_prefill_grid(&gu, 5, 128, 768, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gx, (1 + 5) * 6);
+  moert_prefill_grid(&gu, 5, 128, 768, 2, 132, &gx, &gy); /* K in two parts: twice the items */
+  ck_assert_uint_eq(gx, 2 * (1 + 5) * 6);
+  moert_prefill_grid(&gu, 64, 128, 768, 2, 132, &gx, &gy); /* at most a CTA an SM */
+  ck_assert_uint_eq(gx, 132);
   gu.persistent = dn.persistent = 0; /* one CTA per tile, row tile outer: 1-D */
-  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
+  moert_prefill_grid(&gu, pairs, 128, 768, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 640 * 6);
   ck_assert_uint_eq(gy, 1);
   gu.order = dn.order = 0; /* column tile outer: row tiles x column tiles */
-  moert_prefill_grid(&gu, pairs, 128, 768, 132, &gx, &gy);
+  moert_prefill_grid(&gu, pairs, 128, 768, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 640);
   ck_assert_uint_eq(gy, 6);
-  moert_prefill_grid(&dn, pairs, 128, 2048, 132, &gx, &gy);
+  moert_prefill_grid(&dn, pairs, 128, 2048, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gy, 8);
   /* T = 262144: 2^21 rows, 2^32 elements of h; the grid still fits */
-  moert_prefill_grid(&gu, 262144ull * 8, 128, 768, 132, &gx, &gy);
+  moert_prefill_grid(&gu, 262144ull * 8, 128, 768, 1, 132, &gx, &gy);
   ck_assert_uint_eq(gx, 16384 + 128);
   /* the tile height: 32 rows per expert -> 64; 64 and more -> 128 */
   ck_assert_int_eq(moert_prefill_pick_bm(NULL, 128, 512 * 8), 64);

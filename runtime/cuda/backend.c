@@ -32,10 +32,8 @@ typedef struct cuda_runtime {
   int layer64;    /* MOERT_PREFILL_LAYER64: 1 the layer kernel wherever its module is built,
                    * 0 never, -1 (unset) where layer_due says */
   int w_evict;    /* MOERT_PREFILL_W_EVICT: 1 the weights' loads evict_first in every prefill
-                   * GEMM launch of the routed experts, 2 the down GEMM's only (an experiment:
-                   * the combine's rows stay in L2 at T=512), 0 never, -1 (unset) where
-                   * w_evict_due
-                   * says */
+                   * GEMM launch of the routed experts, 2 the down GEMM's only (measured: no
+                   * gain, decode-log.md v17), 0 never, -1 (unset) where w_evict_due says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
@@ -1264,10 +1262,8 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                                                ? c->layer_sync : 0,
                              .w_evict = w_evict_due(r, d, T)};
     /* the down GEMM's K in two parts where even the narrow tiles leave it few items */
-    if (narrow && !pa.layer_sync && rows_act && pk->down.sm == 90 && pk->down.persistent &&
-        pk->down.ksplit && ksplit_due(r, d, T))
-      pa.ksplit = 2;
-    parts = pa.ksplit > 1 ? pa.ksplit : 1;
+    if (narrow && rows_act && ksplit_due(r, d, T)) pa.ksplit = 2;
+    parts = moert_prefill_down_parts(pk, &pa); /* what the launch below does */
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
   } else if (fused) {
@@ -1357,9 +1353,10 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     int shared_act = shared_prefill;
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &shared_act, &sgate, &x,
                   (void *)&xs, &y, &ystride, &accumulate};
-    st = moert_cuda_launch(r->cu, parts == 2 ? c->fn_combine_act2 : c->fn_combine_act, T, splits,
-                           256, 0, stream, p5,
-                           parts == 2 ? "moert_combine_act2" : "moert_combine_act", combine_pdl);
+    const bool two = parts == 2; /* rows of two parts: the down GEMM's K split */
+    st = moert_cuda_launch(r->cu, two ? c->fn_combine_act2 : c->fn_combine_act, T, splits, 256,
+                           0, stream, p5, two ? "moert_combine_act2" : "moert_combine_act",
+                           combine_pdl);
   } else {
     void *p5[] = {&c->ypair, &c->pair_of, &c->weights, &Ki, &Hi, &ysh, &sgate, &x, (void *)&xs, &y,
                   &ystride, &accumulate};

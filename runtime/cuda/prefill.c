@@ -239,13 +239,22 @@ size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t E, int bm) {
   return (size_t)(16 + 16 * moert_prefill_max_tiles(pairs, E, bm));
 }
 
+int moert_prefill_down_parts(const moert_prefill_kernels *k, const moert_prefill_args *a) {
+  const moert_prefill_config *dn = &k->down;
+  if ((k->fn_layer && a->layer_sync) || a->ksplit <= 1) return 1; /* no down launch, no split */
+  /* rows in the 2-byte dtype: two parts fit the room of one f32 row */
+  return dn->sm == 90 && dn->persistent && dn->ksplit && dn->out_act ? a->ksplit : 1;
+}
+
 void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t E, uint32_t N,
-                        unsigned int sm_count, unsigned int *gx, unsigned int *gy) {
+                        unsigned int parts, unsigned int sm_count, unsigned int *gx,
+                        unsigned int *gy) {
   const uint64_t t = moert_prefill_max_tiles(pairs, E, c->bm);
   *gx = (unsigned int)(t ? t : 1);
   *gy = (unsigned int)((N + (uint32_t)c->bn - 1) / (uint32_t)c->bn);
   if (c->persistent) {
-    const uint64_t items = (uint64_t)*gx * *gy, ctas = sm_count ? sm_count : 132;
+    const uint64_t items = (uint64_t)*gx * *gy * (parts > 1 ? parts : 1),
+                   ctas = sm_count ? sm_count : 132;
     *gx = (unsigned int)(items < ctas ? items : ctas);
     *gy = 1;
   } else if (c->order) {
@@ -470,7 +479,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   _Alignas(64) unsigned char amap[MOERT_TMAP_BYTES];
   memset(amap, 0, sizeof amap);
   unsigned gx, gy;
-  /* the sm90 kernels' last parameter (the sm80 kernel has none: the driver reads as many
+  /* the sm90 kernels' last parameters (the sm80 kernel has none: the driver reads as many
    * parameters as the kernel takes) */
   int evict = a->w_evict & 1, evict_down = (a->w_evict >> 1) & 1;
   /* gate/up: A = x gathered by packed_token, B = gate and up (maps [0, 2E) or wtab [0, 2E)) */
@@ -481,7 +490,7 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int one = 1; /* no K split */
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
                  &h, &hs, &evict, &one};
-    moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, k->sm_count, &gx, &gy);
+    moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, 1, k->sm_count, &gx, &gy);
     if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
       return st;
@@ -495,20 +504,13 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
       return st;
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;
-    /* the K split (persistent sm90 down GEMMs only): rows of ksplit parts of H each */
-    int ks = dn->sm == 90 && dn->persistent && dn->ksplit && a->ksplit > 1 ? a->ksplit : 1;
+    int ks = moert_prefill_down_parts(k, a); /* rows of ks parts of H each */
     long long hs = a->h_stride, os = a->out_stride * ks;
     int up_offset = 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
                  &out, &os, &evict_down, &ks};
-    moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, k->sm_count, &gx, &gy);
-    if (ks > 1) { /* ks times the items, on at most one CTA an SM */
-      const uint64_t items = (uint64_t)moert_prefill_max_tiles(a->pairs, a->num_experts, dn->bm) *
-                             (((uint64_t)H + (uint64_t)dn->bn - 1) / (uint64_t)dn->bn) *
-                             (uint64_t)ks,
-                     ctas = k->sm_count ? k->sm_count : 132;
-      gx = (unsigned int)(items < ctas ? items : ctas);
-    }
+    moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, (unsigned)ks, k->sm_count,
+                       &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work
      * items (about one a touched expert and column tile) for half of the SMs or more; with
      * fewer, those few CTAs started on the SMs the gate/up GEMM gave back first ran slower

@@ -116,9 +116,10 @@ uint64_t moert_prefill_max_tiles(uint64_t pairs, uint32_t num_experts, int bm);
 /* Bytes of device scratch for the tile list and its count (16-byte entries + 16). */
 size_t moert_prefill_tiles_bytes(uint64_t pairs, uint32_t num_experts, int bm);
 /* Grid of a GEMM: x = row tiles (upper bound), y = ceil(N / bn); a persistent one
- * (c->persistent) is 1-D: min(sm_count, x * y) CTAs. */
+ * (c->persistent) is 1-D: min(sm_count, x * y * parts) CTAs (parts: the K split, 1 none). */
 void moert_prefill_grid(const moert_prefill_config *c, uint64_t pairs, uint32_t num_experts,
-                        uint32_t N, unsigned int sm_count, unsigned int *gx, unsigned int *gy);
+                        uint32_t N, unsigned int parts, unsigned int sm_count, unsigned int *gx,
+                        unsigned int *gy);
 
 /* ---- tensor maps (sm_90a) ---- */
 
@@ -192,13 +193,17 @@ typedef struct moert_prefill_args {
   int ksplit; /* sm90 persistent down GEMM built with config.ksplit: its items' K in this
                * many parts (1 or 2; 0 = 1),
                * part s of a row at columns [s H, (s + 1) H) of out's rows (out_stride is
-               * one part's: out must hold pairs x ksplit H), summed by moert_combine_act
-               * with parts = ksplit */
+               * one part's: out must hold pairs x ksplit H), summed by moert_combine_act2 */
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
                  * w_evict_due): bit 0 the gate/up GEMM's, bit 1 the down GEMM's (the layer
                  * kernel: either); 0: no hint */
 } moert_prefill_args;
+
+/* The parts of each row the down GEMM of this launch writes: a->ksplit where its module
+ * takes the split (a persistent sm90 down GEMM built with config.ksplit, rows in the 2-byte
+ * dtype) and no layer kernel runs, else 1; the combine must sum as many. */
+int moert_prefill_down_parts(const moert_prefill_kernels *k, const moert_prefill_args *a);
 
 /* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
  * two counters per row tile, 32 bytes each, all zero when no launch runs. */
