@@ -812,6 +812,10 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       moert_prefill_narrow(&gu, &dn);
+      /* the K split's code only where this layer takes it (ksplit_due at T = 1: its items grow
+       * with T): built in but off, it cost Qwen3-30B-A3B T=1 0.3 us, 28.77-28.93 against
+       * 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
+      dn.ksplit = ksplit_due(r, d, 1);
       if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
       c->narrow_ok = true;
     }

@@ -186,7 +186,8 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
    * MOERT_PREFILL_LAYER=1 */
   gu->layer = env_flag("MOERT_PREFILL_LAYER", 0) ? layer_kind() : 0;
   /* the down GEMM may split its K in two where even these tiles leave it few items (the
-   * backend's ksplit_due: Mixtral-8x7B T=1, decode-log.md v17) */
+   * backend's ksplit_due: Mixtral-8x7B T=1, decode-log.md v17); the backend clears it for a
+   * layer that never splits (the code costs a little even when off: v18) */
   dn->ksplit = 1;
 }
 
