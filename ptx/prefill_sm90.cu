@@ -50,7 +50,8 @@
  *
  * Compile-time constants: MOERT_ACT (1 bf16, 2 f16), MOERT_GATED, MOERT_BM (64, 128),
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down; 64 gated / 128 down are the narrow
- * tiles of the decode sizes, moert_prefill_narrow), MOERT_STAGES (default 4),
+ * tiles of the decode sizes, moert_prefill_narrow; the narrow gate/up also 48, 80, 96, 112:
+ * moert_prefill_narrow_width), MOERT_STAGES (default 4),
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
  * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_A_SKIP
@@ -141,8 +142,9 @@
 #if BN % MOERT_BOX_ROWS || (MOERT_LAYER && MOERT_BOX_ROWS != BN)
 #error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"
 #endif
-#if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256
-#error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256"
+#if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256 && \
+    !(MOERT_GATED && BM == 64 && (WGN == 24 || WGN == 40 || WGN == 48 || WGN == 56))
+#error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256 (or 24-56: narrow gate/up)"
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
@@ -279,6 +281,61 @@ static __device__ __forceinline__ void wgmma_n32(float (&d)[16], unsigned long l
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
       : "l"(da), "l"(db));
 }
+/* D[64 x 24] += A . B^T: the narrow gate/up tiles of other widths (moert_prefill_narrow_width) */
+static __device__ __forceinline__ void wgmma_n24(float (&d)[12], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n24k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11"
+      "}, %12, %13, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
+      : "l"(da), "l"(db));
+}
+/* D[64 x 40] += A . B^T: the narrow gate/up tiles of other widths (moert_prefill_narrow_width) */
+static __device__ __forceinline__ void wgmma_n40(float (&d)[20], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n40k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19"
+      "}, %20, %21, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
+      : "l"(da), "l"(db));
+}
+/* D[64 x 48] += A . B^T: the narrow gate/up tiles of other widths (moert_prefill_narrow_width) */
+static __device__ __forceinline__ void wgmma_n48(float (&d)[24], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n48k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23"
+      "}, %24, %25, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+      : "l"(da), "l"(db));
+}
+/* D[64 x 56] += A . B^T: the narrow gate/up tiles of other widths (moert_prefill_narrow_width) */
+static __device__ __forceinline__ void wgmma_n56(float (&d)[28], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n56k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27"
+      "}, %28, %29, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27])
+      : "l"(da), "l"(db));
+}
 /* D[64 x 64] += A . B^T, both operands from shared memory (descriptors) */
 static __device__ __forceinline__ void wgmma_n64(float (&d)[32], unsigned long long da,
                                                   unsigned long long db) {
@@ -352,6 +409,22 @@ static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long
 static __device__ __forceinline__ void wgmma_tile(float (&d)[16], unsigned long long da,
                                                   unsigned long long db) {
   wgmma_n32(d, da, db);
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[12], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n24(d, da, db);
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[20], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n40(d, da, db);
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[24], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n48(d, da, db);
+}
+static __device__ __forceinline__ void wgmma_tile(float (&d)[28], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n56(d, da, db);
 }
 static __device__ __forceinline__ void wgmma_tile(float (&d)[32], unsigned long long da,
                                                   unsigned long long db) {
@@ -520,14 +593,15 @@ static __device__ __forceinline__ void quad_transpose(unsigned int (&w)[4], int 
  * transpose of 32-bit words inside the quad (two xor shuffles) gives each lane 8 whole
  * columns, one 16-byte store, whole 32-byte sectors per pair of lanes.  Needs N a multiple of
  * 8 (the sm_90a path has N % 32 == 0): a block of 8 columns is all in or all out.  Every lane
- * runs the shuffles; the stores are predicated. */
+ * runs the shuffles; the stores are predicated.  Only where W is a multiple of 32: the narrow
+ * gate/up widths of 24-56 columns take the 4-byte stores. */
 template <bool A> struct out_elem { typedef float type; };   /* an output row's element */
 template <> struct out_elem<true> { typedef act_t type; };
 template <bool G, bool ACT, bool WIDE, int W, int UPOFF, int NA, int R>
 static __device__ __forceinline__ void store_tile(const float (&acc)[NA][R], void *out,
                                                   long long out_stride, int row0, int row_end,
                                                   int rbase, int n0, int wn, int N, int lane) {
-  if constexpr (WIDE && (G || ACT)) {
+  if constexpr (WIDE && (G || ACT) && W % 32 == 0) {
     const int q = lane & 3;
 #pragma unroll
     for (int half = 0; half < 2; half++) {

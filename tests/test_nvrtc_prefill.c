@@ -151,6 +151,28 @@ START_TEST(test_sm90a_compiles) {
       ck_assert_str_eq(wq.req.defines[wq.req.num_defines - 1], "MOERT_BOX_ROWS=128");
       compile_cubin(nv, &w, "sm_90a");
     }
+    { /* the narrow gate/up widths whose items fill the SMs best at T = 1 (m64n24 to m64n56
+       * wgmmas, 4-byte stores), and the choices for the models' shapes on 132 SMs */
+      ck_assert_int_eq(moert_prefill_narrow_pick(768, 8, 132), 48);    /* 128 items, not 96 */
+      ck_assert_int_eq(moert_prefill_narrow_pick(1536, 8, 132), 96);   /* 128, not 96 */
+      ck_assert_int_eq(moert_prefill_narrow_pick(14336, 2, 132), 112); /* 256, not 448 */
+      ck_assert_int_eq(moert_prefill_narrow_pick(768, 8, 0), 48);      /* SMs unknown: 132 */
+      ck_assert_int_eq(moert_prefill_narrow_pick(4096, 1, 132), 48);   /* 86 items: most */
+      static const int widths[] = {48, 80, 96, 112};
+      for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        moert_prefill_config w = g2;
+        moert_prefill_narrow_width(&w, widths[i]);
+        ck_assert_int_eq(w.bn, widths[i]);
+        ck_assert_int_eq(w.layer, 0);
+        ck_assert_int_ge(w.stages, 2);
+        ck_assert_uint_le(moert_prefill_smem(&w), 232448);
+        compile_cubin(nv, &w, "sm_90a");
+      }
+      moert_prefill_config w = g2;
+      moert_prefill_narrow_width(&w, 72); /* not a width the kernel has: no change */
+      ck_assert_int_eq(w.bn, 64);
+      ck_assert_int_eq(w.stages, g2.stages);
+    }
     g2.epi_wide = d2.epi_wide = 0;
     compile_cubin(nv, &g2, "sm_90a");
     compile_cubin(nv, &d2, "sm_90a");

@@ -38,6 +38,8 @@ typedef struct cuda_runtime {
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
+  int narrow_bn;  /* MOERT_PREFILL_NARROW_BN: the narrow gate/up width (48-128; 64 the old
+                   * one), 0 or unset (-1): by the items' fill of the SMs (narrow_gu_bn) */
   unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
                    * piece as the difference of two runs.  Bit 1: device routing launches
                    * nothing once the scratch holds a device routing of the same tokens (the
@@ -268,6 +270,34 @@ static uint64_t down_items(const moert_layer_desc *d, uint32_t T, uint32_t bn) {
 static uint64_t sm_count_of(const cuda_runtime *r) {
   return r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
 }
+/* The narrow gate/up tiles' width for layer d (its maps and its module must agree): the
+ * width whose work items at T = 1 fill the last round of SMs best (moert_prefill_narrow_pick;
+ * the hook MOERT_PREFILL_NARROW_BN=n forces one).  H200, three rounds against the old 64
+ * (decode-log.md v18, s17 call 4), the same bits: Mixtral-8x7B T=1 112 columns, 256 items
+ * against 448 in four rounds, 171.2-171.9 us against 182.1-183.0; Qwen3-30B-A3B T=1 48
+ * columns, 128 items against 96, 28.41-28.51 / 28.59-28.70; Qwen3-235B-A22B T=1 96 columns
+ * (narrow_fill_due); Mixtral T=2 equal (333.4-334.1). */
+static int narrow_gu_bn(const cuda_runtime *r, const moert_layer_desc *d) {
+  if (r->narrow_bn > 0) return r->narrow_bn;
+  const uint64_t touched = d->top_k < d->num_experts ? d->top_k : d->num_experts;
+  return moert_prefill_narrow_pick(d->intermediate, touched, (unsigned)sm_count_of(r));
+}
+/* The fill of the last round of work items: items / (rounds x SMs) */
+static double items_fill(uint64_t items, uint64_t sms) {
+  const uint64_t rounds = (items + sms - 1) / sms;
+  return rounds ? (double)items / (double)(rounds * sms) : 0.0;
+}
+/* The narrow tiles for one token where their gate/up items (narrow_gu_bn) fill the SMs better
+ * than the default tiles' (128 columns).  H200, Qwen3-235B-A22B T=1 (96 items of the default
+ * tiles on 132 SMs, 128 narrow ones of 96 columns), three rounds: 80.5-80.7 us against
+ * 84.4-84.6 (narrow tiles of 64 columns: 90.4-90.8; decode-log.md v18, s17 call 4). */
+static bool narrow_fill_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
+  if (!r->narrow_t1 || T != 1) return false;
+  const uint64_t touched = d->top_k < d->num_experts ? d->top_k : d->num_experts;
+  const uint64_t bn = (uint64_t)narrow_gu_bn(r, d), sms = sm_count_of(r);
+  return items_fill(touched * ((d->intermediate + bn - 1) / bn), sms) >
+         items_fill(touched * ((d->intermediate + 127) / 128), sms) + 0.05;
+}
 /* The narrow tiles (half as wide: twice the work items) where 64-row tiles would leave the
  * default down GEMM fewer items than half the SMs (unless MOERT_PREFILL_NARROW=0).  H200,
  * two rounds (decode-log.md v17, call 3): Mixtral-8x7B T=1 202.4-202.6 us against
@@ -484,6 +514,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
       r->l2_bytes = 0;
     const char *fb = getenv("MOERT_PREFILL_BM");
     r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
+    const char *nbn = getenv("MOERT_PREFILL_NARROW_BN");
+    r->narrow_bn = nbn && *nbn ? atoi(nbn) : -1;
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *sk = getenv("MOERT_BENCH_SKIP");
@@ -805,13 +837,15 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
     }
     /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where T = 1 takes them */
     if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
-        (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1))) {
+        (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1) ||
+         narrow_fill_due(r, d, 1))) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
           MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
       moert_prefill_narrow(&gu, &dn);
+      moert_prefill_narrow_width(&gu, narrow_gu_bn(r, d));
       /* the K split's code only where this layer takes it (ksplit_due at T = 1: its items grow
        * with T): built in but off, it cost Qwen3-30B-A3B T=1 0.3 us, 28.77-28.93 against
        * 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
@@ -903,6 +937,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
       moert_prefill_config g64, d64;
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
+      moert_prefill_narrow_width(&g64, narrow_gu_bn(r, d));
       narrow_maps = narrow_maps &&
                     moert_prefill_encode_weights(enc, d->act_dtype, &g64, &d64, E, d->hidden,
                                                  d->intermediate, (const void *const *)x->gate,
@@ -1245,11 +1280,13 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     const int tile_rows = prefill_tile_rows(r, E, pairs);
-    /* the narrow tiles where the hook asks for them, or where the default down GEMM would
-     * have few work items (narrow_few_due) */
+    /* the narrow tiles where the hook asks for them, where the default down GEMM would have
+     * few work items (narrow_few_due), or where their gate/up items fill the SMs better
+     * (narrow_fill_due) */
     const bool narrow =
         t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow &&
-               (r->narrow || narrow_few_due(r, d, (uint32_t)T)));
+               (r->narrow || narrow_few_due(r, d, (uint32_t)T) ||
+                narrow_fill_due(r, d, (uint32_t)T)));
     const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,

@@ -191,6 +191,30 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   dn->ksplit = 1;
 }
 
+int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned int sm_count) {
+  static const int widths[] = {128, 112, 96, 80, 64, 48}; /* ties: the widest */
+  const uint64_t sms = sm_count ? sm_count : 132;
+  int best = 64;
+  double best_fill = 0.0;
+  for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+    const uint64_t items = touched * ((intermediate + (uint32_t)widths[i] - 1) / (uint32_t)widths[i]);
+    const uint64_t waves = (items + sms - 1) / sms;
+    const double fill = waves ? (double)items / (double)(waves * sms) : 0.0;
+    if (fill > best_fill + 1e-9) best = widths[i], best_fill = fill;
+  }
+  return best;
+}
+
+void moert_prefill_narrow_width(moert_prefill_config *gu, int bn) {
+  if (gu->sm != 90 || gu->bm != 64 || !gu->gated || bn == gu->bn) return;
+  if (bn != 48 && bn != 64 && bn != 80 && bn != 96 && bn != 112 && bn != 128) return;
+  gu->bn = bn;
+  /* as many stages as the narrow ring has, or as fit in 227 KB with 2 KB of alignment and barriers */
+  const int stage = (gu->bm + 2 * bn) * 128, fit = (232448 - 2048) / stage;
+  if (gu->stages > fit) gu->stages = fit;
+  gu->layer = 0; /* the layer kernel's down tiles are twice the gate/up width: not these */
+}
+
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
   memset(out, 0, sizeof *out);
   out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";

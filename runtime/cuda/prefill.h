@@ -92,6 +92,12 @@ void moert_prefill_fit(moert_prefill_config *gate_up, moert_prefill_config *down
  * no MOERT_EARLY (decode-log.md v12), weight maps whose L2 misses fetch 128 bytes (v15), and
  * the layer kernel only with MOERT_PREFILL_LAYER=1 (v15). */
 void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *down);
+/* The narrow gate/up tiles at bn columns a matrix (48, 64, 80, 96, 112 or 128; other values
+ * leave the configuration as it is): the stages cut to what fits, no layer kernel. */
+void moert_prefill_narrow_width(moert_prefill_config *gate_up, int bn);
+/* The narrow gate/up width whose work items (touched experts x column tiles of I) fill the
+ * last round of sm_count SMs best (ties: the widest). */
+int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned int sm_count);
 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
