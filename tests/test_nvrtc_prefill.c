@@ -169,6 +169,14 @@ START_TEST(test_sm90a_compiles) {
         compile_cubin(nv, &w, "sm_90a");
       }
       moert_prefill_config w = g2;
+      moert_prefill_narrow_width(&w, 96); /* loaded as two boxes of 48 rows (the backend's maps
+                                           * where the one-token width is 48) */
+      w.box_rows = 48;
+      moert_prefill_request bq;
+      moert_prefill_make_request(&w, &bq);
+      ck_assert_str_eq(bq.req.defines[bq.req.num_defines - 1], "MOERT_BOX_ROWS=48");
+      compile_cubin(nv, &w, "sm_90a");
+      w = g2;
       moert_prefill_narrow_width(&w, 72); /* not a width the kernel has: no change */
       ck_assert_int_eq(w.bn, 64);
       ck_assert_int_eq(w.stages, g2.stages);

@@ -108,8 +108,10 @@ typedef struct cuda_scratch {
                          * routed prefill chain's launches are programmatic dependent ones:
                          * bit 0 tiles, 1 gate/up, 2 down, 3 the combine after them */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
-  moert_prefill_kernels pf[3]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles */
+  moert_prefill_kernels pf[4]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles for one
+                                * token, for more (narrow_gu_bn; where the widths differ) */
   bool narrow_ok;  /* pf[2] is loaded */
+  bool narrow2_ok; /* pf[3] is loaded (else the narrow tiles of every T are pf[2]) */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
@@ -270,33 +272,55 @@ static uint64_t down_items(const moert_layer_desc *d, uint32_t T, uint32_t bn) {
 static uint64_t sm_count_of(const cuda_runtime *r) {
   return r->sm_count > 0 ? (uint64_t)r->sm_count : 132;
 }
-/* The narrow gate/up tiles' width for layer d (its maps and its module must agree): the
- * width whose work items at T = 1 fill the last round of SMs best (moert_prefill_narrow_pick;
- * the hook MOERT_PREFILL_NARROW_BN=n forces one).  H200, three rounds against the old 64
- * (decode-log.md v18, s17 call 4), the same bits: Mixtral-8x7B T=1 112 columns, 256 items
- * against 448 in four rounds, 171.2-171.9 us against 182.1-183.0; Qwen3-30B-A3B T=1 48
- * columns, 128 items against 96, 28.41-28.51 / 28.59-28.70; Qwen3-235B-A22B T=1 96 columns
- * (narrow_fill_due); Mixtral T=2 equal (333.4-334.1). */
-static int narrow_gu_bn(const cuda_runtime *r, const moert_layer_desc *d) {
+/* The narrow gate/up tiles' width for the forward of T tokens of layer d: the width whose work
+ * items fill the last round of SMs best (moert_prefill_narrow_pick) with the experts one token
+ * touches (T = 1), else with those two touch (a second module where that differs; the hook
+ * MOERT_PREFILL_NARROW_BN=n forces one width).  H200 (decode-log.md v18, s17 calls 4-7), the
+ * same bits: at T = 1 against the old 64, Mixtral-8x7B 112 columns, 256 items against 448 in
+ * four rounds, 170.4-171.9 us against 181.9-183.0; Qwen3-30B-A3B 48 columns, 128 items against
+ * 96, 28.35-28.51 / 28.59-28.77; at T = 2-4 Qwen3-30B-A3B 96 columns (T=2 44.7 against 45.9 on
+ * the default tiles, T=4 75.5 against 78.0; 48 columns at T=4: 82.4-82.8). */
+static int narrow_gu_bn(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
   if (r->narrow_bn > 0) return r->narrow_bn;
-  const uint64_t touched = d->top_k < d->num_experts ? d->top_k : d->num_experts;
-  return moert_prefill_narrow_pick(d->intermediate, touched, (unsigned)sm_count_of(r));
+  const uint64_t k = T > 1 ? 2ull * d->top_k : d->top_k;
+  return moert_prefill_narrow_pick(d->intermediate, k < d->num_experts ? k : d->num_experts,
+                                   (unsigned)sm_count_of(r));
+}
+/* the rows of the narrow weight maps' TMA box: a divisor of both widths (prefill_sm90.cu's
+ * MOERT_BOX_ROWS), so that one set of maps serves both modules */
+static int narrow_box_rows(const cuda_runtime *r, const moert_layer_desc *d) {
+  int a = narrow_gu_bn(r, d, 1), b = narrow_gu_bn(r, d, 2);
+  while (b) {
+    const int t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
 }
 /* The fill of the last round of work items: items / (rounds x SMs) */
 static double items_fill(uint64_t items, uint64_t sms) {
   const uint64_t rounds = (items + sms - 1) / sms;
   return rounds ? (double)items / (double)(rounds * sms) : 0.0;
 }
-/* The narrow tiles for one token where their gate/up items (narrow_gu_bn) fill the SMs better
- * than the default tiles' (128 columns).  H200, Qwen3-235B-A22B T=1 (96 items of the default
- * tiles on 132 SMs, 128 narrow ones of 96 columns), three rounds: 80.5-80.7 us against
- * 84.4-84.6 (narrow tiles of 64 columns: 90.4-90.8; decode-log.md v18, s17 call 4). */
+/* The narrow tiles for 1 to 4 tokens where their gate/up items (narrow_gu_bn) fill the SMs
+ * better than the default tiles' (128 columns), at most min(T k, E) experts touched.  H200
+ * (decode-log.md v18, s17 calls 4-7): Qwen3-235B-A22B T=1 (96 default items on 132 SMs, 128
+ * narrow ones of 96 columns) 80.3-80.7 us against 83.2-84.6 (narrow tiles of 64 columns:
+ * 90.4-90.8), T=2 148.1-148.2 against 150.8-151.6; Qwen3-30B-A3B T=2 and 4 (above).  Not due,
+ * and slower there: Qwen3-235B-A22B T=4 271.4-271.8 against 268.0-268.3, Mixtral-8x7B T=4
+ * 453.8 against 444.1-445.5 (equal fill). */
 static bool narrow_fill_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
-  if (!r->narrow_t1 || T != 1) return false;
-  const uint64_t touched = d->top_k < d->num_experts ? d->top_k : d->num_experts;
-  const uint64_t bn = (uint64_t)narrow_gu_bn(r, d), sms = sm_count_of(r);
+  if (!r->narrow_t1 || T < 1 || T > 4) return false;
+  const uint64_t pairs = (uint64_t)T * d->top_k;
+  const uint64_t touched = pairs < d->num_experts ? pairs : d->num_experts;
+  const uint64_t bn = (uint64_t)narrow_gu_bn(r, d, T), sms = sm_count_of(r);
   return items_fill(touched * ((d->intermediate + bn - 1) / bn), sms) >
          items_fill(touched * ((d->intermediate + 127) / 128), sms) + 0.05;
+}
+static bool narrow_fill_any(const cuda_runtime *r, const moert_layer_desc *d) {
+  for (uint32_t T = 1; T <= 4; T++)
+    if (narrow_fill_due(r, d, T)) return true;
+  return false;
 }
 /* The narrow tiles (half as wide: twice the work items) where 64-row tiles would leave the
  * default down GEMM fewer items than half the SMs (unless MOERT_PREFILL_NARROW=0).  H200,
@@ -835,23 +859,30 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where T = 1 takes them */
+    /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where a decode size takes them;
+     * one for a token and, where the width differs, one for more (narrow_gu_bn) */
     if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
         (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1) ||
-         narrow_fill_due(r, d, 1))) {
-      moert_prefill_config gu, dn;
-      if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
-          MOERT_OK)
-        return st;
-      moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
-      moert_prefill_narrow(&gu, &dn);
-      moert_prefill_narrow_width(&gu, narrow_gu_bn(r, d));
-      /* the K split's code only where this layer takes it (ksplit_due at T = 1: its items grow
-       * with T): built in but off, it cost Qwen3-30B-A3B T=1 0.3 us, 28.77-28.93 against
-       * 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
-      dn.ksplit = ksplit_due(r, d, 1);
-      if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2])) != MOERT_OK) return st;
+         narrow_fill_any(r, d))) {
+      const int w1 = narrow_gu_bn(r, d, 1), w2 = narrow_gu_bn(r, d, 2);
+      for (int i = 0; i < (w2 != w1 ? 2 : 1); i++) {
+        moert_prefill_config gu, dn;
+        if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
+            MOERT_OK)
+          return st;
+        moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
+        moert_prefill_narrow(&gu, &dn);
+        moert_prefill_narrow_width(&gu, i ? w2 : w1);
+        gu.box_rows = narrow_box_rows(r, d); /* as the maps' (cuda_experts_init) */
+        /* the K split's code only where this layer takes it (ksplit_due at T = 1, or 2 for
+         * the second module: its items grow with T): built in but off, it cost Qwen3-30B-A3B
+         * T=1 0.3 us, 28.77-28.93 against 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
+        dn.ksplit = ksplit_due(r, d, i ? 2 : 1);
+        if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2 + i])) != MOERT_OK)
+          return st;
+      }
       c->narrow_ok = true;
+      c->narrow2_ok = w2 != w1;
     }
   }
   c->prepared = true;
@@ -937,7 +968,8 @@ static moert_status cuda_experts_init(moert_experts *x) {
       moert_prefill_config g64, d64;
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
-      moert_prefill_narrow_width(&g64, narrow_gu_bn(r, d));
+      moert_prefill_narrow_width(&g64, narrow_gu_bn(r, d, 1));
+      g64.box_rows = narrow_box_rows(r, d); /* a divisor of both modules' widths */
       narrow_maps = narrow_maps &&
                     moert_prefill_encode_weights(enc, d->act_dtype, &g64, &d64, E, d->hidden,
                                                  d->intermediate, (const void *const *)x->gate,
@@ -1287,7 +1319,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
         t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow &&
                (r->narrow || narrow_few_due(r, d, (uint32_t)T) ||
                 narrow_fill_due(r, d, (uint32_t)T)));
-    const moert_prefill_kernels *pk = narrow ? &c->pf[2] : &c->pf[tile_rows == 128];
+    const moert_prefill_kernels *pk = !narrow ? &c->pf[tile_rows == 128]
+                                      : T > 1 && c->narrow2_ok ? &c->pf[3]
+                                                               : &c->pf[2];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
                              .x_stride = xs, .wtab = tab,
