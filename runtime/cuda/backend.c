@@ -303,19 +303,23 @@ static double items_fill(uint64_t items, uint64_t sms) {
   return rounds ? (double)items / (double)(rounds * sms) : 0.0;
 }
 /* The narrow tiles for 1 to 4 tokens where their gate/up items (narrow_gu_bn) fill the SMs
- * better than the default tiles' (128 columns), at most min(T k, E) experts touched.  H200
- * (decode-log.md v18, s17 calls 4-7): Qwen3-235B-A22B T=1 (96 default items on 132 SMs, 128
- * narrow ones of 96 columns) 80.3-80.7 us against 83.2-84.6 (narrow tiles of 64 columns:
- * 90.4-90.8), T=2 148.1-148.2 against 150.8-151.6; Qwen3-30B-A3B T=2 and 4 (above).  Not due,
- * and slower there: Qwen3-235B-A22B T=4 271.4-271.8 against 268.0-268.3, Mixtral-8x7B T=4
- * 453.8 against 444.1-445.5 (equal fill). */
+ * better than the default tiles' (128 columns), at most min(T k, E) experts touched, and the
+ * default items take at most two rounds of the SMs (with more, DRAM and not what each SM keeps
+ * in flight bounds the GEMM).  H200 (decode-log.md v18, s17 calls 4-8): Qwen3-235B-A22B T=1
+ * (96 default items on 132 SMs, 128 narrow ones of 96 columns) 80.3-80.7 us against 83.2-84.6
+ * (narrow tiles of 64 columns: 90.4-90.8), T=2 148.1-148.2 against 150.8-151.6; Qwen3-30B-A3B
+ * T=2 44.6-44.7 / 45.9-46.0, T=3 65.3-65.5 / 70.3-70.5, T=4 75.1-75.2 / 78.1-78.2.  Past two
+ * rounds: Mixtral-8x7B T=3 (672 default items) 454.1-454.3 against 443.6-444.1, Qwen3-235B-A22B
+ * T=3 (288) 209.0-209.3 / 209.9-210.0.  Not due (equal fill), and slower with the hook:
+ * Qwen3-235B-A22B T=4 271.4-271.8 against 268.0-268.3, Mixtral-8x7B T=4 453.8 / 444.1-445.5. */
 static bool narrow_fill_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_t T) {
   if (!r->narrow_t1 || T < 1 || T > 4) return false;
   const uint64_t pairs = (uint64_t)T * d->top_k;
   const uint64_t touched = pairs < d->num_experts ? pairs : d->num_experts;
   const uint64_t bn = (uint64_t)narrow_gu_bn(r, d, T), sms = sm_count_of(r);
-  return items_fill(touched * ((d->intermediate + bn - 1) / bn), sms) >
-         items_fill(touched * ((d->intermediate + 127) / 128), sms) + 0.05;
+  const uint64_t items = touched * ((d->intermediate + 127) / 128); /* the default tiles' */
+  return items <= 2 * sms && items_fill(touched * ((d->intermediate + bn - 1) / bn), sms) >
+                                 items_fill(items, sms) + 0.05;
 }
 static bool narrow_fill_any(const cuda_runtime *r, const moert_layer_desc *d) {
   for (uint32_t T = 1; T <= 4; T++)
