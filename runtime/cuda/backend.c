@@ -543,7 +543,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     const char *fb = getenv("MOERT_PREFILL_BM");
     r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
     const char *nbn = getenv("MOERT_PREFILL_NARROW_BN");
-    r->narrow_bn = nbn && *nbn ? atoi(nbn) : -1;
+    const int nbv = nbn && *nbn ? atoi(nbn) : -1; /* a width the kernel has, else the rule */
+    r->narrow_bn = nbv >= 48 && nbv <= 128 && nbv % 16 == 0 ? nbv : -1;
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *sk = getenv("MOERT_BENCH_SKIP");
