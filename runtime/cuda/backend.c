@@ -297,11 +297,6 @@ static int narrow_box_rows(const cuda_runtime *r, const moert_layer_desc *d) {
   }
   return a;
 }
-/* The fill of the last round of work items: items / (rounds x SMs) */
-static double items_fill(uint64_t items, uint64_t sms) {
-  const uint64_t rounds = (items + sms - 1) / sms;
-  return rounds ? (double)items / (double)(rounds * sms) : 0.0;
-}
 /* The narrow tiles for 1 to 4 tokens where their gate/up items (narrow_gu_bn) fill the SMs
  * better than the default tiles' (128 columns), at most min(T k, E) experts touched, and the
  * default items take at most two rounds of the SMs (with more, DRAM and not what each SM keeps
@@ -318,8 +313,9 @@ static bool narrow_fill_due(const cuda_runtime *r, const moert_layer_desc *d, ui
   const uint64_t touched = pairs < d->num_experts ? pairs : d->num_experts;
   const uint64_t bn = (uint64_t)narrow_gu_bn(r, d, T), sms = sm_count_of(r);
   const uint64_t items = touched * ((d->intermediate + 127) / 128); /* the default tiles' */
-  return items <= 2 * sms && items_fill(touched * ((d->intermediate + bn - 1) / bn), sms) >
-                                 items_fill(items, sms) + 0.05;
+  return items <= 2 * sms &&
+         moert_prefill_fill(touched * ((d->intermediate + bn - 1) / bn), (unsigned)sms) >
+             moert_prefill_fill(items, (unsigned)sms) + 0.05;
 }
 static bool narrow_fill_any(const cuda_runtime *r, const moert_layer_desc *d) {
   for (uint32_t T = 1; T <= 4; T++)

@@ -191,15 +191,19 @@ void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
   dn->ksplit = 1;
 }
 
+double moert_prefill_fill(uint64_t items, unsigned int sm_count) {
+  const uint64_t sms = sm_count ? sm_count : 132;
+  const uint64_t rounds = (items + sms - 1) / sms;
+  return rounds ? (double)items / (double)(rounds * sms) : 0.0;
+}
+
 int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned int sm_count) {
   static const int widths[] = {128, 112, 96, 80, 64, 48}; /* ties: the widest */
-  const uint64_t sms = sm_count ? sm_count : 132;
   int best = 64;
   double best_fill = 0.0;
   for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
-    const uint64_t items = touched * ((intermediate + (uint32_t)widths[i] - 1) / (uint32_t)widths[i]);
-    const uint64_t waves = (items + sms - 1) / sms;
-    const double fill = waves ? (double)items / (double)(waves * sms) : 0.0;
+    const uint32_t w = (uint32_t)widths[i];
+    const double fill = moert_prefill_fill(touched * ((intermediate + w - 1) / w), sm_count);
     if (fill > best_fill + 1e-9) best = widths[i], best_fill = fill;
   }
   return best;

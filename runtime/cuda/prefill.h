@@ -95,6 +95,9 @@ void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *d
 /* The narrow gate/up tiles at bn columns a matrix (48, 64, 80, 96, 112 or 128; other values
  * leave the configuration as it is): the stages cut to what fits, no layer kernel. */
 void moert_prefill_narrow_width(moert_prefill_config *gate_up, int bn);
+/* The fill of the last round of work items on sm_count SMs (0: 132): items / (rounds x SMs),
+ * 0 for no items. */
+double moert_prefill_fill(uint64_t items, unsigned int sm_count);
 /* The narrow gate/up width whose work items (touched experts x column tiles of I) fill the
  * last round of sm_count SMs best (ties: the widest). */
 int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned int sm_count);
