@@ -112,6 +112,9 @@ typedef struct cuda_scratch {
                                 * token, for more (narrow_gu_bn; where the widths differ) */
   bool narrow_ok;  /* pf[2] is loaded */
   bool narrow2_ok; /* pf[3] is loaded (else the narrow tiles of every T are pf[2]) */
+  int narrow_box;  /* the gate/up box rows those modules load (narrow_box_rows): experts
+                    * whose narrow maps have other boxes (a top_k other than this layer's
+                    * picks other widths) take the default tiles */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
@@ -130,9 +133,10 @@ typedef struct cuda_experts {
    * after the routed ones; 0 when there is no shared expert or its maps are missing (it then
    * runs on the tiled kernels on sm_90) */
   CUdeviceptr shared_maps;
-  /* the narrow tiles' maps of the routed experts (boxes of 64 rows for gate/up, 128 for
-   * down; the layout of maps) unless MOERT_PREFILL_NARROW=0; else 0 */
+  /* the narrow tiles' maps of the routed experts (boxes of narrow_box rows for gate/up, 128
+   * for down; the layout of maps) unless MOERT_PREFILL_NARROW=0; else 0 */
   CUdeviceptr maps_narrow;
+  int narrow_box; /* their gate/up box rows (narrow_box_rows of the experts' layer) */
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
@@ -874,7 +878,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
         moert_prefill_narrow(&gu, &dn);
         moert_prefill_narrow_width(&gu, i ? w2 : w1);
-        gu.box_rows = narrow_box_rows(r, d); /* as the maps' (cuda_experts_init) */
+        gu.box_rows = c->narrow_box = narrow_box_rows(r, d); /* as the maps' (experts_init) */
         /* the K split's code only where this layer takes it (ksplit_due at T = 1, or 2 for
          * the second module: its items grow with T): built in but off, it cost Qwen3-30B-A3B
          * T=1 0.3 us, 28.77-28.93 against 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
@@ -989,7 +993,10 @@ static moert_status cuda_experts_init(moert_experts *x) {
     if (maps) {
       ce->maps = ce->table + tab_bytes;
       if (shared_maps) ce->shared_maps = ce->maps + 3 * (CUdeviceptr)E * MOERT_TMAP_BYTES;
-      if (narrow_maps) ce->maps_narrow = ce->maps + (3 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
+      if (narrow_maps) {
+        ce->maps_narrow = ce->maps + (3 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
+        ce->narrow_box = narrow_box_rows(r, d);
+      }
       CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
                "cuMemcpyHtoD of the weights' tensor maps");
     }
@@ -1291,7 +1298,10 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
   /* the prefill GEMMs: where the plan has many rows per expert (or forced); the sm_90a
    * kernels need the experts' tensor maps */
   /* (or the narrow ones at the split-K decode kernel's T: narrow_t1_due) */
-  const bool t1 = blocks > 0 && ce->maps_narrow && narrow_t1_due(r, c, d, T);
+  /* the narrow tiles need maps of the boxes their modules load (the experts' layer may have
+   * another top_k than this scratch's, and so other widths) */
+  const bool narrow_maps = ce->maps_narrow && ce->narrow_box == c->narrow_box;
+  const bool t1 = blocks > 0 && narrow_maps && narrow_t1_due(r, c, d, T);
   const bool prefill = t1 || (blocks > 0 && c->prefill_ok && want_prefill(r, c, d, T) &&
                               (c->pf[0].gate_up.sm != 90 || ce->maps));
   /* the prefill GEMMs may write their rows (ypair, ys) in the activation dtype: both tile
@@ -1317,7 +1327,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * few work items (narrow_few_due), or where their gate/up items fill the SMs better
      * (narrow_fill_due) */
     const bool narrow =
-        t1 || (tile_rows == 64 && c->narrow_ok && ce->maps_narrow &&
+        t1 || (tile_rows == 64 && c->narrow_ok && narrow_maps &&
                (r->narrow || narrow_few_due(r, d, (uint32_t)T) ||
                 narrow_fill_due(r, d, (uint32_t)T)));
     const moert_prefill_kernels *pk = !narrow ? &c->pf[tile_rows == 128]
