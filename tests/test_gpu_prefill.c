@@ -73,8 +73,14 @@ typedef struct qcase {
                  * narrow tiles' at T=1, the default tiles' elsewhere), 8 the narrow tiles
                  * with the down GEMM's K in two parts (rows of two parts, summed here as
                  * moert_combine_act sums them), 9 64-row gate/up tiles of 256 columns loaded
-                 * as two 128-row boxes (MOERT_PREFILL_GU_BN64=256, an experiment) */
+                 * as two 128-row boxes (MOERT_PREFILL_GU_BN64=256, an experiment), 10-13
+                 * the narrow tiles at the other gate/up widths moert_prefill_narrow_pick
+                 * takes: 48 columns (m64n24 wgmmas), 96 loaded as two 48-row boxes (the
+                 * maps of a layer whose widths are 48 and 96), 112 and 80 (I = 768 is no
+                 * multiple of those: a partial column tile) */
 } qcase;
+/* the narrow gate/up width and TMA box rows of epi 10-13 */
+static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
 
 static const qcase cases[] = {
     {1024, MOERT_DTYPE_BF16, 0, 0, 0},  {1024, MOERT_DTYPE_BF16, 128, 0, 0},
@@ -99,6 +105,11 @@ static const qcase cases[] = {
     {1, MOERT_DTYPE_BF16, 64, 0, 8},     {256, MOERT_DTYPE_F16, 64, 0, 8},
     /* 64-row gate/up tiles of 256 columns (an experiment's kernels) */
     {256, MOERT_DTYPE_BF16, 64, 0, 9},   {1024, MOERT_DTYPE_F16, 64, 0, 9},
+    /* the narrow tiles at the gate/up widths that fill the SMs (decode sizes) */
+    {1, MOERT_DTYPE_BF16, 64, 0, 10},    {256, MOERT_DTYPE_F16, 64, 0, 10},
+    {4, MOERT_DTYPE_BF16, 64, 0, 11},    {256, MOERT_DTYPE_BF16, 64, 0, 11},
+    {1, MOERT_DTYPE_F16, 64, 0, 12},     {32, MOERT_DTYPE_BF16, 64, 0, 12},
+    {2, MOERT_DTYPE_BF16, 64, 0, 13},    {256, MOERT_DTYPE_F16, 64, 0, 13},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -186,8 +197,14 @@ START_TEST(test_prefill_vs_cpu) {
   if (c->down_cp && dn.sm == 90) dn.a_tma = !dn.a_tma;
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
-  if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || c->epi == 8 || (c->epi == 7 && T == 1)))
+  if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || c->epi == 8 || (c->epi == 7 && T == 1) ||
+                      c->epi >= 10))
     moert_prefill_narrow(&gu, &dn);
+  if (dn.sm == 90 && c->epi >= 10) {
+    moert_prefill_narrow_width(&gu, narrow_widths[c->epi - 10][0]);
+    ck_assert_int_eq(gu.bn, narrow_widths[c->epi - 10][0]);
+    gu.box_rows = narrow_widths[c->epi - 10][1];
+  }
   gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
   if (dn.sm == 90 && c->epi == 9) gu.bn = 256, gu.box_rows = 128, gu.stages = 3, gu.layer = 0;
