@@ -5,7 +5,8 @@
 # ["build-gpu", "build-prev", ".device"], run this (about 8 minutes; split it if the per-call
 # limit is 600 s).
 # 1. Since call 8 only host code changed (the narrow tiles' two-round limit, c112229; the hook's
-#    validation; moert_prefill_fill): the suites first.
+#    validation; moert_prefill_fill; the narrow tiles only with maps of the modules' boxes):
+#    the suites first - test_gpu_prefill has eight new cases of the narrow widths (epi 10-13).
 # 2. A/B at T=1-4 of the three models against 4978ae3 - prediction: call 8's numbers, but
 #    Mixtral T=3 and Qwen3-235B-A22B T=3 now equal to 4978ae3 (default tiles there).
 # 3. ncu at Qwen3-30B-A3B T=1-2 and Qwen3-235B-A22B T=1 on the narrow widths: how close each
