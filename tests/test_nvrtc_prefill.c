@@ -158,6 +158,9 @@ START_TEST(test_sm90a_compiles) {
       ck_assert_int_eq(moert_prefill_narrow_pick(14336, 2, 132), 112); /* 256, not 448 */
       ck_assert_int_eq(moert_prefill_narrow_pick(768, 8, 0), 48);      /* SMs unknown: 132 */
       ck_assert_int_eq(moert_prefill_narrow_pick(4096, 1, 132), 48);   /* 86 items: most */
+      ck_assert(moert_prefill_narrow_width_ok(48) && moert_prefill_narrow_width_ok(128));
+      ck_assert(!moert_prefill_narrow_width_ok(72) && !moert_prefill_narrow_width_ok(32) &&
+                !moert_prefill_narrow_width_ok(144) && !moert_prefill_narrow_width_ok(-1));
       ck_assert_double_eq_tol(moert_prefill_fill(96, 132), 96.0 / 132, 1e-12);
       ck_assert_double_eq_tol(moert_prefill_fill(448, 132), 448.0 / 528, 1e-12); /* 4 rounds */
       ck_assert_double_eq_tol(moert_prefill_fill(264, 0), 1.0, 1e-12);           /* 132 SMs */

@@ -112,6 +112,7 @@ typedef struct cuda_scratch {
                                 * token, for more (narrow_gu_bn; where the widths differ) */
   bool narrow_ok;  /* pf[2] is loaded */
   bool narrow2_ok; /* pf[3] is loaded (else the narrow tiles of every T are pf[2]) */
+  unsigned narrow_fill; /* bit T - 1: narrow_fill_due at T (1-4), computed at prepare */
   int narrow_box;  /* the gate/up box rows those modules load (narrow_box_rows): experts
                     * whose narrow maps have other boxes (a top_k other than this layer's
                     * picks other widths) take the default tiles */
@@ -321,10 +322,11 @@ static bool narrow_fill_due(const cuda_runtime *r, const moert_layer_desc *d, ui
          moert_prefill_fill(touched * ((d->intermediate + bn - 1) / bn), (unsigned)sms) >
              moert_prefill_fill(items, (unsigned)sms) + 0.05;
 }
-static bool narrow_fill_any(const cuda_runtime *r, const moert_layer_desc *d) {
-  for (uint32_t T = 1; T <= 4; T++)
-    if (narrow_fill_due(r, d, T)) return true;
-  return false;
+/* narrow_fill_due at T = 1-4, bit T - 1 (a layer's fixed answers, kept by its scratch) */
+static unsigned narrow_fill_mask(const cuda_runtime *r, const moert_layer_desc *d) {
+  unsigned m = 0;
+  for (uint32_t T = 1; T <= 4; T++) m |= narrow_fill_due(r, d, T) ? 1u << (T - 1) : 0u;
+  return m;
 }
 /* The narrow tiles (half as wide: twice the work items) where 64-row tiles would leave the
  * default down GEMM fewer items than half the SMs (unless MOERT_PREFILL_NARROW=0).  H200,
@@ -544,7 +546,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
     const char *nbn = getenv("MOERT_PREFILL_NARROW_BN");
     const int nbv = nbn && *nbn ? atoi(nbn) : -1; /* a width the kernel has, else the rule */
-    r->narrow_bn = nbv >= 48 && nbv <= 128 && nbv % 16 == 0 ? nbv : -1;
+    r->narrow_bn = moert_prefill_narrow_width_ok(nbv) ? nbv : -1;
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *sk = getenv("MOERT_BENCH_SKIP");
@@ -864,11 +866,12 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
+    c->narrow_fill = narrow_fill_mask(r, d);
     /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where a decode size takes them;
      * one for a token and, where the width differs, one for more (narrow_gu_bn) */
     if (c->prefill_ok && c->pf[0].gate_up.sm == 90 &&
         (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1) ||
-         narrow_fill_any(r, d))) {
+         c->narrow_fill)) {
       const int w1 = narrow_gu_bn(r, d, 1), w2 = narrow_gu_bn(r, d, 2);
       for (int i = 0; i < (w2 != w1 ? 2 : 1); i++) {
         moert_prefill_config gu, dn;
@@ -1325,11 +1328,11 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     const int tile_rows = prefill_tile_rows(r, E, pairs);
     /* the narrow tiles where the hook asks for them, where the default down GEMM would have
      * few work items (narrow_few_due), or where their gate/up items fill the SMs better
-     * (narrow_fill_due) */
+     * (narrow_fill_due, at prepare) */
     const bool narrow =
         t1 || (tile_rows == 64 && c->narrow_ok && narrow_maps &&
                (r->narrow || narrow_few_due(r, d, (uint32_t)T) ||
-                narrow_fill_due(r, d, (uint32_t)T)));
+                (T >= 1 && T <= 4 && (c->narrow_fill >> (T - 1) & 1u))));
     const moert_prefill_kernels *pk = !narrow ? &c->pf[tile_rows == 128]
                                       : T > 1 && c->narrow2_ok ? &c->pf[3]
                                                                : &c->pf[2];

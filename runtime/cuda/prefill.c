@@ -197,21 +197,30 @@ double moert_prefill_fill(uint64_t items, unsigned int sm_count) {
   return rounds ? (double)items / (double)(rounds * sms) : 0.0;
 }
 
+/* the narrow gate/up widths prefill_sm90.cu has: 48 to 128 columns by 16 (m64n24 to m64n64
+ * wgmmas a consumer) */
+#define NARROW_MIN 48
+#define NARROW_MAX 128
+#define NARROW_STEP 16
+
+bool moert_prefill_narrow_width_ok(int bn) {
+  return bn >= NARROW_MIN && bn <= NARROW_MAX && bn % NARROW_STEP == 0;
+}
+
 int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned int sm_count) {
-  static const int widths[] = {128, 112, 96, 80, 64, 48}; /* ties: the widest */
   int best = 64;
   double best_fill = 0.0;
-  for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
-    const uint32_t w = (uint32_t)widths[i];
-    const double fill = moert_prefill_fill(touched * ((intermediate + w - 1) / w), sm_count);
-    if (fill > best_fill + 1e-9) best = widths[i], best_fill = fill;
+  for (int w = NARROW_MAX; w >= NARROW_MIN; w -= NARROW_STEP) { /* ties: the widest */
+    const double fill =
+        moert_prefill_fill(touched * ((intermediate + (uint32_t)w - 1) / (uint32_t)w), sm_count);
+    if (fill > best_fill + 1e-9) best = w, best_fill = fill;
   }
   return best;
 }
 
 void moert_prefill_narrow_width(moert_prefill_config *gu, int bn) {
   if (gu->sm != 90 || gu->bm != 64 || !gu->gated || bn == gu->bn) return;
-  if (bn != 48 && bn != 64 && bn != 80 && bn != 96 && bn != 112 && bn != 128) return;
+  if (!moert_prefill_narrow_width_ok(bn)) return;
   gu->bn = bn;
   /* as many stages as the narrow ring has, or as fit in 227 KB with 2 KB of alignment and barriers */
   const int stage = (gu->bm + 2 * bn) * 128, fit = (232448 - 2048) / stage;

@@ -95,6 +95,8 @@ void moert_prefill_narrow(moert_prefill_config *gate_up, moert_prefill_config *d
 /* The narrow gate/up tiles at bn columns a matrix (48, 64, 80, 96, 112 or 128; other values
  * leave the configuration as it is): the stages cut to what fits, no layer kernel. */
 void moert_prefill_narrow_width(moert_prefill_config *gate_up, int bn);
+/* Whether the narrow gate/up kernel has tiles of bn columns (48 to 128 by 16). */
+bool moert_prefill_narrow_width_ok(int bn);
 /* The fill of the last round of work items on sm_count SMs (0: 132): items / (rounds x SMs),
  * 0 for no items. */
 double moert_prefill_fill(uint64_t items, unsigned int sm_count);
