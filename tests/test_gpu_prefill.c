@@ -77,7 +77,10 @@ typedef struct qcase {
                  * the narrow tiles at the other gate/up widths moert_prefill_narrow_pick
                  * takes: 48 columns (m64n24 wgmmas), 96 loaded as two 48-row boxes (the
                  * maps of a layer whose widths are 48 and 96), 112 and 80 (I = 768 is no
-                 * multiple of those: a partial column tile) */
+                 * multiple of those: a partial column tile), 14-15 the fused gate/up wgmma
+                 * (128-row tiles) in the grids of the larger hidden sizes (moert_prefill_fit):
+                 * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
+                 * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3) */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -110,6 +113,9 @@ static const qcase cases[] = {
     {4, MOERT_DTYPE_BF16, 64, 0, 11},    {256, MOERT_DTYPE_BF16, 64, 0, 11},
     {1, MOERT_DTYPE_F16, 64, 0, 12},     {32, MOERT_DTYPE_BF16, 64, 0, 12},
     {2, MOERT_DTYPE_BF16, 64, 0, 13},    {256, MOERT_DTYPE_F16, 64, 0, 13},
+    /* the fused gate/up in the grids of the larger hidden sizes */
+    {1024, MOERT_DTYPE_BF16, 128, 0, 14}, {8192, MOERT_DTYPE_F16, 128, 0, 14},
+    {1024, MOERT_DTYPE_F16, 128, 0, 15},  {8192, MOERT_DTYPE_BF16, 128, 0, 15},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -198,9 +204,9 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || c->epi == 8 || (c->epi == 7 && T == 1) ||
-                      c->epi >= 10))
+                      (c->epi >= 10 && c->epi <= 13)))
     moert_prefill_narrow(&gu, &dn);
-  if (dn.sm == 90 && c->epi >= 10) {
+  if (dn.sm == 90 && c->epi >= 10 && c->epi <= 13) {
     moert_prefill_narrow_width(&gu, narrow_widths[c->epi - 10][0]);
     ck_assert_int_eq(gu.bn, narrow_widths[c->epi - 10][0]);
     gu.box_rows = narrow_widths[c->epi - 10][1];
@@ -208,6 +214,11 @@ START_TEST(test_prefill_vs_cpu) {
   gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
   if (dn.sm == 90 && c->epi == 9) gu.bn = 256, gu.box_rows = 128, gu.stages = 3, gu.layer = 0;
+  if (dn.sm == 90 && (c->epi == 14 || c->epi == 15)) {
+    ck_assert_int_eq(gu.fused_gu, 1);
+    gu.persistent = dn.persistent = c->epi == 14;
+    gu.order = dn.order = c->epi == 15;
+  }
   moert_prefill_kernels k;
   OK(moert_prefill_load(&jit, cu, &gu, &dn, &k));
   if (gu.sm == 90) {

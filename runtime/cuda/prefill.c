@@ -162,7 +162,13 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
   const int tall = gu->bm == 128;
   gu->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !gu->order);
   dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !dn->order);
-  gu->fused_gu = tall && env_flag("MOERT_PREFILL_FUSED_GU", 0);
+  /* the fused gate/up wgmma stays (set by moert_prefill_configs for 128-row tiles): on the
+   * H200 it wins at these sizes too, two rounds against two wgmmas (docs/bench/decode-log.md
+   * v19): Mixtral-8x7B T=512 1008.8-1010.2 against 1127.8-1130.9 us, T=1024 1513.6-1522.8 /
+   * 1581.3-1584.6, prefill T=8192 9432-9437 / 9658-9665; Qwen3-235B-A22B prefill T=4096
+   * 2732-2740 / 2781-2794, T=8192 4709-4734 / 4865-4890; DeepSeek-V3 prefill T=8192
+   * 13545-13559 / 13954-14092 (an H100 measured it slower with the grids of then: prefill-log
+   * v5).  Hook MOERT_PREFILL_FUSED_GU = 0|1 (read by moert_prefill_configs). */
 }
 
 void moert_prefill_narrow(moert_prefill_config *gu, moert_prefill_config *dn) {
