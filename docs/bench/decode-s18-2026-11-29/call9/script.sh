@@ -1,0 +1,1 @@
+. tools/device-env.sh; for r in 1 2; do B=build-prev ab prev forward mixtral-8x7b 256,512,1024; B=build-gpu ab new forward mixtral-8x7b 256,512,1024; B=build-prev ab prev prefill qwen3-235b-a22b 2048; B=build-gpu ab new prefill qwen3-235b-a22b 2048; done; python3 tools/ab-table.py $OUT/ab.jsonl
