@@ -16,3 +16,13 @@ ab() { local tag=$1 stage=$2 model=$3 toks=$4; shift 4
   echo "# $model | $tag | ${r:-1}" >> $OUT/ab.jsonl
   env "$@" timeout "${AB_TIMEOUT:-90}" "${B:-build-gpu}/moert" bench --backend cuda --stage "$stage" \
     --model "$model" --tokens "$toks" --json >> $OUT/ab.jsonl 2>&1; }
+# trace NAME MODEL T [VAR=VALUE ...]: one `moert bench --stage forward` of T tokens under the
+# kernel timeline of tools/cupti_trace.c ($B/tools/libmoert_trace.so: tools/build-trace.sh),
+# summarised by tools/trace-summary.py into $OUT/trace-NAME.txt (and printed)
+trace() { local name=$1 model=$2 toks=$3; shift 3
+  env "$@" CUDA_INJECTION64_PATH="$PWD/${B:-build-gpu}/tools/libmoert_trace.so" \
+    MOERT_TRACE_OUT="/tmp/trace-$name.csv" timeout 120 "${B:-build-gpu}/moert" bench \
+    --backend cuda --stage forward --model "$model" --tokens "$toks" > /dev/null 2>&1
+  echo "# $model T=$toks $* (exit $?)" > "$OUT/trace-$name.txt"
+  python3 tools/trace-summary.py "/tmp/trace-$name.csv" >> "$OUT/trace-$name.txt" 2>&1
+  cat "$OUT/trace-$name.txt"; }
