@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build-trace.sh BUILD_DIR — tools/cupti_trace.c as BUILD_DIR/tools/libmoert_trace.so (a CUDA
+# build-trace.sh BUILD_DIR — tools/trace/cupti_trace.c as BUILD_DIR/tools/libmoert_trace.so (a CUDA
 # injection library for kernel timelines; see that file).  Needs the CUDA toolkit's cupti.h
 # and libcupti; not part of the CMake build or CI.
 set -eu
@@ -9,6 +9,6 @@ inc=$(dirname "$(ls "$cuda"/include/cupti.h "$cuda"/extras/CUPTI/include/cupti.h
 lib=$(dirname "$(ls "$cuda"/lib64/libcupti.so "$cuda"/lib/libcupti.so "$cuda"/extras/CUPTI/lib64/libcupti.so 2>/dev/null | head -1)")
 mkdir -p "$out"
 cc -std=c11 -O2 -Wall -Wextra -Werror -shared -fPIC -I"$inc" -I"$cuda/include" \
-  "$(dirname "$0")/cupti_trace.c" -o "$out/libmoert_trace.so" -L"$lib" -lcupti \
+  "$(dirname "$0")/trace/cupti_trace.c" -o "$out/libmoert_trace.so" -L"$lib" -lcupti \
   -Wl,-rpath,"$cuda/lib64:$cuda/lib:$cuda/extras/CUPTI/lib64:$lib"
 echo "$out/libmoert_trace.so"

@@ -17,7 +17,7 @@ ab() { local tag=$1 stage=$2 model=$3 toks=$4; shift 4
   env "$@" timeout "${AB_TIMEOUT:-90}" "${B:-build-gpu}/moert" bench --backend cuda --stage "$stage" \
     --model "$model" --tokens "$toks" --json >> $OUT/ab.jsonl 2>&1; }
 # trace NAME MODEL T [VAR=VALUE ...]: one `moert bench --stage forward` of T tokens under the
-# kernel timeline of tools/cupti_trace.c ($B/tools/libmoert_trace.so: tools/build-trace.sh),
+# kernel timeline of tools/trace/cupti_trace.c ($B/tools/libmoert_trace.so: tools/build-trace.sh),
 # summarised by tools/trace-summary.py into $OUT/trace-NAME.txt (and printed)
 trace() { local name=$1 model=$2 toks=$3; shift 3
   env "$@" CUDA_INJECTION64_PATH="$PWD/${B:-build-gpu}/tools/libmoert_trace.so" \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""trace-summary.py TRACE.csv [--all] — the kernel timeline of tools/cupti_trace.c, per layer.
+"""trace-summary.py TRACE.csv [--all] — the kernel timeline of tools/trace/cupti_trace.c, per layer.
 
 Takes moert's kernels (names starting with moert_), by default only those replayed from CUDA
 graphs (what `moert bench` times; --all: every launch), in start order, and cuts them into

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # For the nineteenth session's first device call (written at the end of the eighteenth: its
 # device time was spent).  Build main into build-gpu here, then tools/build-trace.sh build-gpu
-# (build-gpu/tools/libmoert_trace.so, a CUDA injection library: tools/cupti_trace.c), carry
+# (build-gpu/tools/libmoert_trace.so, a CUDA injection library: tools/trace/cupti_trace.c), carry
 # ["build-gpu", ".device"], run this (about 3 minutes).
 # 1. The kernel timeline of a layer (not yet run: first see that the tracer loads and that
 #    graph replays come with their kernels) at the sizes where issue 4 is not met:
