@@ -873,6 +873,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         (r->narrow || narrow_t1_fits(r, c, d, 1) || narrow_few_due(r, d, 1) ||
          c->narrow_fill)) {
       const int w1 = narrow_gu_bn(r, d, 1), w2 = narrow_gu_bn(r, d, 2);
+      c->narrow_box = narrow_box_rows(r, d); /* as the maps' (experts_init) */
       for (int i = 0; i < (w2 != w1 ? 2 : 1); i++) {
         moert_prefill_config gu, dn;
         if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 64, &gu, &dn)) !=
@@ -881,7 +882,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
         moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
         moert_prefill_narrow(&gu, &dn);
         moert_prefill_narrow_width(&gu, i ? w2 : w1);
-        gu.box_rows = c->narrow_box = narrow_box_rows(r, d); /* as the maps' (experts_init) */
+        gu.box_rows = c->narrow_box;
         /* the K split's code only where this layer takes it (ksplit_due at T = 1, or 2 for
          * the second module: its items grow with T): built in but off, it cost Qwen3-30B-A3B
          * T=1 0.3 us, 28.77-28.93 against 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
@@ -948,6 +949,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
    * prefill GEMMs cannot take, or a map the driver refuses, only means no maps) */
   void *maps = NULL;
   bool shared_maps = false, narrow_maps = false;
+  int narrow_box = 0; /* the narrow maps' gate/up box rows, where they are encoded */
   const size_t tab_bytes = (n * sizeof *tab + 127) & ~(size_t)127;
   if (st == MOERT_OK && r->cc_major == 9 && r->cc_minor == 0 &&
       (d->act_dtype == MOERT_DTYPE_BF16 || d->act_dtype == MOERT_DTYPE_F16) &&
@@ -977,7 +979,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
       narrow_maps = moert_prefill_configs(9, 0, d->act_dtype, 64, &g64, &d64) == MOERT_OK;
       moert_prefill_narrow(&g64, &d64);
       moert_prefill_narrow_width(&g64, narrow_gu_bn(r, d, 1));
-      g64.box_rows = narrow_box_rows(r, d); /* a divisor of both modules' widths */
+      g64.box_rows = narrow_box = narrow_box_rows(r, d); /* a divisor of both modules' widths */
       narrow_maps = narrow_maps &&
                     moert_prefill_encode_weights(enc, d->act_dtype, &g64, &d64, E, d->hidden,
                                                  d->intermediate, (const void *const *)x->gate,
@@ -998,7 +1000,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
       if (shared_maps) ce->shared_maps = ce->maps + 3 * (CUdeviceptr)E * MOERT_TMAP_BYTES;
       if (narrow_maps) {
         ce->maps_narrow = ce->maps + (3 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
-        ce->narrow_box = narrow_box_rows(r, d);
+        ce->narrow_box = narrow_box;
       }
       CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
                "cuMemcpyHtoD of the weights' tensor maps");
