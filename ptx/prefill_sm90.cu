@@ -55,7 +55,8 @@
  * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
  * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_A_SKIP
- * (gathered A: no copy at all for the rows past the tile's end), MOERT_LAYER (this file
+ * (gathered A: no copy at all for the rows past the tile's end), MOERT_M_SKIP (128-row tiles:
+ * a consumer whose 64 rows all lie past the tile's end skips its wgmmas), MOERT_LAYER (this file
  * compiles moert_prefill_layer, both GEMMs in one launch, instead of moert_prefill_gemm: see
  * there).  K need only
  * be a multiple of 8 (a short last K step is zero-filled: TMA fills out-of-bounds boxes
@@ -109,6 +110,9 @@
 #endif
 #ifndef MOERT_A_SKIP
 #define MOERT_A_SKIP 0
+#endif
+#ifndef MOERT_M_SKIP
+#define MOERT_M_SKIP 0 /* 1: 128-row tiles, a consumer with no row in the tile issues no wgmma */
 #endif
 #ifndef MOERT_KSPLIT
 #define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (its ksplit argument) */
@@ -569,6 +573,16 @@ static __device__ __forceinline__ void consume_item(float (&acc)[NA][R], int kti
   for (int b = 0; b < NA; b++) fence_regs(acc[b]);
 }
 
+/* MOERT_M_SKIP: consume_item's waits and releases without its wgmmas, for a consumer with no
+ * row in the item (its stages are passed on as they fill; the last one left to the caller) */
+static __device__ __forceinline__ void pass_item(int ktiles, int &it, unsigned long long *s_full,
+                                                 unsigned long long *s_empty, int lane) {
+  for (int kt = 0; kt < ktiles; kt++, it++) {
+    mbar_wait(smem_u32(&s_full[it % STAGES]), (it / STAGES) & 1);
+    if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+  }
+}
+
 /* the wide epilogue's transpose of 32-bit words inside a quad: w[j] of lane q holds columns
  * 8 j + 2 q, +1 of a row; after it w[i] of lane q holds columns 8 q + 2 i, +1 (from lane i) */
 static __device__ __forceinline__ void quad_transpose(unsigned int (&w)[4], int q) {
@@ -823,14 +837,24 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       /* part w % ks of the row: columns (w % ks) N of out's rows */
       void *const outp = (char *)out + (size_t)(w % ks) * (size_t)N *
                                            (MOERT_GATED || MOERT_OUT_ACT ? sizeof(act_t) : 4);
-      float acc[NACC][MMA_ACC];
-      consume_item<!MOERT_A_TMA>(acc, nk, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
-                                 s_empty, lane);
       /* the CTA's last item: the next kernel may be scheduled (it waits for this grid to
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
        * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
        * start, hung) */
-      if (!(MOERT_EARLY && MOERT_GATED) && w + w_step >= total) moert_pdl_trigger();
+      const bool last = !(MOERT_EARLY && MOERT_GATED) && w + w_step >= total;
+      /* MOERT_M_SKIP (128-row tiles): a consumer whose 64 rows all lie past the tile's end
+       * (an expert's last tile of 64 rows or fewer) issues no wgmma and stores nothing: the
+       * other consumer then has the tensor cores to itself */
+      if (MOERT_M_SKIP && BM == 128 && row0 + wm * 64 >= row_end) {
+        pass_item(nk, it, s_full, s_empty, lane);
+        if (last) moert_pdl_trigger();
+        if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+        continue;
+      }
+      float acc[NACC][MMA_ACC];
+      consume_item<!MOERT_A_TMA>(acc, nk, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
+                                 s_empty, lane);
+      if (last) moert_pdl_trigger();
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
 

@@ -97,6 +97,11 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     /* the gathered A's rows past the tile's end not copied at all (decode-log.md v15).  Hook:
      * MOERT_PREFILL_A_SKIP = 0|1. */
     gu->a_skip = dn->a_skip = env_flag("MOERT_PREFILL_A_SKIP", 1);
+    /* 128-row tiles: a consumer whose 64 rows all lie past the tile's end (an expert's last
+     * tile of 64 rows or fewer) skips its wgmmas, so the other has the tensor cores alone.
+     * Hook: MOERT_PREFILL_M_SKIP = 0|1.  Not with MOERT_PREFILL_A_SKIP=0: the fused gate/up
+     * kernel then spills (moert_prefill_make_request leaves it out). */
+    gu->m_skip = dn->m_skip = bm == 128 && env_flag("MOERT_PREFILL_M_SKIP", 1);
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
      * 128-row tile, column tile outer, two wgmmas (docs/bench/prefill-log.md, v5); larger
@@ -253,6 +258,7 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
+    if (c->m_skip && c->bm == 128 && (c->a_skip || c->a_tma)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
     if (c->box_rows > 0 && c->box_rows < c->bn)

@@ -32,6 +32,7 @@ typedef struct moert_prefill_config {
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
+  int m_skip; /* sm90 128-row tiles: a consumer with no row in the tile issues no wgmma */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
   int box_rows; /* sm90: rows of the weight maps' TMA box where fewer than bn (the tile's
                  * weights loaded as bn / box_rows boxes: MOERT_BOX_ROWS); 0 = bn */
@@ -107,7 +108,7 @@ int moert_prefill_narrow_pick(uint32_t intermediate, uint64_t touched, unsigned 
 /* -D storage of one request (moert_jit_request holds pointers into it). */
 typedef struct moert_prefill_request {
   moert_jit_request req;
-  char text[16][40];
+  char text[20][40];
 } moert_prefill_request;
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out);
 
