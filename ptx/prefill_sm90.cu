@@ -114,9 +114,6 @@
 #ifndef MOERT_M_SKIP
 #define MOERT_M_SKIP 0 /* 1: 128-row tiles, a consumer with no row in the tile issues no wgmma */
 #endif
-#ifndef MOERT_DYN
-#define MOERT_DYN 0 /* 1 (persistent grids): items handed out by a ticket counter (see there) */
-#endif
 #ifndef MOERT_KSPLIT
 #define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (its ksplit argument) */
 #endif
@@ -479,14 +476,6 @@ static __device__ __forceinline__ void init_barriers(int tid, unsigned long long
   __syncthreads();
 }
 
-#if MOERT_DYN && !MOERT_PERSISTENT
-#error "MOERT_DYN needs MOERT_PERSISTENT"
-#endif
-/* the producer warpgroup's own barrier (named barrier 1, 128 threads) */
-static __device__ __forceinline__ void dyn_bar() {
-  asm volatile("bar.sync 1, 128;\n" ::: "memory");
-}
-
 /* ---- pieces both kernels (moert_prefill_gemm, moert_prefill_layer) share ---- */
 
 /* The ROWS = BM / 16 rows of a gathered A this producer thread copies, r = row0 + tid / 8 +
@@ -586,11 +575,10 @@ static __device__ __forceinline__ void consume_item(float (&acc)[NA][R], int kti
 
 /* MOERT_M_SKIP: consume_item's waits and releases without its wgmmas, for a consumer with no
  * row in the item (its stages are passed on as they fill; the last one left to the caller) */
-static __device__ __forceinline__ void pass_item(int ktiles, int &it, bool first_waited,
-                                                 unsigned long long *s_full,
+static __device__ __forceinline__ void pass_item(int ktiles, int &it, unsigned long long *s_full,
                                                  unsigned long long *s_empty, int lane) {
   for (int kt = 0; kt < ktiles; kt++, it++) {
-    if (kt > 0 || !first_waited) mbar_wait(smem_u32(&s_full[it % STAGES]), (it / STAGES) & 1);
+    mbar_wait(smem_u32(&s_full[it % STAGES]), (it / STAGES) & 1);
     if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
   }
 }
@@ -715,7 +703,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
                    const unsigned long long *wtab, int up_offset, const act_t *a,
                    long long a_stride, const int *gather, const moert_row_tile *tiles,
                    const int *tile_count, int E, int N, int K, void *out, long long out_stride,
-                   int w_evict, int ksplit, int *ticket) {
+                   int w_evict, int ksplit) {
   (void)wtab;
   (void)up_offset;
   /* ksplit > 1 (a persistent down GEMM built with MOERT_KSPLIT=1): each item's K in ksplit
@@ -729,21 +717,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long s_full[STAGES], s_empty[STAGES];
-#if MOERT_DYN
-  /* MOERT_DYN (persistent grids): the producer decides each item and hands it to the
-   * consumers in s_item[s] of the item's first stage (-1: no more); with a ticket counter
-   * (ticket non-null) the CTA's first item is blockIdx.x and each next one is gridDim.x plus
-   * the counter's value drawn at the start of the item before, so that CTAs whose items end
-   * sooner (MOERT_M_SKIP) take more and the items running at once stay neighbours in the
-   * order (the row tiles of a column tile read its weights from L2 together: with a static
-   * round robin the CTAs of the short items ran ahead and lost that, Mixtral-8x7B T=512 15 %
-   * slower, decode-log.md v20).  Every CTA with a first item draws once per item it holds,
-   * so the draws number exactly total; the last one sets the counter back to 0 for the next
-   * launch.  ticket null: the round robin of the other persistent kernels. */
-  __shared__ int s_item[STAGES], s_next;
-#else
-  (void)ticket;
-#endif
   /* stages at a 1024-byte boundary (the swizzle atom); the host adds 1 KB of slack.  The
    * CTA's set-up comes before the wait only in the down GEMM with MOERT_EARLY (it issues
    * weight tiles before waiting); the other kernels keep it after the early return, as
@@ -796,12 +769,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
     if (tid == 0 && MOERT_A_TMA) tma_prefetch_map(&a_map);
     int it = 0; /* k steps issued by this CTA, over all its items: the stage ring's clock */
-#if MOERT_DYN
-    for (int w = w_first; w < total;) {
-      const int drawn = tid == 0 && ticket ? atomicAdd(ticket, 1) : 0; /* used after the item */
-#else
     for (int w = w_first; w < total; w += w_step) {
-#endif
       const int wi = w / ks, kb = KS_KB(w, ks, ktiles), ke = KS_KE(w, ks, ktiles);
       const moert_row_tile tile = tiles[ITEM_ROW(wi)];
       const int expert = tile.x, row0 = tile.y, row_end = tile.z;
@@ -825,9 +793,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         const unsigned int sa = base + s * STAGE_BYTES, sb = sa + A_BYTES;
         const int k0 = kt * BK;
         if (tid == 0) {
-#if MOERT_DYN
-          if (kt == kb) s_item[s] = w; /* before the arrival below: seen by the consumers */
-#endif
 #if MOERT_SETUP_EARLY
           /* the first item's first stages of weights may be on their way (early_weights) */
           const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
@@ -845,27 +810,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         copy_a(sa, src, row_ok, k0, K, a, tid, full);
 #endif
       }
-#if MOERT_DYN
-      if (tid == 0) {
-        if (ticket && drawn == total - 1) *ticket = 0; /* every draw of this launch is made */
-        s_next = ticket ? (int)gridDim.x + drawn : w + w_step;
-      }
-      dyn_bar();
-      w = s_next;
-      dyn_bar(); /* all have read it before thread 0 writes it again */
-#endif
     }
-#if MOERT_DYN
-    { /* no item left: a stage that says so (as many arrivals as a full one) */
-      const int s = it % STAGES;
-      if (it >= STAGES) mbar_wait(smem_u32(&s_empty[s]), ((it / STAGES) - 1) & 1);
-      if (tid == 0) {
-        s_item[s] = -1;
-        mbar_arrive(smem_u32(&s_full[s]));
-      }
-      if (!MOERT_A_TMA) mbar_arrive(smem_u32(&s_full[s]));
-    }
-#endif
 #if !MOERT_A_TMA
     asm volatile("cp.async.wait_all;\n" ::: "memory"); /* leave no copy in flight at exit */
 #endif
@@ -884,16 +829,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
-#if MOERT_DYN
-    for (;;) {
-      mbar_wait(smem_u32(&s_full[it % STAGES]), (it / STAGES) & 1);
-      const int w = *(volatile int *)&s_item[it % STAGES];
-      if (w < 0) break;
-      const bool first_waited = true;
-#else
     for (int w = w_first; w < total; w += w_step) {
-      const bool first_waited = false;
-#endif
       const int wi = w / ks, nk = KS_KE(w, ks, ktiles) - KS_KB(w, ks, ktiles);
       const moert_row_tile tile = tiles[ITEM_ROW(wi)];
       const int row0 = tile.y, row_end = tile.z;
@@ -905,23 +841,19 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
        * finish).  Late, not at the start: its CTAs then never sit on an SM between this
        * CTA's setmaxnreg and its registers' release (the 2026-11-27 try, a trigger at the
        * start, hung) */
-#if MOERT_DYN
-      const bool last = false; /* known at the stage that says so: the trigger after the loop */
-#else
       const bool last = !(MOERT_EARLY && MOERT_GATED) && w + w_step >= total;
-#endif
       /* MOERT_M_SKIP (128-row tiles): a consumer whose 64 rows all lie past the tile's end
        * (an expert's last tile of 64 rows or fewer) issues no wgmma and stores nothing: the
        * other consumer then has the tensor cores to itself */
       if (MOERT_M_SKIP && BM == 128 && row0 + wm * 64 >= row_end) {
-        pass_item(nk, it, first_waited, s_full, s_empty, lane);
+        pass_item(nk, it, s_full, s_empty, lane);
         if (last) moert_pdl_trigger();
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
         continue;
       }
       float acc[NACC][MMA_ACC];
-      consume_item<!MOERT_A_TMA>(acc, nk, it, first_waited, base, wm * 64 * 128, wn * WGN * 128,
-                                 s_full, s_empty, lane);
+      consume_item<!MOERT_A_TMA>(acc, nk, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
+                                 s_empty, lane);
       if (last) moert_pdl_trigger();
       /* the item's last stage is free too (the producer may be filling the next item's) */
       if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
@@ -929,9 +861,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
           acc, outp, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
     }
-#if MOERT_DYN
-    if (!(MOERT_EARLY && MOERT_GATED)) moert_pdl_trigger();
-#endif
   }
 }
 #endif /* !MOERT_LAYER */

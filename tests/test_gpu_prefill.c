@@ -257,54 +257,29 @@ START_TEST(test_prefill_vs_cpu) {
     free(zeros);
     a.layer_sync = dsync;
   }
-  /* the ticket counters of the modules built with config.dyn (the persistent 128-row grids) */
-  CUdeviceptr dtk = 0;
-  if (gu.sm == 90) {
-    const unsigned char zeros[MOERT_PREFILL_TICKET_BYTES] = {0};
-    CU(cu->cuMemAlloc(&dtk, sizeof zeros));
-    CU(cu->cuMemcpyHtoD(dtk, zeros, sizeof zeros));
-    a.tickets = dtk;
-  }
   CU(cu->cuMemsetD32Async(dh, 0xffffffffu, pairs * I / 2, NULL)); /* NaN in bf16 and f16 */
   CU(cu->cuMemsetD32Async(dout, 0xffffffffu, pairs * H, NULL));
   OK(moert_prefill_launch(cu, &k, &a, NULL));
   CU(cu->cuStreamSynchronize(NULL));
-  if (dtk) { /* back at zero for the next launch (a CUDA graph replays it as it is) */
-    int32_t tk[MOERT_PREFILL_TICKET_BYTES / 4];
-    CU(cu->cuMemcpyDtoH(tk, dtk, sizeof tk));
-    for (size_t i = 0; i < sizeof tk / 4; i++)
-      ck_assert_msg(tk[i] == 0, "ticket counter %zu is %d after the launch", i, tk[i]);
-  }
-  if (dsync || (gu.dyn && gu.persistent) || (dn.dyn && dn.persistent)) {
+  if (dsync) {
     /* the counters are back at zero, and a second launch on new poison gives the same bits */
     int32_t *sy = malloc(sync_bytes);
-    const bool dyn = !dsync; /* the ticket counters: the same bits in any order of items */
     const size_t ob = pairs * H * (dn.out_act ? 2 : 4);
     unsigned char *first = malloc(ob), *second = malloc(ob);
     ck_assert(sy && first && second);
-    if (!dyn) {
-      CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
-      for (size_t i = 0; i < sync_bytes / 4; i++)
-        ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the launch", i, sy[i]);
-    }
+    CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
+    for (size_t i = 0; i < sync_bytes / 4; i++)
+      ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the launch", i, sy[i]);
     CU(cu->cuMemcpyDtoH(first, dout, ob));
     CU(cu->cuMemsetD32Async(dh, 0xffffffffu, pairs * I / 2, NULL));
     CU(cu->cuMemsetD32Async(dout, 0xffffffffu, pairs * H, NULL));
     OK(moert_prefill_launch(cu, &k, &a, NULL));
     CU(cu->cuStreamSynchronize(NULL));
     CU(cu->cuMemcpyDtoH(second, dout, ob));
-    ck_assert_msg(memcmp(first, second, ob) == 0, "the %s second launch differs",
-                  dyn ? "ticket-ordered" : "layer kernel's");
-    if (!dyn) {
-      CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
-      for (size_t i = 0; i < sync_bytes / 4; i++)
-        ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the second launch", i, sy[i]);
-    } else {
-      int32_t tk[MOERT_PREFILL_TICKET_BYTES / 4];
-      CU(cu->cuMemcpyDtoH(tk, dtk, sizeof tk));
-      for (size_t i = 0; i < sizeof tk / 4; i++)
-        ck_assert_msg(tk[i] == 0, "ticket counter %zu is %d after the second launch", i, tk[i]);
-    }
+    ck_assert_msg(memcmp(first, second, ob) == 0, "the layer kernel's second launch differs");
+    CU(cu->cuMemcpyDtoH(sy, dsync, sync_bytes));
+    for (size_t i = 0; i < sync_bytes / 4; i++)
+      ck_assert_msg(sy[i] == 0, "layer counter %zu is %d after the second launch", i, sy[i]);
     free(sy), free(first), free(second);
   }
   uint16_t *h = malloc(pairs * I * 2);
@@ -437,7 +412,7 @@ START_TEST(test_prefill_vs_cpu) {
            flops / 1e9);
   }
 
-  CUdeviceptr all[] = {dx, dg, du, dd, doff, dpacked, dtab, dmaps, dtiles, dh, dout, dsync, dtk};
+  CUdeviceptr all[] = {dx, dg, du, dd, doff, dpacked, dtab, dmaps, dtiles, dh, dout, dsync};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (all[i]) cu->cuMemFree(all[i]);
   free(ids), free(offsets), free(packed), free(expert_of), free(fillc);

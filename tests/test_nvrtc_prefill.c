@@ -442,23 +442,18 @@ START_TEST(test_requests) {
   for (int i = 0; i < 12; i++) ck_assert_str_eq(q.req.defines[i], want[i]);
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q); /* 128-row tiles: no early launch of the down GEMM */
-  ck_assert_uint_eq(q.req.num_defines, 13);
+  ck_assert_uint_eq(q.req.num_defines, 12);
   ck_assert_str_eq(q.req.defines[8], "MOERT_FUSED_GU=1");
   ck_assert_str_eq(q.req.defines[9], "MOERT_EPI_WIDE=1");
   ck_assert_str_eq(q.req.defines[10], "MOERT_A_SKIP=1");
-  ck_assert_str_eq(q.req.defines[11], "MOERT_DYN=1");    /* items by a ticket counter */
-  ck_assert_str_eq(q.req.defines[12], "MOERT_M_SKIP=1"); /* an empty consumer skips its wgmmas */
+  ck_assert_str_eq(q.req.defines[11], "MOERT_M_SKIP=1"); /* an empty consumer skips its wgmmas */
   gu.a_skip = 0; /* not with the padding rows copied (that kernel would spill) */
   moert_prefill_make_request(&gu, &q);
-  ck_assert_uint_eq(q.req.num_defines, 11);
+  ck_assert_uint_eq(q.req.num_defines, 10);
   gu.a_skip = 1;
-  gu.persistent = 0; /* one CTA a tile: no ticket counter */
-  moert_prefill_make_request(&gu, &q);
-  ck_assert_uint_eq(q.req.num_defines, 11);
-  gu.persistent = 1;
   gu.early = 1;
   moert_prefill_make_request(&gu, &q);
-  ck_assert_uint_eq(q.req.num_defines, 14);
+  ck_assert_uint_eq(q.req.num_defines, 13);
   ck_assert_str_eq(q.req.defines[10], "MOERT_EARLY=1");
   moert_prefill_make_request(&dn, &q); /* 128-row tiles: h by TMA, no A_SKIP */
   ck_assert_str_eq(q.req.defines[5], "MOERT_A_TMA=1");

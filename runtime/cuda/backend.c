@@ -118,7 +118,6 @@ typedef struct cuda_scratch {
                     * picks other widths) take the default tiles */
   CUdeviceptr prefill_tiles; /* moert_prefill_tiles_bytes(max_tokens k, E, 64) */
   CUdeviceptr layer_sync;    /* moert_prefill_layer_sync_bytes(max_tokens k, E): zeros */
-  CUdeviceptr prefill_tickets; /* MOERT_PREFILL_TICKET_BYTES: zeros (moert_prefill_args.tickets) */
   int last_path;             /* what the last forward ran: MOERT_CUDA_PATH_* */
   bool last_route_tiles;     /* the last forward took its row tiles from the routing */
   char forward_why[200];
@@ -606,7 +605,6 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   if (c->forward_ok && c->prefill_ok) {
     TAKE(prefill_tiles, moert_prefill_tiles_bytes(pairs, (uint32_t)E, 64));
     TAKE(layer_sync, moert_prefill_layer_sync_bytes(pairs, (uint32_t)E));
-    TAKE(prefill_tickets, MOERT_PREFILL_TICKET_BYTES);
   }
   if (c->forward_ok) {
     const size_t es = moert_dtype_size(d->act_dtype);
@@ -712,11 +710,6 @@ static moert_status cuda_scratch_init(moert_scratch *s) {
     const CUresult zrc = r->cu->cuMemcpyHtoD(c->layer_sync, zeros, n);
     free(zeros);
     CU_CHECK(r, zrc, "cuMemcpyHtoD of the prefill layer counters");
-  }
-  if (c->prefill_tickets) { /* the GEMMs' ticket counters: zero, and zero after each launch */
-    const unsigned char zeros[MOERT_PREFILL_TICKET_BYTES] = {0};
-    CU_CHECK(r, r->cu->cuMemcpyHtoD(c->prefill_tickets, zeros, sizeof zeros),
-             "cuMemcpyHtoD of the prefill ticket counters");
   }
   /* device logits are host-routed in chunks of pinned_rows rows: at most 16 MB pinned */
   c->pinned_rows = (uint32_t)((16u << 20) / ((size_t)d->num_experts * 4));
@@ -1358,7 +1351,6 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                               * built, the default 64-row tiles' where layer_due */
                              .layer_sync = pk->fn_layer && (narrow || layer_due(r, d, pairs))
                                                ? c->layer_sync : 0,
-                             .tickets = c->prefill_tickets,
                              .w_evict = w_evict_due(r, d, T)};
     /* the down GEMM's K in two parts where even the narrow tiles leave it few items */
     if (narrow && rows_act && ksplit_due(r, d, T)) pa.ksplit = 2;
@@ -1411,7 +1403,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .offsets = c->shared_offsets, .gather = 0, .x = x,
                              .x_stride = xs, .wtab = tab_shared, .maps = ce->shared_maps,
                              .tiles = c->prefill_tiles, .h = c->hs, .h_stride = Is,
-                             .out = c->ys, .out_stride = H, .tickets = c->prefill_tickets};
+                             .out = c->ys, .out_stride = H};
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
     ysh = c->ys;
     if (d->shared_gate == MOERT_SHARED_GATE_SIGMOID)

@@ -102,13 +102,6 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * Hook: MOERT_PREFILL_M_SKIP = 0|1.  Not with MOERT_PREFILL_A_SKIP=0: the fused gate/up
      * kernel then spills (moert_prefill_make_request leaves it out). */
     gu->m_skip = dn->m_skip = bm == 128 && env_flag("MOERT_PREFILL_M_SKIP", 1);
-    /* the persistent 128-row grids hand their items out by a ticket counter, not a round
-     * robin: with MOERT_M_SKIP an item takes half as long where a consumer skips, and the
-     * round robin left those CTAs idle at the end and, with the column tile outer, ran them
-     * ahead of the row tiles they share weights with (Mixtral-8x7B T=512 15 % slower with the
-     * skip and the round robin: docs/bench/decode-log.md v20).  Hook: MOERT_PREFILL_DYN = 0|1
-     * (the module; a launch without moert_prefill_args.tickets runs it as a round robin). */
-    gu->dyn = dn->dyn = bm == 128 && env_flag("MOERT_PREFILL_DYN", 1);
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
      * 128-row tile, column tile outer, two wgmmas (docs/bench/prefill-log.md, v5); larger
@@ -265,7 +258,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
-    if (c->dyn && c->persistent) snprintf(out->text[n++], sizeof out->text[0], "MOERT_DYN=1");
     if (c->m_skip && c->bm == 128 && (c->a_skip || c->a_tma)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
@@ -546,9 +538,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     long long xs = a->x_stride, hs = a->h_stride;
     int up_offset = E;
     int one = 1; /* no K split */
-    CUdeviceptr tk = a->tickets;
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
-                 &h, &hs, &evict, &one, &tk};
+                 &h, &hs, &evict, &one};
     moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, 1, k->sm_count, &gx, &gy);
     if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
@@ -566,9 +557,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int ks = moert_prefill_down_parts(k, a); /* rows of ks parts of H each */
     long long hs = a->h_stride, os = a->out_stride * ks;
     int up_offset = 0;
-    CUdeviceptr tk = a->tickets ? a->tickets + 32 : 0;
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os, &evict_down, &ks, &tk};
+                 &out, &os, &evict_down, &ks};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, (unsigned)ks, k->sm_count,
                        &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work

@@ -44,8 +44,6 @@ typedef struct moert_prefill_config {
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
   int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
   int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
-  int dyn;        /* sm90 persistent 128-row tiles: items by a ticket counter (MOERT_DYN;
-                   * moert_prefill_args.tickets) */
   int out_act;    /* sm90 down only: rows in the activation dtype instead of f32 */
   int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
   int early;      /* sm90: the gate/up GEMM lets the down GEMM launch at its start (only where
@@ -208,9 +206,6 @@ typedef struct moert_prefill_args {
                * many parts (1 or 2; 0 = 1),
                * part s of a row at columns [s H, (s + 1) H) of out's rows (out_stride is
                * one part's: out must hold pairs x ksplit H), summed by moert_combine_act2 */
-  CUdeviceptr tickets; /* MOERT_PREFILL_TICKET_BYTES of zeros (and zeros again after each
-                        * launch): the counters that hand out the work items of modules built
-                        * with config.dyn (gate/up at 0, down at 32); 0: a round robin */
   int w_evict; /* sm90: the weights' TMA loads marked L2 evict_first (each weight read once,
                  * so that h and the rows the combine reads stay in L2; the backend's
                  * w_evict_due): bit 0 the gate/up GEMM's, bit 1 the down GEMM's (the layer
@@ -225,7 +220,6 @@ int moert_prefill_down_parts(const moert_prefill_kernels *k, const moert_prefill
 /* Bytes of the layer kernel's counters for a plan of pairs rows (64-row tiles): a ticket and
  * two counters per row tile, 32 bytes each, all zero when no launch runs. */
 size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t num_experts);
-#define MOERT_PREFILL_TICKET_BYTES 64
 
 /* The three launches on stream: tiles, gate/up, down (or tiles and the layer kernel).  No allocation, no synchronisation:
  * capturable in a CUDA graph.  The context must be current. */
