@@ -573,7 +573,7 @@ static __device__ __forceinline__ void consume_item(float (&acc)[NA][R], int kti
   for (int b = 0; b < NA; b++) fence_regs(acc[b]);
 }
 
-/* MOERT_M_SKIP: consume_item's waits and releases without its wgmmas, for a consumer with no
+/* MOERT_M_SKIP (where the launch's m_skip is non-zero): consume_item's waits and releases without its wgmmas, for a consumer with no
  * row in the item (its stages are passed on as they fill; the last one left to the caller) */
 static __device__ __forceinline__ void pass_item(int ktiles, int &it, unsigned long long *s_full,
                                                  unsigned long long *s_empty, int lane) {
@@ -703,7 +703,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
                    const unsigned long long *wtab, int up_offset, const act_t *a,
                    long long a_stride, const int *gather, const moert_row_tile *tiles,
                    const int *tile_count, int E, int N, int K, void *out, long long out_stride,
-                   int w_evict, int ksplit) {
+                   int w_evict, int ksplit, int m_skip) {
   (void)wtab;
   (void)up_offset;
   /* ksplit > 1 (a persistent down GEMM built with MOERT_KSPLIT=1): each item's K in ksplit
@@ -845,7 +845,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       /* MOERT_M_SKIP (128-row tiles): a consumer whose 64 rows all lie past the tile's end
        * (an expert's last tile of 64 rows or fewer) issues no wgmma and stores nothing: the
        * other consumer then has the tensor cores to itself */
-      if (MOERT_M_SKIP && BM == 128 && row0 + wm * 64 >= row_end) {
+      if (MOERT_M_SKIP && BM == 128 && m_skip && row0 + wm * 64 >= row_end) {
         pass_item(nk, it, s_full, s_empty, lane);
         if (last) moert_pdl_trigger();
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));

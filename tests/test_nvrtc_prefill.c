@@ -459,6 +459,16 @@ START_TEST(test_requests) {
   ck_assert_str_eq(q.req.defines[5], "MOERT_A_TMA=1");
   for (size_t i = 0; i < q.req.num_defines; i++) ck_assert_str_ne(q.req.defines[i], "MOERT_A_SKIP=1");
   ck_assert_str_eq(q.req.defines[q.req.num_defines - 1], "MOERT_M_SKIP=1");
+  /* the launches' m_skip: not where a persistent grid with the column tile outer runs an
+   * expert's row tiles side by side (over 96 rows an expert on average) */
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 1); /* persistent, row tile outer */
+  dn.order = 0;
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 1);
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 0);
+  dn.persistent = 0; /* one CTA a tile */
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 1);
+  dn.m_skip = 0;
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 0);
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

@@ -99,8 +99,12 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->a_skip = dn->a_skip = env_flag("MOERT_PREFILL_A_SKIP", 1);
     /* 128-row tiles: a consumer whose 64 rows all lie past the tile's end (an expert's last
      * tile of 64 rows or fewer) skips its wgmmas, so the other has the tensor cores alone.
-     * Hook: MOERT_PREFILL_M_SKIP = 0|1.  Not with MOERT_PREFILL_A_SKIP=0: the fused gate/up
-     * kernel then spills (moert_prefill_make_request leaves it out). */
+     * H200, two rounds each (docs/bench/decode-log.md v20): DeepSeek-V3 prefill T=2048
+     * 5760-5849 against 6126-6145 us, Qwen3-235B-A22B T=8192 4470-4478 / 4566-4642, Mixtral-8x7B
+     * T=256 708-715 / 725-736, Qwen3-30B-A3B T=1024 342-349 / 344-353; where the launch takes
+     * it: moert_prefill_m_skip_due.  Hook: MOERT_PREFILL_M_SKIP = 0|1.  Not with
+     * MOERT_PREFILL_A_SKIP=0: the fused gate/up kernel then spills (moert_prefill_make_request
+     * leaves it out). */
     gu->m_skip = dn->m_skip = bm == 128 && env_flag("MOERT_PREFILL_M_SKIP", 1);
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
@@ -485,6 +489,18 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
   out->req.num_defines = n + 1;
 }
 
+int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E) {
+  if (c->sm != 90 || c->bm != 128 || !c->m_skip || !(c->a_skip || c->a_tma)) return 0;
+  /* a persistent grid with the column tile outer runs an expert's row tiles side by side,
+   * reading each weight tile from L2 together; a consumer that skips lets its tile run
+   * ahead, and the weights (evict_first) are gone before the other tile asks: H200 (v20)
+   * Mixtral-8x7B T=512 985-996 us against 1129 with the skip, T=256 (an expert's one tile,
+   * ~64 rows) 708-715 against 725-736.  So there only where experts average 96 rows or
+   * fewer (one tile each, nearly always). */
+  if (c->persistent && !c->order && pairs > 96ull * E) return 0;
+  return 1;
+}
+
 size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t E) {
   return (size_t)(32 * (1 + moert_prefill_max_tiles(pairs, E, 64)));
 }
@@ -538,8 +554,9 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     long long xs = a->x_stride, hs = a->h_stride;
     int up_offset = E;
     int one = 1; /* no K split */
+    int skip = moert_prefill_m_skip_due(gu, a->pairs, a->num_experts);
     void *p[] = {amap, &maps, &wtab, &up_offset, &x, &xs, &gather, &tiles, &count, &E, &I, &H,
-                 &h, &hs, &evict, &one};
+                 &h, &hs, &evict, &one, &skip};
     moert_prefill_grid(gu, a->pairs, a->num_experts, (uint32_t)I, 1, k->sm_count, &gx, &gy);
     if ((st = moert_cuda_launch(cu, k->fn_gate_up, gx, gy, moert_prefill_threads(gu), k->smem_gate_up,
                      stream, p, "moert_prefill_gemm (gate/up)", pdl & 2u)) != MOERT_OK)
@@ -557,8 +574,9 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
     int ks = moert_prefill_down_parts(k, a); /* rows of ks parts of H each */
     long long hs = a->h_stride, os = a->out_stride * ks;
     int up_offset = 0;
+    int skip = moert_prefill_m_skip_due(dn, a->pairs, a->num_experts);
     void *p[] = {amap, &maps, &wtab, &up_offset, &h, &hs, &null, &tiles, &count, &E, &H, &I,
-                 &out, &os, &evict_down, &ks};
+                 &out, &os, &evict_down, &ks, &skip};
     moert_prefill_grid(dn, a->pairs, a->num_experts, (uint32_t)H, (unsigned)ks, k->sm_count,
                        &gx, &gy);
     /* MOERT_EARLY: the down GEMM launched during the gate/up GEMM only where it has work

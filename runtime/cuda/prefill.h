@@ -221,6 +221,11 @@ int moert_prefill_down_parts(const moert_prefill_kernels *k, const moert_prefill
  * two counters per row tile, 32 bytes each, all zero when no launch runs. */
 size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t num_experts);
 
+/* The gemm kernels' m_skip argument for a plan of pairs rows over E experts: 1 where the
+ * module has MOERT_M_SKIP (a consumer with no row in a 128-row tile issues no wgmma) and the
+ * grid gains by it, else 0. */
+int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E);
+
 /* The three launches on stream: tiles, gate/up, down (or tiles and the layer kernel).  No allocation, no synchronisation:
  * capturable in a CUDA graph.  The context must be current. */
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
