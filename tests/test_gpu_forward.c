@@ -426,6 +426,7 @@ START_TEST(test_route_bits) {
   free(h);
   /* a NaN logit (in the 4th chunk of the host router's staging): reported by the device
    * router when the views are read, by the host router at once; both name the token */
+  const float clean = l[200 * stride + 1];
   l[200 * stride + 1] = NAN;
   CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
   moert_route_args r = route_args(T, MOERT_MEMORY_DEVICE, dptr(dl), MOERT_ROUTING_DEVICE, NULL);
@@ -437,6 +438,22 @@ START_TEST(test_route_bits) {
   r.mode = MOERT_ROUTING_HOST;
   ck_assert_int_eq(moert_route(s, &r, NULL), MOERT_ERR_NAN_LOGIT);
   ck_assert_msg(strstr(moert_last_error(), "token 200"), "%s", moert_last_error());
+  /* the multi-CTA router keeps its NaN tokens a CTA, folded by the plan: a clean step after
+   * reports none, and a NaN in two CTAs names the lower token */
+  l[200 * stride + 1] = clean;
+  CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
+  r.mode = MOERT_ROUTING_DEVICE;
+  OK(moert_route(s, &r, NULL));
+  OK(moert_scratch_routing(s, &v));
+  const float c150 = l[150 * stride + 3], c90 = l[90 * stride];
+  l[150 * stride + 3] = NAN;
+  l[90 * stride] = NAN;
+  CU(cu->cuMemcpyHtoD(dl, l, (size_t)T * stride * 4));
+  OK(moert_route(s, &r, NULL));
+  ck_assert_int_eq(moert_scratch_routing(s, &v), MOERT_ERR_NAN_LOGIT);
+  ck_assert_msg(strstr(moert_last_error(), "token 90 "), "%s", moert_last_error());
+  l[150 * stride + 3] = c150;
+  l[90 * stride] = c90;
   /* a decoding step (the one-CTA route + plan, which resets the NaN token itself): a NaN
    * in token 5 of 7 is reported, and the next clean step reports none */
   l[5 * stride + 2] = NAN;
