@@ -14,8 +14,7 @@
  *                      one expert among a group of 32 by the lanes with the same id (ten
  *                      ballots).  So the order inside an expert is the pair order: stable,
  *                      the host's result bit for bit.  Block 0 writes offsets,
- *                      padded_offsets, meta[0] and meta[1] (the lowest of moert_route's
- *                      nan_slots[0, nan_count)); block c the block_expert entries of the
+ *                      padded_offsets and meta[0]; block c the block_expert entries of the
  *                      experts c, c + gridDim.x, ... (a thread an expert).  Every output
  *                      element is written once.  tile_bm > 0: the prefill GEMMs' row
  *                      tiles of tile_bm rows too (tiles[0] their count, written by block
@@ -84,7 +83,7 @@ extern "C" __global__ void __launch_bounds__(PLAN_THREADS)
 moert_plan_assign(const int *ids, int T, int K, int E, int block_rows, int groups,
                   const int *counts, int *offsets, int *packed_token, int *pair_of,
                   int *sorted_pair, int *padded_offsets, int *block_expert, int *meta,
-                  int tile_bm, int *tiles, const int *nan_slots, int nan_count) {
+                  int tile_bm, int *tiles) {
   __shared__ int s_cnt[PLAN_WARPS][PLAN_MAX_E]; /* per warp: its pairs, then its next row */
   __shared__ int s_start[PLAN_MAX_E];           /* offsets[e] + e's pairs in earlier chunks */
   __shared__ int s_warp[PLAN_WARPS];
@@ -131,20 +130,6 @@ moert_plan_assign(const int *ids, int T, int K, int E, int block_rows, int group
     offsets[E] = all;
     padded_offsets[E] = pall;
     meta[0] = pall / block_rows; /* number of blocks */
-  }
-  if (c == 0) { /* uniform: the lowest NaN token of moert_route's CTAs (written before the
-                 * counts this grid waited for), by the whole block */
-    __shared__ int s_nan[PLAN_WARPS];
-    int nan = 0x7fffffff;
-    for (int i = tid; i < nan_count; i += PLAN_THREADS) nan = min(nan, nan_slots[i]);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) nan = min(nan, __shfl_xor_sync(MOERT_FULL_MASK, nan, o));
-    if (lane == 0) s_nan[warp] = nan;
-    __syncthreads();
-    if (tid == 0) {
-      for (int w = 1; w < PLAN_WARPS; w++) nan = min(nan, s_nan[w]);
-      meta[1] = nan;
-    }
   }
   if (tile_bm > 0) { /* uniform: the prefill row tiles (the scan has barriers) */
     const int nt = (tot + tile_bm - 1) / tile_bm; /* 0 past E: tot is 0 there */

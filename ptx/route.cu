@@ -341,24 +341,13 @@ static __device__ __forceinline__ void route_token(const void *logits, int dtype
   }
 }
 
-/* A warp a token.  Launched behind the kernel before it (programmatic dependent launch:
- * the logits may be its output, and it may still read the ids and weights of the layer
- * before), so it waits first.  The lowest NaN token of this CTA's tokens goes to
- * nan_slots[blockIdx.x] (INT_MAX: none), always written: moert_plan_assign folds the slots
- * into meta[1], so no memset node has to reset a shared word before this launch. */
 extern "C" __global__ void __launch_bounds__(256)
 moert_route(const void *logits, int dtype, long long stride, int T, const float *bias,
-            float scale, int *ids, float *weights, int *nan_slots) {
-  __shared__ int s_nan;
+            float scale, int *ids, float *weights, int *meta) {
   const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (threadIdx.x == 0) s_nan = 0x7fffffff;
-  __syncthreads();
-  moert_pdl_wait();
   moert_pdl_trigger(); /* the plan may launch now: it waits for the ids */
-  if (t < T) /* whole warps */
-    route_token(logits, dtype, stride, t, bias, scale, ids, weights, &s_nan, nullptr);
-  __syncthreads();
-  if (threadIdx.x == 0) nan_slots[blockIdx.x] = s_nan;
+  if (t >= T) return;  /* whole warps leave together */
+  route_token(logits, dtype, stride, t, bias, scale, ids, weights, &meta[1], nullptr);
 }
 
 /* Route and plan in one CTA, for a decoding step (T k <= RP_MAX_PAIRS, E <= RP_MAX_E): one

@@ -65,7 +65,6 @@ typedef struct cuda_scratch {
   CUdeviceptr arena;
   CUdeviceptr ids, weights, offsets, packed_token, pair_of, sorted_pair, padded_offsets,
       block_expert, meta, bias, h, ypair, hs, ys;
-  CUdeviceptr route_nan; /* moert_route's lowest NaN token a CTA, folded into meta[1] by the plan */
   CUdeviceptr plan_counts; /* [chunks, E] expert counts of ptx/plan.cu's chunks */
   CUdeviceptr shared_offsets; /* {0, T}: the shared expert as a plan of one expert (0 set
                                * once, T by a memset on the stream at each forward) */
@@ -600,7 +599,6 @@ static size_t carve_device(moert_scratch *s, cuda_scratch *c, CUdeviceptr base) 
   TAKE(sorted_pair, pairs * 4);
   TAKE(block_expert, blocks * 4);
   TAKE(meta, 16);
-  TAKE(route_nan, (T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK * 4 + 4);
   TAKE(plan_counts, plan_chunks_max(pairs) * E * 4);
   TAKE(bias, E * 4);
   TAKE(shared_offsets, 8);
@@ -1197,15 +1195,11 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
       if (st == MOERT_OK) c->tiles_bm = tbm, c->skip_T = (uint32_t)T;
       goto done;
     }
-    /* the route kernel waits for the kernel before it (programmatic dependent launch) and
-     * leaves its NaN tokens in route_nan, which the plan folds into meta[1]: no memset node
-     * and no plain launch between the layer before and this one */
-    int nan_count = (T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK;
+    CU_CHECK(r, r->cu->cuMemsetD32Async(c->meta + 4, 0x7fffffffu, 1, stream), "cuMemsetD32Async");
     if (T > 0) {
-      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights,
-                        &c->route_nan};
-      st = launch_pdl(r, c->fn_route, (unsigned)nan_count, 1, 32 * ROUTE_TOKENS_PER_BLOCK, 0,
-                      stream, params, "moert_route");
+      void *params[] = {&logits, &dtype, &stride, &T, &bias, &scale, &c->ids, &c->weights, &c->meta};
+      st = launch(r, c->fn_route, (unsigned)((T + ROUTE_TOKENS_PER_BLOCK - 1) / ROUTE_TOKENS_PER_BLOCK),
+                  1, 32 * ROUTE_TOKENS_PER_BLOCK, 0, stream, params, "moert_route");
       if (st != MOERT_OK) goto done;
     }
     int n = T * K, groups = plan_groups((size_t)n);
@@ -1216,7 +1210,7 @@ static moert_status cuda_route(moert_scratch *s, const moert_route_args *a, void
     if (st != MOERT_OK) goto done;
     void *pparams[] = {&c->ids, &T, &K, &Ei, &br, &groups, &c->plan_counts, &c->offsets,
                        &c->packed_token, &c->pair_of, &c->sorted_pair, &c->padded_offsets,
-                       &c->block_expert, &c->meta, &tbm, &tiles, &c->route_nan, &nan_count};
+                       &c->block_expert, &c->meta, &tbm, &tiles};
     st = launch_pdl(r, c->fn_plan_assign, chunks, 1, PLAN_THREADS, 0, stream, pparams,
                     "moert_plan_assign");
     c->last_stream = stream;
