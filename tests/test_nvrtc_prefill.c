@@ -459,16 +459,17 @@ START_TEST(test_requests) {
   ck_assert_str_eq(q.req.defines[5], "MOERT_A_TMA=1");
   for (size_t i = 0; i < q.req.num_defines; i++) ck_assert_str_ne(q.req.defines[i], "MOERT_A_SKIP=1");
   ck_assert_str_eq(q.req.defines[q.req.num_defines - 1], "MOERT_M_SKIP=1");
-  /* the launches' m_skip: not where a persistent grid with the column tile outer runs an
-   * expert's row tiles side by side (over 96 rows an expert on average) */
-  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 1); /* persistent, row tile outer */
-  dn.order = 0;
+  /* the launches' m_skip: only where experts average 96 rows or fewer (one tile each) */
   ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 1);
-  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 0);
-  dn.persistent = 0; /* one CTA a tile */
-  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 1);
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 769, 8), 0);
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 8192, 128), 1); /* Qwen3-30B-A3B T=1024 */
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 32768, 128), 0); /* T=4096 */
   dn.m_skip = 0;
-  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 1024, 8), 0);
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 0);
+  dn.m_skip = 1;
+  dn.bm = 64; /* 128-row tiles only */
+  ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 0);
+  dn.bm = 128;
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

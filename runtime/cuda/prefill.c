@@ -491,14 +491,18 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
 
 int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E) {
   if (c->sm != 90 || c->bm != 128 || !c->m_skip || !(c->a_skip || c->a_tma)) return 0;
-  /* a persistent grid with the column tile outer runs an expert's row tiles side by side,
-   * reading each weight tile from L2 together; a consumer that skips lets its tile run
-   * ahead, and the weights (evict_first) are gone before the other tile asks: H200 (v20)
-   * Mixtral-8x7B T=512 985-996 us against 1129 with the skip, T=256 (an expert's one tile,
-   * ~64 rows) 708-715 against 725-736.  So there only where experts average 96 rows or
-   * fewer (one tile each, nearly always). */
-  if (c->persistent && !c->order && pairs > 96ull * E) return 0;
-  return 1;
+  /* Only where experts average 96 rows or fewer: one tile each, nearly always.  An expert of
+   * several row tiles has them run side by side (the column tile outer, or a few column
+   * tiles a row tile), reading each weight tile from L2 together; a tile whose consumer
+   * skips runs ahead, and the weights (evict_first) are gone before its sibling asks.  H200,
+   * two rounds each, skip off / on (docs/bench/decode-log.md v20): gains at ~64 rows an
+   * expert - DeepSeek-V3 prefill T=2048 6126-6145 / 5760-5849 us, Mixtral-8x7B T=256
+   * 725-736 / 708-715, Qwen3-30B-A3B T=1024 344-353 / 342-349, Qwen3-235B-A22B T=1024
+   * 1255-1257 / 1241-1243; losses above - Mixtral T=512 985-996 / 1129, T=1024 1555-1558 /
+   * 1666-1696 (with a ticket counter), Qwen3-30B-A3B T=4096 640-644 / 661-668, DeepSeek-V3
+   * T=8192 13471-13555 / 13870-13917 (Qwen3-235B-A22B T=8192 gained 2 %, 4566-4642 /
+   * 4470-4478: not taken). */
+  return pairs <= 96ull * E;
 }
 
 size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t E) {
