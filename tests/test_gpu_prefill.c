@@ -80,7 +80,9 @@ typedef struct qcase {
                  * multiple of those: a partial column tile), 14-15 the fused gate/up wgmma
                  * (128-row tiles) in the grids of the larger hidden sizes (moert_prefill_fit):
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
-                 * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3) */
+                 * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
+                 * GEMM's K in two parts in the persistent column-outer grid (an experiment,
+                 * MOERT_PREFILL_KSPLIT128=1) */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -116,6 +118,8 @@ static const qcase cases[] = {
     /* the fused gate/up in the grids of the larger hidden sizes */
     {1024, MOERT_DTYPE_BF16, 128, 0, 14}, {8192, MOERT_DTYPE_F16, 128, 0, 14},
     {1024, MOERT_DTYPE_F16, 128, 0, 15},  {8192, MOERT_DTYPE_BF16, 128, 0, 15},
+    /* the 128-row down GEMM's K in two parts, the column tile outer (MOERT_PREFILL_KSPLIT128) */
+    {1024, MOERT_DTYPE_BF16, 128, 0, 16}, {256, MOERT_DTYPE_F16, 128, 0, 16},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -214,6 +218,11 @@ START_TEST(test_prefill_vs_cpu) {
   gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
   if (dn.sm == 90 && c->epi == 9) gu.bn = 256, gu.box_rows = 128, gu.stages = 3, gu.layer = 0;
+  if (dn.sm == 90 && c->epi == 16) { /* the 128-row down GEMM's K split (an experiment's) */
+    dn.persistent = 1;
+    dn.order = 0; /* Mixtral-8x7B's grid */
+    dn.ksplit = 1;
+  }
   if (dn.sm == 90 && (c->epi == 14 || c->epi == 15)) {
     ck_assert_int_eq(gu.fused_gu, 1);
     gu.persistent = dn.persistent = c->epi == 14;
@@ -239,7 +248,9 @@ START_TEST(test_prefill_vs_cpu) {
   /* parts of each down row: the K split where asked (persistent sm90 down GEMMs; the rows
    * in the 2-byte dtype, two fit in dout's f32 room) */
   const size_t parts =
-      c->epi == 8 && dn.sm == 90 && dn.persistent && dn.ksplit && dn.out_act ? 2 : 1;
+      (c->epi == 8 || c->epi == 16) && dn.sm == 90 && dn.persistent && dn.ksplit && dn.out_act
+          ? 2
+          : 1;
   if (parts > 1) printf("  the down GEMM's K in %zu parts\n", parts);
   moert_prefill_args a = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                           .offsets = doff, .gather = dpacked, .x = dx, .x_stride = H,

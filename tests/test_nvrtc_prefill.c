@@ -127,6 +127,9 @@ START_TEST(test_sm90a_compiles) {
     compile_cubin(nv, &g2, "sm_90a");
     g2.order = 1, g2.persistent = 0; /* one CTA a tile, row tile outer */
     compile_cubin(nv, &g2, "sm_90a");
+    d2 = dn; /* the down GEMM's K split (MOERT_PREFILL_KSPLIT128), persistent, column outer */
+    d2.ksplit = 1, d2.order = 0;
+    compile_cubin(nv, &d2, "sm_90a");
   }
   g2 = gu;
   d2 = dn;

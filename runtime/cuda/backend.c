@@ -38,6 +38,8 @@ typedef struct cuda_runtime {
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
+  int ksplit128;  /* MOERT_PREFILL_KSPLIT128=1: the 128-row down GEMM's K in two parts where
+                   * ksplit128_due says (an experiment, not yet run on a GPU); else never */
   int narrow_bn;  /* MOERT_PREFILL_NARROW_BN: the narrow gate/up width (48-128; 64 the old
                    * one), 0 or unset (-1): by the items' fill of the SMs (narrow_gu_bn) */
   unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
@@ -347,6 +349,21 @@ static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_
   return r->ksplit == 2 || 2 * down_items(d, T, 128) < sm_count_of(r);
 }
 
+/* The 128-row down GEMM's K in two parts where its items (about pairs / 128 + E / 2 row
+ * tiles, an expert's last one partial, times H / 256 column tiles) fill their last round of
+ * SMs so poorly that twice as many half items end at least a tenth sooner: Mixtral-8x7B
+ * T=512, ~192 items on 132 SMs, two rounds for 1.45 (its down GEMM at 1.67x its floor against
+ * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  An experiment
+ * behind MOERT_PREFILL_KSPLIT128=1 (the module is built with the split only then), not yet
+ * run on a GPU. */
+static bool ksplit128_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
+  if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
+  const uint64_t E = d->num_experts, sms = sm_count_of(r);
+  const uint64_t items = (pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256);
+  const uint64_t whole = (items + sms - 1) / sms, halves = (2 * items + sms - 1) / sms;
+  return 10 * halves <= 18 * whole; /* halves / 2 <= 0.9 whole */
+}
+
 /* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
  * gate/up and the down items each outnumber the SMs (row tiles taken as min(T k, E) +
  * T k / 64) and an expert has fewer than 8 rows on average.  H200, two rounds against two
@@ -549,6 +566,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->narrow_bn = moert_prefill_narrow_width_ok(nbv) ? nbv : -1;
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
+    const char *k128 = getenv("MOERT_PREFILL_KSPLIT128");
+    r->ksplit128 = k128 && !strcmp(k128, "1");
     const char *sk = getenv("MOERT_BENCH_SKIP");
     r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
@@ -859,6 +878,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
                                       &dn)) != MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
+      if (i == 1 && r->ksplit128) dn.ksplit = 1; /* the experiment's module (ksplit128_due) */
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;
@@ -1354,6 +1374,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
                              .w_evict = w_evict_due(r, d, T)};
     /* the down GEMM's K in two parts where even the narrow tiles leave it few items */
     if (narrow && rows_act && ksplit_due(r, d, T)) pa.ksplit = 2;
+    if (!narrow && tile_rows == 128 && rows_act && ksplit128_due(r, d, pairs)) pa.ksplit = 2;
     parts = moert_prefill_down_parts(pk, &pa); /* what the launch below does */
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;
