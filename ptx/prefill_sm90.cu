@@ -52,7 +52,8 @@
  * MOERT_BN (64, 128, 256; default 128 gated, 256 down; 64 gated / 128 down are the narrow
  * tiles of the decode sizes, moert_prefill_narrow; the narrow gate/up also 48, 80, 96, 112:
  * moert_prefill_narrow_width), MOERT_STAGES (default 4),
- * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_OUT_ACT
+ * MOERT_A_TMA (default 0), MOERT_PERSISTENT, MOERT_ORDER, MOERT_FUSED_GU, MOERT_PF_DOWN
+ * (pf_down), MOERT_OUT_ACT
  * (default 0), MOERT_EARLY (the gate/up GEMM lets the down GEMM launch at its start, the
  * down GEMM asks for its first weight tiles before it waits: early_weights), MOERT_A_SKIP
  * (gathered A: no copy at all for the rows past the tile's end), MOERT_M_SKIP (128-row tiles:
@@ -110,6 +111,10 @@
 #endif
 #ifndef MOERT_A_SKIP
 #define MOERT_A_SKIP 0
+#endif
+#ifndef MOERT_PF_DOWN
+#define MOERT_PF_DOWN 0 /* gated: the down maps' box rows; > 0: each item prefetches into L2 the
+                         * down weights of its h columns (see pf_down) */
 #endif
 #ifndef MOERT_M_SKIP
 #define MOERT_M_SKIP 0 /* 1: 128-row tiles, a consumer with no row in the tile issues no wgmma */
@@ -248,6 +253,23 @@ static __device__ __forceinline__ void tma_load_b(unsigned int dst, const moert_
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
 }
+#if MOERT_PF_DOWN && MOERT_GATED
+/* MOERT_PF_DOWN (an experiment for one token's layer, whose touched down weights fit in L2
+ * beside what the gate/up GEMM streams): the gate/up item of h columns [n0, n0 + BN) of an
+ * expert asks the TMA unit to bring into L2 the boxes of that expert's down matrix ([H, I],
+ * boxes of 64 I columns x MOERT_PF_DOWN rows) whose first column lies in [n0, n0 + BN) - so
+ * every box of a touched expert once - while the DRAM has room beside the gate/up weights;
+ * the down GEMM then reads them from L2.  dmap: the expert's down map (b_maps + 2E + e);
+ * I = the gate/up's N, H its K. */
+static __device__ __forceinline__ void pf_down(const moert_tmap *dmap, int n0, int I, int H) {
+  for (int k = (n0 + 63) / 64 * 64; k < n0 + BN && k < I; k += 64)
+    for (int r = 0; r < H; r += MOERT_PF_DOWN)
+      asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
+                       (unsigned long long)dmap),
+                   "r"(k), "r"(r)
+                   : "memory");
+}
+#endif
 static __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -805,6 +827,10 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           if (NB == 2) tma_load_b(sb + B_BYTES, map1, k0, n0, full, w_evict);
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
+#if MOERT_PF_DOWN && MOERT_GATED
+          /* once the item's first two stages are asked for: its down weights into L2 */
+          if (kt == kb + 1) pf_down(b_maps + 2 * (size_t)E + expert, n0, N, K);
+#endif
         }
 #if !MOERT_A_TMA
         copy_a(sa, src, row_ok, k0, K, a, tid, full);

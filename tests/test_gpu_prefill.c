@@ -82,7 +82,9 @@ typedef struct qcase {
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
                  * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
                  * GEMM's K in two parts in the persistent column-outer grid (an experiment,
-                 * MOERT_PREFILL_KSPLIT128=1) */
+                 * MOERT_PREFILL_KSPLIT128=1), 17 the narrow tiles (48 columns) whose gate/up
+                 * items prefetch their down weights into L2 (an experiment,
+                 * MOERT_PREFILL_PF_DOWN=1) */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -120,6 +122,8 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_F16, 128, 0, 15},  {8192, MOERT_DTYPE_BF16, 128, 0, 15},
     /* the 128-row down GEMM's K in two parts, the column tile outer (MOERT_PREFILL_KSPLIT128) */
     {1024, MOERT_DTYPE_BF16, 128, 0, 16}, {256, MOERT_DTYPE_F16, 128, 0, 16},
+    /* the narrow gate/up items prefetching their down weights into L2 (MOERT_PREFILL_PF_DOWN) */
+    {1, MOERT_DTYPE_BF16, 64, 0, 17},     {32, MOERT_DTYPE_F16, 64, 0, 17},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -208,8 +212,12 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || c->epi == 8 || (c->epi == 7 && T == 1) ||
-                      (c->epi >= 10 && c->epi <= 13)))
+                      (c->epi >= 10 && c->epi <= 13) || c->epi == 17))
     moert_prefill_narrow(&gu, &dn);
+  if (dn.sm == 90 && c->epi == 17) { /* the narrow tiles, the down weights prefetched */
+    moert_prefill_narrow_width(&gu, 48);
+    gu.pf_down = dn.bn;
+  }
   if (dn.sm == 90 && c->epi >= 10 && c->epi <= 13) {
     moert_prefill_narrow_width(&gu, narrow_widths[c->epi - 10][0]);
     ck_assert_int_eq(gu.bn, narrow_widths[c->epi - 10][0]);

@@ -130,6 +130,13 @@ START_TEST(test_sm90a_compiles) {
     d2 = dn; /* the down GEMM's K split (MOERT_PREFILL_KSPLIT128), persistent, column outer */
     d2.ksplit = 1, d2.order = 0;
     compile_cubin(nv, &d2, "sm_90a");
+  } else { /* the narrow gate/up prefetching its down weights (MOERT_PREFILL_PF_DOWN) */
+    g2 = gu;
+    d2 = dn;
+    moert_prefill_narrow(&g2, &d2);
+    moert_prefill_narrow_width(&g2, 48);
+    g2.pf_down = d2.bn;
+    compile_cubin(nv, &g2, "sm_90a");
   }
   g2 = gu;
   d2 = dn;

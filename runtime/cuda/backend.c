@@ -38,6 +38,9 @@ typedef struct cuda_runtime {
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
+  int pf_down;    /* MOERT_PREFILL_PF_DOWN=1: the narrow T=1 gate/up module prefetches the down
+                   * weights of its items into L2 (MOERT_PF_DOWN; an experiment, not yet run on
+                   * a GPU); else never */
   int ksplit128;  /* MOERT_PREFILL_KSPLIT128=1: the 128-row down GEMM's K in two parts where
                    * ksplit128_due says (an experiment, not yet run on a GPU); else never */
   int narrow_bn;  /* MOERT_PREFILL_NARROW_BN: the narrow gate/up width (48-128; 64 the old
@@ -568,6 +571,8 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *k128 = getenv("MOERT_PREFILL_KSPLIT128");
     r->ksplit128 = k128 && !strcmp(k128, "1");
+    const char *pfd = getenv("MOERT_PREFILL_PF_DOWN");
+    r->pf_down = pfd && !strcmp(pfd, "1");
     const char *sk = getenv("MOERT_BENCH_SKIP");
     r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
@@ -907,6 +912,10 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
          * the second module: its items grow with T): built in but off, it cost Qwen3-30B-A3B
          * T=1 0.3 us, 28.77-28.93 against 28.42-28.60 (H200, docs/bench/decode-log.md v18) */
         dn.ksplit = ksplit_due(r, d, i ? 2 : 1);
+        /* the experiment MOERT_PREFILL_PF_DOWN=1: the first narrow module's gate/up items
+         * bring their down weights into L2 (Qwen3-30B-A3B T=1: 25 MB of down weights beside
+         * the 50 MB the gate/up GEMM streams at ~80 % of the DRAM's rate; decode-log v20) */
+        if (i == 0 && r->pf_down) gu.pf_down = dn.box_rows > 0 ? dn.box_rows : dn.bn;
         if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[2 + i])) != MOERT_OK)
           return st;
       }

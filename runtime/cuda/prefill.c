@@ -262,6 +262,8 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->epi_wide) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EPI_WIDE=1");
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
+    if (c->gated && c->pf_down > 0)
+      snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_DOWN=%d", c->pf_down);
     if (c->m_skip && c->bm == 128 && (c->a_skip || c->a_tma)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
