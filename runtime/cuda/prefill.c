@@ -98,13 +98,9 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * MOERT_PREFILL_A_SKIP = 0|1. */
     gu->a_skip = dn->a_skip = env_flag("MOERT_PREFILL_A_SKIP", 1);
     /* 128-row tiles: a consumer whose 64 rows all lie past the tile's end (an expert's last
-     * tile of 64 rows or fewer) skips its wgmmas, so the other has the tensor cores alone.
-     * H200, two rounds each (docs/bench/decode-log.md v20): DeepSeek-V3 prefill T=2048
-     * 5760-5849 against 6126-6145 us, Qwen3-235B-A22B T=8192 4470-4478 / 4566-4642, Mixtral-8x7B
-     * T=256 708-715 / 725-736, Qwen3-30B-A3B T=1024 342-349 / 344-353; where the launch takes
-     * it: moert_prefill_m_skip_due.  Hook: MOERT_PREFILL_M_SKIP = 0|1.  Not with
-     * MOERT_PREFILL_A_SKIP=0: the fused gate/up kernel then spills (moert_prefill_make_request
-     * leaves it out). */
+     * tile of 64 rows or fewer) can skip its wgmmas, so the other has the tensor cores alone;
+     * where the launch takes it, and what was measured: moert_prefill_m_skip_due.  Hook:
+     * MOERT_PREFILL_M_SKIP = 0|1.  Not with MOERT_PREFILL_A_SKIP=0 (m_skip_built). */
     gu->m_skip = dn->m_skip = bm == 128 && env_flag("MOERT_PREFILL_M_SKIP", 1);
     /* persistent grids, row tile outer, and for 128-row tiles gate and up by one wgmma: on
      * the H100 Qwen3-30B-A3B T=8192 took 1662-1663 us against 1873-1904 with one CTA per
@@ -243,6 +239,12 @@ void moert_prefill_narrow_width(moert_prefill_config *gu, int bn) {
   gu->layer = 0; /* the layer kernel's down tiles are twice the gate/up width: not these */
 }
 
+/* whether c's module has MOERT_M_SKIP: sm90 128-row tiles, not with the padding rows of a
+ * gathered A copied (that fused gate/up kernel would spill) */
+static bool m_skip_built(const moert_prefill_config *c) {
+  return c->sm == 90 && c->bm == 128 && c->m_skip && (c->a_skip || c->a_tma);
+}
+
 void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_request *out) {
   memset(out, 0, sizeof *out);
   out->req.source = c->sm == 90 ? "prefill_sm90.cu" : "prefill_sm80.cu";
@@ -264,7 +266,7 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
     if (c->gated && c->pf_down > 0)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF_DOWN=%d", c->pf_down);
-    if (c->m_skip && c->bm == 128 && (c->a_skip || c->a_tma)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
+    if (m_skip_built(c)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
     if (c->box_rows > 0 && c->box_rows < c->bn)
@@ -492,7 +494,7 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
 }
 
 int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E) {
-  if (c->sm != 90 || c->bm != 128 || !c->m_skip || !(c->a_skip || c->a_tma)) return 0;
+  if (!m_skip_built(c)) return 0;
   /* Only where experts average 96 rows or fewer: one tile each, nearly always.  An expert of
    * several row tiles has them run side by side (the column tile outer, or a few column
    * tiles a row tile), reading each weight tile from L2 together; a tile whose consumer
