@@ -61,7 +61,7 @@ static int cmp_by_expert(const void *a, const void *b, void *experts) {
 typedef struct qcase {
   uint32_t T;
   moert_dtype dt;
-  int bm;       /* 0: moert_prefill_pick_bm */
+  int bm;       /* 0: moert_prefill_pick_bm; 256 (sm_90a only) the tall tiles */
   int down_cp;  /* sm_90a: h the other way in the down GEMM (cp.async at 128-row tiles, TMA
                  * at 64) */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
@@ -82,9 +82,8 @@ typedef struct qcase {
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
                  * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
                  * GEMM's K in two parts in the persistent column-outer grid (an experiment,
-                 * MOERT_PREFILL_KSPLIT128=1), 17 the narrow tiles (48 columns) whose gate/up
-                 * items prefetch their down weights into L2 (an experiment,
-                 * MOERT_PREFILL_PF_DOWN=1) */
+                 * MOERT_PREFILL_KSPLIT128=1); with bm 256 the same numbers apply to the
+                 * 256-row tiles */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -122,8 +121,11 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_F16, 128, 0, 15},  {8192, MOERT_DTYPE_BF16, 128, 0, 15},
     /* the 128-row down GEMM's K in two parts, the column tile outer (MOERT_PREFILL_KSPLIT128) */
     {1024, MOERT_DTYPE_BF16, 128, 0, 16}, {256, MOERT_DTYPE_F16, 128, 0, 16},
-    /* the narrow gate/up items prefetching their down weights into L2 (MOERT_PREFILL_PF_DOWN) */
-    {1, MOERT_DTYPE_BF16, 64, 0, 17},     {32, MOERT_DTYPE_F16, 64, 0, 17},
+    /* 256-row tiles (sm_90a; MOERT_PREFILL_TALL): experts of 16, 64 (the hot one two tiles),
+     * 256 rows; in the grids of the larger hidden sizes (epi 14, 15) */
+    {256, MOERT_DTYPE_BF16, 256, 0, 0},   {1024, MOERT_DTYPE_F16, 256, 0, 0},
+    {4096, MOERT_DTYPE_BF16, 256, 0, 0},  {2048, MOERT_DTYPE_BF16, 256, 0, 14},
+    {2048, MOERT_DTYPE_F16, 256, 0, 15},  {1024, MOERT_DTYPE_BF16, 256, 0, 4},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -133,6 +135,7 @@ START_TEST(test_prefill_vs_cpu) {
   const char *only = getenv("MOERT_PREFILL_T");
   if (only && *only && (uint32_t)atoi(only) != c->T) return;
   const uint32_t T = c->T;
+  if (c->bm == 256 && !(cc_major == 9 && cc_minor == 0)) return; /* sm_90a's tiles only */
   const size_t pairs = (size_t)T * K_TOP, mat = (size_t)I * H;
   const moert_dtype dt = c->dt;
 
@@ -212,12 +215,8 @@ START_TEST(test_prefill_vs_cpu) {
   if (dn.sm == 90 && c->epi == 1) dn.out_act = 0;
   if (dn.sm == 90 && c->epi == 2) gu.epi_wide = dn.epi_wide = 0;
   if (dn.sm == 90 && (c->epi == 3 || c->epi == 5 || c->epi == 8 || (c->epi == 7 && T == 1) ||
-                      (c->epi >= 10 && c->epi <= 13) || c->epi == 17))
+                      (c->epi >= 10 && c->epi <= 13)))
     moert_prefill_narrow(&gu, &dn);
-  if (dn.sm == 90 && c->epi == 17) { /* the narrow tiles, the down weights prefetched */
-    moert_prefill_narrow_width(&gu, 48);
-    gu.pf_down = dn.bn;
-  }
   if (dn.sm == 90 && c->epi >= 10 && c->epi <= 13) {
     moert_prefill_narrow_width(&gu, narrow_widths[c->epi - 10][0]);
     ck_assert_int_eq(gu.bn, narrow_widths[c->epi - 10][0]);
