@@ -132,10 +132,7 @@
 #define MOERT_SETUP_EARLY (MOERT_EARLY && !MOERT_GATED) /* the down GEMM with MOERT_EARLY */
 #define NB (MOERT_GATED ? 2 : 1) /* weight matrices per CTA */
 #define NTHREADS 384
-#define MB (BM == 256 ? 2 : 1) /* m64 blocks a consumer: 256-row tiles give each consumer two
-                                * (rows 64 wm + 128 mb, so that a tile of 129-192 rows leaves
-                                * each one block or more) */
-#define WG_M (BM / (64 * MB)) /* consumer warpgroups along M */
+#define WG_M (BM / 64)   /* consumer warpgroups along M */
 #define WG_N (2 / WG_M)  /* along N */
 #define WGN (BN / WG_N)  /* columns of one consumer's wgmma */
 #define ACC (WGN / 2)    /* f32 accumulators per thread per weight matrix */
@@ -143,11 +140,8 @@
 #define B_BYTES (BN * BK * 2)
 #define STAGE_BYTES (A_BYTES + NB * B_BYTES)
 
-#if BM != 64 && BM != 128 && BM != 256
-#error "MOERT_BM must be 64, 128 or 256"
-#endif
-#if BM == 256 && (MOERT_LAYER || MOERT_M_SKIP || MOERT_KSPLIT || MOERT_EARLY)
-#error "MOERT_BM=256: the two GEMMs alone (no layer kernel, K split, early launch or MOERT_M_SKIP)"
+#if BM != 64 && BM != 128
+#error "MOERT_BM must be 64 or 128"
 #endif
 #if BN % MOERT_BOX_ROWS || (MOERT_LAYER && MOERT_BOX_ROWS != BN)
 #error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"
@@ -156,26 +150,15 @@
     !(MOERT_GATED && BM == 64 && (WGN == 24 || WGN == 40 || WGN == 48 || WGN == 56))
 #error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256 (or 24-56: narrow gate/up)"
 #endif
-#if MB * NB * ACC > 128
+#if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
 #endif
-/* the registers setmaxnreg gives the producer and the consumers (128 P + 256 C within the 384
- * threads' launch-bound registers, 168 each): the 256-row tiles' producer holds 16 row sources */
-#if BM == 256 && !MOERT_A_TMA
-#define PROD_REGS 96
-#define CONS_REGS 200
-#else
-#define PROD_REGS 48
-#define CONS_REGS 224
-#endif
-#define MOERT_STR2(x) #x
-#define MOERT_STR(x) MOERT_STR2(x)
 /* MOERT_FUSED_GU=1: the gate and up tiles lie one after the other in shared memory, so one
  * wgmma of twice the width reads both (A is read once instead of twice); the up value of a
  * gate accumulator is ACC registers further */
 #if MOERT_FUSED_GU
-#if !MOERT_GATED || WG_N != 1 || (WGN != 128 && !(BM == 256 && WGN == 64))
-#error "MOERT_FUSED_GU needs the gated GEMM with 128-row tiles (BN = 128, one consumer per 64 rows) or 256-row tiles (BN = 64)"
+#if !MOERT_GATED || WGN != 128
+#error "MOERT_FUSED_GU needs the gated GEMM with 128-row tiles (BN = 128, one consumer per 64 rows)"
 #endif
 #define NACC 1
 #define MMA_ACC (2 * ACC)
@@ -542,75 +525,52 @@ static __device__ __forceinline__ void copy_a(unsigned int sa, const act_t *cons
   cp_async_arrive_noinc(full);
 }
 
-/* A consumer's wgmma batch of one K step: the first MBB of its m64 blocks of A (64 rows each,
- * 128 rows apart from sa), the NA weight tiles B_BYTES apart from sb; returns once the batch
- * before it has completed (its stage can be refilled) */
-template <int MBB, int MA, int NA, int R>
-static __device__ __forceinline__ void mma_stage(float (&acc)[MA][NA][R], unsigned int sa,
+/* A consumer's wgmma batch of one K step: A (64 rows) at sa, the NA weight tiles B_BYTES apart
+ * from sb; returns once the batch before it has completed (its stage can be refilled) */
+template <int NA, int R>
+static __device__ __forceinline__ void mma_stage(float (&acc)[NA][R], unsigned int sa,
                                                  unsigned int sb) {
+  const unsigned long long da = smem_desc(sa);
 #pragma unroll
-  for (int m = 0; m < MBB; m++)
-#pragma unroll
-    for (int b = 0; b < NA; b++) fence_regs(acc[m][b]);
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < BK / 16; kk++) {
     /* 16 elements = 32 bytes along K inside the swizzle atom: +2 in the descriptor */
 #pragma unroll
-    for (int m = 0; m < MBB; m++) {
-      const unsigned long long da = smem_desc(sa + m * 128 * 128) + 2 * kk;
-#pragma unroll
-      for (int b = 0; b < NA; b++) wgmma_tile(acc[m][b], da, smem_desc(sb + b * B_BYTES) + 2 * kk);
-    }
+    for (int b = 0; b < NA; b++) wgmma_tile(acc[b], da + 2 * kk, smem_desc(sb + b * B_BYTES) + 2 * kk);
   }
   wgmma_commit();
 #pragma unroll
-  for (int m = 0; m < MBB; m++)
-#pragma unroll
-    for (int b = 0; b < NA; b++) fence_regs(acc[m][b]);
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
   wgmma_wait<1>();
 }
 
 /* A consumer's K steps of one item over the stage ring (it: the ring's clock, advanced), the
  * first step's stage already waited for when first_waited; FENCE where A was written by
  * cp.async (the generic proxy: wgmma reads through the async proxy).  Each stage is freed
- * once the batch after it has completed; the item's last stage is left to the caller.  MBB of
- * the MA m64 blocks of acc take part (the 256-row tiles: the blocks with rows of the tile). */
-template <bool FENCE, int MBB, int MA, int NA, int R>
-static __device__ __forceinline__ void consume_blocks(float (&acc)[MA][NA][R], int ktiles, int &it,
-                                                      bool first_waited, unsigned int base,
-                                                      unsigned int a_off, unsigned int b_off,
-                                                      unsigned long long *s_full,
-                                                      unsigned long long *s_empty, int lane) {
-#pragma unroll
-  for (int m = 0; m < MBB; m++)
-#pragma unroll
-    for (int b = 0; b < NA; b++)
-#pragma unroll
-      for (int i = 0; i < R; i++) acc[m][b][i] = 0.0f;
-  for (int kt = 0; kt < ktiles; kt++, it++) {
-    const int s = it % STAGES;
-    if (kt > 0 || !first_waited) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
-    if (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    mma_stage<MBB>(acc, base + s * STAGE_BYTES + a_off, base + s * STAGE_BYTES + A_BYTES + b_off);
-    /* the batch of step it-1 has completed: its stage can be refilled */
-    if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-  }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int m = 0; m < MBB; m++)
-#pragma unroll
-    for (int b = 0; b < NA; b++) fence_regs(acc[m][b]);
-}
-/* consume_blocks of one m64 block */
+ * once the batch after it has completed; the item's last stage is left to the caller. */
 template <bool FENCE, int NA, int R>
 static __device__ __forceinline__ void consume_item(float (&acc)[NA][R], int ktiles, int &it,
                                                     bool first_waited, unsigned int base,
                                                     unsigned int a_off, unsigned int b_off,
                                                     unsigned long long *s_full,
                                                     unsigned long long *s_empty, int lane) {
-  consume_blocks<FENCE, 1>(reinterpret_cast<float(&)[1][NA][R]>(acc), ktiles, it, first_waited,
-                           base, a_off, b_off, s_full, s_empty, lane);
+#pragma unroll
+  for (int b = 0; b < NA; b++)
+#pragma unroll
+    for (int i = 0; i < R; i++) acc[b][i] = 0.0f;
+  for (int kt = 0; kt < ktiles; kt++, it++) {
+    const int s = it % STAGES;
+    if (kt > 0 || !first_waited) mbar_wait(smem_u32(&s_full[s]), (it / STAGES) & 1);
+    if (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    mma_stage(acc, base + s * STAGE_BYTES + a_off, base + s * STAGE_BYTES + A_BYTES + b_off);
+    /* the batch of step it-1 has completed: its stage can be refilled */
+    if (kt > 0 && lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int b = 0; b < NA; b++) fence_regs(acc[b]);
 }
 
 /* MOERT_M_SKIP (where the launch's m_skip is non-zero): consume_item's waits and releases without its wgmmas, for a consumer with no
@@ -803,7 +763,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 
   if (wg == 0) {
     /* ---------------- producer warpgroup ---------------- */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 " MOERT_STR(PROD_REGS) ";\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 48;\n");
 #if MOERT_EARLY && MOERT_GATED
     moert_pdl_trigger(); /* see the consumers' trigger */
 #endif
@@ -856,7 +816,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
   } else {
     /* ---------------- consumer warpgroups ---------------- */
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 " MOERT_STR(CONS_REGS) ";\n");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
 #if MOERT_EARLY && MOERT_GATED
     /* MOERT_EARLY, the gate/up GEMM: the down GEMM may be scheduled now, not at the last
      * item, so that its CTAs take the SMs this grid leaves free or gives back and ask for
@@ -867,7 +827,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
     moert_pdl_trigger();
 #endif
     const int cw = wg - 1, wm = cw % WG_M, wn = cw / WG_M;
-    (void)wn; /* 0 at 256-row tiles */
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     int it = 0;
     for (int w = w_first; w < total; w += w_step) {
@@ -892,33 +851,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
         continue;
       }
-#if BM == 256
-      /* 256-row tiles: this consumer's blocks of rows 64 wm and 64 wm + 128 that have rows of
-       * the tile (an expert of 129-192 rows: three blocks' wgmmas, not four); none: it passes
-       * the stages on */
-      const int rin = row_end - row0 - wm * 64, nact = (rin > 0) + (rin > 128);
-      if (nact == 0) {
-        pass_item(nk, it, s_full, s_empty, lane);
-        if (last) moert_pdl_trigger();
-        if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-        continue;
-      }
-      float acc[MB][NACC][MMA_ACC];
-      if (nact == 2)
-        consume_blocks<!MOERT_A_TMA, 2>(acc, nk, it, false, base, wm * 64 * 128, 0, s_full,
-                                        s_empty, lane);
-      else
-        consume_blocks<!MOERT_A_TMA, 1>(acc, nk, it, false, base, wm * 64 * 128, 0, s_full,
-                                        s_empty, lane);
-      if (last) moert_pdl_trigger();
-      if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));
-#pragma unroll
-      for (int m = 0; m < MB; m++)
-        if (m < nact)
-          store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
-              acc[m], outp, out_stride, row0, row_end, wm * 64 + m * 128 + warp * 16 + (lane >> 2),
-              n0, 0, N, lane);
-#else
       float acc[NACC][MMA_ACC];
       consume_item<!MOERT_A_TMA>(acc, nk, it, false, base, wm * 64 * 128, wn * WGN * 128, s_full,
                                  s_empty, lane);
@@ -928,7 +860,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 
       store_tile<MOERT_GATED, MOERT_GATED || MOERT_OUT_ACT, MOERT_EPI_WIDE, WGN, UP_OFF>(
           acc, outp, out_stride, row0, row_end, wm * 64 + warp * 16 + (lane >> 2), n0, wn, N, lane);
-#endif
     }
   }
 }
