@@ -38,8 +38,8 @@ typedef struct cuda_runtime {
   int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
-  int ksplit128;  /* MOERT_PREFILL_KSPLIT128=1: the 128-row down GEMM's K in two parts where
-                   * ksplit128_due says (an experiment, not yet run on a GPU); else never */
+  int ksplit128;  /* MOERT_PREFILL_KSPLIT128: 0 never, else (1 or unset) the 128-row down
+                   * GEMM's K in two parts where ksplit128_due says */
   int narrow_bn;  /* MOERT_PREFILL_NARROW_BN: the narrow gate/up width (48-128; 64 the old
                    * one), 0 or unset (-1): by the items' fill of the SMs (narrow_gu_bn) */
   unsigned skip;  /* MOERT_BENCH_SKIP, a benchmark hook that breaks the output: the time of a
@@ -353,15 +353,33 @@ static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_
  * tiles, an expert's last one partial, times H / 256 column tiles) fill their last round of
  * SMs so poorly that twice as many half items end at least a tenth sooner: Mixtral-8x7B
  * T=512, ~192 items on 132 SMs, two rounds for 1.45 (its down GEMM at 1.67x its floor against
- * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  An experiment
- * behind MOERT_PREFILL_KSPLIT128=1 (the module is built with the split only then), not yet
- * run on a GPU. */
+ * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  H200, two rounds
+ * (decode-log.md v21): Mixtral-8x7B T=512 997.7-1003.4 us against 1011.7-1017.6 (the down GEMM
+ * 346 against 373 us in the timeline), T=1024 1605.8-1645.4 / 1633.0-1651.9, prefill T=2048
+ * 2489.6-2503.8 / 2475.5-2684.7 (both due); T=256 (not due, the module built with the split)
+ * 727.5-729.8 / 727.8-735.0.  Hook: MOERT_PREFILL_KSPLIT128=0 never. */
 static bool ksplit128_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
   if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
   const uint64_t E = d->num_experts, sms = sm_count_of(r);
   const uint64_t items = (pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256);
   const uint64_t whole = (items + sms - 1) / sms, halves = (2 * items + sms - 1) / sms;
   return 10 * halves <= 18 * whole; /* halves / 2 <= 0.9 whole */
+}
+/* whether a forward of up to max_tokens takes that split with 128-row tiles: the 128-row down
+ * module is built with it only then (off but built in, the split's code costs a little: v18).
+ * Past 5 whole rounds it is never due (halves >= 2 whole - 1), so the walk stops early. */
+static bool ksplit128_built(const cuda_runtime *r, const moert_layer_desc *d, uint32_t max_tokens) {
+  if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
+  const uint64_t sms = sm_count_of(r);
+  for (uint64_t T = 1; T <= max_tokens; T++) {
+    const uint64_t pairs = T * d->top_k;
+    if (prefill_tile_rows(r, d->num_experts, pairs) != 128) continue;
+    if (ksplit128_due(r, d, pairs)) return true;
+    const uint64_t E = d->num_experts;
+    if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 5 * sms)
+      break;
+  }
+  return false;
 }
 
 /* Both GEMMs of the default 64-row tiles in one launch (moert_prefill_layer) where the
@@ -567,7 +585,7 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
     const char *k128 = getenv("MOERT_PREFILL_KSPLIT128");
-    r->ksplit128 = k128 && !strcmp(k128, "1");
+    r->ksplit128 = !(k128 && !strcmp(k128, "0"));
     const char *sk = getenv("MOERT_BENCH_SKIP");
     r->skip = sk ? (unsigned)strtoul(sk, NULL, 10) & 15u : 0;
   }
@@ -878,7 +896,7 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
                                       &dn)) != MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
-      if (i == 1 && r->ksplit128) dn.ksplit = 1; /* the experiment's module (ksplit128_due) */
+      if (i == 1 && ksplit128_built(r, d, s->max_tokens)) dn.ksplit = 1; /* (ksplit128_due) */
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;
