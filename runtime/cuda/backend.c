@@ -351,23 +351,25 @@ static bool ksplit_due(const cuda_runtime *r, const moert_layer_desc *d, uint32_
 
 /* The 128-row down GEMM's K in two parts where its items (about pairs / 128 + E / 2 row
  * tiles, an expert's last one partial, times H / 256 column tiles) fill their last round of
- * SMs so poorly that twice as many half items end at least a tenth sooner: Mixtral-8x7B
+ * SMs so poorly that twice as many half items end at least a fifth sooner: Mixtral-8x7B
  * T=512, ~192 items on 132 SMs, two rounds for 1.45 (its down GEMM at 1.67x its floor against
- * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  H200, two rounds
- * (decode-log.md v21): Mixtral-8x7B T=512 997.7-1003.4 us against 1011.7-1017.6 (the down GEMM
- * 346 against 373 us in the timeline), T=1024 1605.8-1645.4 / 1633.0-1651.9, prefill T=2048
- * 2489.6-2503.8 / 2475.5-2684.7 (both due); T=256 (not due, the module built with the split)
- * 727.5-729.8 / 727.8-735.0.  Hook: MOERT_PREFILL_KSPLIT128=0 never. */
+ * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  H200, split /
+ * not, two rounds in each of two calls (decode-log.md v21): Mixtral-8x7B T=512 997.7-1003.4
+ * against 1011.7-1017.6 us and 968.9-969.7 / 990.7-991.7 (the down GEMM 346 against 373 us in
+ * the timeline); not at T=1024 (5 half rounds for 3: 1559.6-1645.4 / 1536.7-1651.9) nor
+ * prefill T=2048 (9 for 5: 2383.5-2605.5 / 2289.0-2684.7), which a tenth took; T=256 (not due,
+ * the module built with the split) 717.8-729.8 / 716.0-735.0.  Hook:
+ * MOERT_PREFILL_KSPLIT128=0 never. */
 static bool ksplit128_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
   if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
   const uint64_t E = d->num_experts, sms = sm_count_of(r);
   const uint64_t items = (pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256);
   const uint64_t whole = (items + sms - 1) / sms, halves = (2 * items + sms - 1) / sms;
-  return 10 * halves <= 18 * whole; /* halves / 2 <= 0.9 whole */
+  return 10 * halves <= 16 * whole; /* halves / 2 <= 0.8 whole */
 }
 /* whether a forward of up to max_tokens takes that split with 128-row tiles: the 128-row down
  * module is built with it only then (off but built in, the split's code costs a little: v18).
- * Past 5 whole rounds it is never due (halves >= 2 whole - 1), so the walk stops early. */
+ * Past 3 whole rounds it is never due (halves >= 2 whole - 1), so the walk stops early. */
 static bool ksplit128_built(const cuda_runtime *r, const moert_layer_desc *d, uint32_t max_tokens) {
   if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
   const uint64_t sms = sm_count_of(r);
@@ -376,7 +378,7 @@ static bool ksplit128_built(const cuda_runtime *r, const moert_layer_desc *d, ui
     if (prefill_tile_rows(r, d->num_experts, pairs) != 128) continue;
     if (ksplit128_due(r, d, pairs)) return true;
     const uint64_t E = d->num_experts;
-    if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 5 * sms)
+    if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 3 * sms)
       break;
   }
   return false;
