@@ -81,8 +81,8 @@ typedef struct qcase {
                  * (128-row tiles) in the grids of the larger hidden sizes (moert_prefill_fit):
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
                  * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
-                 * GEMM's K in two parts in the persistent column-outer grid (an experiment,
-                 * MOERT_PREFILL_KSPLIT128=1) */
+                 * GEMM's K in two parts in the persistent column-outer grid (Mixtral-8x7B
+                 * T=512: ksplit128_due) */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
