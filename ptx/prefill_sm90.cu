@@ -131,34 +131,52 @@
 #define STAGES MOERT_STAGES
 #define MOERT_SETUP_EARLY (MOERT_EARLY && !MOERT_GATED) /* the down GEMM with MOERT_EARLY */
 #define NB (MOERT_GATED ? 2 : 1) /* weight matrices per CTA */
-#define NTHREADS 384
-#define WG_M (BM / 64)   /* consumer warpgroups along M */
-#define WG_N (2 / WG_M)  /* along N */
+/* 192-row tiles (an experiment): three consumer warpgroups of 64 rows, 512 threads */
+#define NTHREADS (BM == 192 ? 512 : 384)
+#define NCONS (NTHREADS / 128 - 1) /* consumer warpgroups */
+#define WG_M (BM / 64)        /* consumer warpgroups along M */
+#define WG_N (NCONS / WG_M)   /* along N */
 #define WGN (BN / WG_N)  /* columns of one consumer's wgmma */
 #define ACC (WGN / 2)    /* f32 accumulators per thread per weight matrix */
 #define A_BYTES (BM * BK * 2)
 #define B_BYTES (BN * BK * 2)
 #define STAGE_BYTES (A_BYTES + NB * B_BYTES)
 
-#if BM != 64 && BM != 128
-#error "MOERT_BM must be 64 or 128"
+#if BM != 64 && BM != 128 && BM != 192
+#error "MOERT_BM must be 64, 128 or 192"
+#endif
+#if BM == 192 && (MOERT_LAYER || MOERT_KSPLIT || MOERT_EARLY || MOERT_M_SKIP || \
+                  (MOERT_GATED && !MOERT_FUSED_GU))
+#error "MOERT_BM=192: the two GEMMs alone, gate/up fused (no layer kernel, K split, early launch, MOERT_M_SKIP)"
 #endif
 #if BN % MOERT_BOX_ROWS || (MOERT_LAYER && MOERT_BOX_ROWS != BN)
 #error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"
 #endif
 #if WGN != 32 && WGN != 64 && WGN != 128 && WGN != 256 && \
-    !(MOERT_GATED && BM == 64 && (WGN == 24 || WGN == 40 || WGN == 48 || WGN == 56))
+    !(MOERT_GATED && BM == 64 && (WGN == 24 || WGN == 40 || WGN == 48 || WGN == 56)) && \
+    !(BM == 192 && WGN == (MOERT_GATED ? 96 : 192))
 #error "MOERT_BN gives a wgmma width other than 32, 64, 128 or 256 (or 24-56: narrow gate/up)"
 #endif
 #if NB * ACC > 128
 #error "more than 128 accumulators per consumer thread"
 #endif
+/* the registers setmaxnreg gives the producer and each consumer: 128 P + 128 NCONS C within
+ * the CTA's launch-bound 64 K (384 threads: 168 each at launch; 512: 128) */
+#if BM == 192
+#define PROD_REGS 56
+#define CONS_REGS 152
+#else
+#define PROD_REGS 48
+#define CONS_REGS 224
+#endif
+#define MOERT_STR2(x) #x
+#define MOERT_STR(x) MOERT_STR2(x)
 /* MOERT_FUSED_GU=1: the gate and up tiles lie one after the other in shared memory, so one
  * wgmma of twice the width reads both (A is read once instead of twice); the up value of a
  * gate accumulator is ACC registers further */
 #if MOERT_FUSED_GU
-#if !MOERT_GATED || WGN != 128
-#error "MOERT_FUSED_GU needs the gated GEMM with 128-row tiles (BN = 128, one consumer per 64 rows)"
+#if !MOERT_GATED || (WGN != 128 && !(BM == 192 && WGN == 96))
+#error "MOERT_FUSED_GU needs the gated GEMM with 128-row tiles (BN = 128, one consumer per 64 rows) or 192-row ones (BN = 96)"
 #endif
 #define NACC 1
 #define MMA_ACC (2 * ACC)
@@ -376,6 +394,33 @@ static __device__ __forceinline__ void wgmma_n128(float (&d)[64], unsigned long 
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(da), "l"(db));
 }
+/* D[64 x 192] += A . B^T: the 192-row tiles (gate and up of 96 columns, or 192 down) */
+static __device__ __forceinline__ void wgmma_n192(float (&d)[96], unsigned long long da,
+                                                  unsigned long long db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n192k16.f32." MOERT_MMA_TYPE "." MOERT_MMA_TYPE " {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+      "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+      "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95"
+      "}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+      : "l"(da), "l"(db));
+}
 /* D[64 x 256] += A . B^T, both operands from shared memory (descriptors) */
 static __device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long long da,
                                                   unsigned long long db) {
@@ -442,6 +487,10 @@ static __device__ __forceinline__ void wgmma_tile(float (&d)[128], unsigned long
                                                   unsigned long long db) {
   wgmma_n256(d, da, db);
 }
+static __device__ __forceinline__ void wgmma_tile(float (&d)[96], unsigned long long da,
+                                                  unsigned long long db) {
+  wgmma_n192(d, da, db);
+}
 
 /* v / (1 + e^-v) with the approximate divide (rcp + mul; 0 once the denominator passes 2^126,
  * v < -87, where the exact value is -0 in bf16 anyway): the IEEE divide is a long sequence
@@ -469,7 +518,7 @@ static __device__ __forceinline__ void init_barriers(int tid, unsigned long long
   if (tid == 0) {
     for (int s = 0; s < STAGES; s++) {
       mbar_init(smem_u32(&s_full[s]), MOERT_A_TMA ? 1 : 128 + 1);
-      mbar_init(smem_u32(&s_empty[s]), 8); /* one arrive per consumer warp */
+      mbar_init(smem_u32(&s_empty[s]), 4 * NCONS); /* one arrive per consumer warp */
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -763,7 +812,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 
   if (wg == 0) {
     /* ---------------- producer warpgroup ---------------- */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 48;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 " MOERT_STR(PROD_REGS) ";\n");
 #if MOERT_EARLY && MOERT_GATED
     moert_pdl_trigger(); /* see the consumers' trigger */
 #endif
@@ -816,7 +865,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #endif
   } else {
     /* ---------------- consumer warpgroups ---------------- */
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 " MOERT_STR(CONS_REGS) ";\n");
 #if MOERT_EARLY && MOERT_GATED
     /* MOERT_EARLY, the gate/up GEMM: the down GEMM may be scheduled now, not at the last
      * item, so that its CTAs take the SMs this grid leaves free or gives back and ask for
@@ -845,7 +894,7 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
       /* MOERT_M_SKIP (128-row tiles): a consumer whose 64 rows all lie past the tile's end
        * (an expert's last tile of 64 rows or fewer) issues no wgmma and stores nothing: the
        * other consumer then has the tensor cores to itself */
-      if (MOERT_M_SKIP && BM == 128 && m_skip && row0 + wm * 64 >= row_end) {
+      if (((MOERT_M_SKIP && BM == 128 && m_skip) || BM == 192) && row0 + wm * 64 >= row_end) {
         pass_item(nk, it, s_full, s_empty, lane);
         if (last) moert_pdl_trigger();
         if (lane == 0) mbar_arrive(smem_u32(&s_empty[(it - 1) % STAGES]));

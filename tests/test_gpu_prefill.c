@@ -61,7 +61,7 @@ static int cmp_by_expert(const void *a, const void *b, void *experts) {
 typedef struct qcase {
   uint32_t T;
   moert_dtype dt;
-  int bm;       /* 0: moert_prefill_pick_bm */
+  int bm;       /* 0: moert_prefill_pick_bm; 192 (sm_90a only) the tall tiles */
   int down_cp;  /* sm_90a: h the other way in the down GEMM (cp.async at 128-row tiles, TMA
                  * at 64) */
   int epi;      /* sm_90a: 0 the defaults (down rows in the activation dtype, 16-byte
@@ -82,7 +82,8 @@ typedef struct qcase {
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
                  * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
                  * GEMM's K in two parts in the persistent column-outer grid (Mixtral-8x7B
-                 * T=512: ksplit128_due) */
+                 * T=512: ksplit128_due); with bm 192 the same numbers apply to the 192-row
+                 * tiles */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -120,6 +121,11 @@ static const qcase cases[] = {
     {1024, MOERT_DTYPE_F16, 128, 0, 15},  {8192, MOERT_DTYPE_BF16, 128, 0, 15},
     /* the 128-row down GEMM's K in two parts, the column tile outer (MOERT_PREFILL_KSPLIT128) */
     {1024, MOERT_DTYPE_BF16, 128, 0, 16}, {256, MOERT_DTYPE_F16, 128, 0, 16},
+    /* 192-row tiles (sm_90a; MOERT_PREFILL_TALL): experts of 16, 64 (the hot one two or three
+     * tiles), 192, 256 rows; in the grids of the larger hidden sizes (epi 14, 15) */
+    {256, MOERT_DTYPE_BF16, 192, 0, 0},   {1024, MOERT_DTYPE_F16, 192, 0, 0},
+    {3072, MOERT_DTYPE_BF16, 192, 0, 0},  {4096, MOERT_DTYPE_F16, 192, 0, 0},
+    {2048, MOERT_DTYPE_BF16, 192, 0, 14}, {2048, MOERT_DTYPE_F16, 192, 0, 15},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -128,7 +134,10 @@ START_TEST(test_prefill_vs_cpu) {
   const qcase *c = &cases[_i];
   const char *only = getenv("MOERT_PREFILL_T");
   if (only && *only && (uint32_t)atoi(only) != c->T) return;
+  const char *only_bm = getenv("MOERT_PREFILL_CASE_BM"); /* the cases of one tile height */
+  if (only_bm && *only_bm && atoi(only_bm) != c->bm) return;
   const uint32_t T = c->T;
+  if (c->bm == 192 && !(cc_major == 9 && cc_minor == 0)) return; /* sm_90a's tiles only */
   const size_t pairs = (size_t)T * K_TOP, mat = (size_t)I * H;
   const moert_dtype dt = c->dt;
 

@@ -234,6 +234,37 @@ START_TEST(test_sm90a_compiles) {
 }
 END_TEST
 
+/* sm_90a's 192-row tiles (an experiment: MOERT_PREFILL_TALL=1), bf16 and f16: three consumer
+ * warpgroups, gate/up 96 columns a matrix by one m64n192 wgmma, down 192; in the grids
+ * moert_prefill_fit gives the hidden sizes (persistent row outer, persistent column outer,
+ * one CTA a tile row outer) */
+START_TEST(test_sm90a_tall_compiles) {
+  const moert_nvrtc *nv = nvrtc_or_fail();
+  const moert_dtype dt = _i & 1 ? MOERT_DTYPE_F16 : MOERT_DTYPE_BF16;
+  moert_prefill_config gu, dn;
+  ck_assert_int_eq(moert_prefill_configs(9, 0, dt, 192, &gu, &dn), MOERT_OK);
+  ck_assert_int_eq(gu.bm, 192);
+  ck_assert_int_eq(gu.bn, 96);
+  ck_assert_int_eq(dn.bn, 192);
+  ck_assert_uint_eq(moert_prefill_threads(&gu), 512);
+  ck_assert_int_eq(gu.fused_gu, 1);
+  ck_assert_int_eq(dn.a_tma, 1);
+  ck_assert_int_eq(gu.early + dn.early + gu.layer + gu.m_skip + dn.m_skip, 0);
+  ck_assert_uint_eq(moert_prefill_smem(&gu), 4u * (192 + 2 * 96) * 128 + 1024);
+  ck_assert_uint_eq(moert_prefill_smem(&dn), 4u * (192 + 192) * 128 + 1024);
+  compile_cubin(nv, &gu, "sm_90a");
+  compile_cubin(nv, &dn, "sm_90a");
+  moert_prefill_config g2 = gu, d2 = dn;
+  g2.order = d2.order = 0; /* persistent, column tile outer (Mixtral-8x7B) */
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  g2.order = d2.order = 1, g2.persistent = d2.persistent = 0; /* one CTA a tile */
+  compile_cubin(nv, &g2, "sm_90a");
+  compile_cubin(nv, &d2, "sm_90a");
+  ck_assert_int_eq(gu.a_skip, 1); /* always: the padding rows copied would take stack */
+}
+END_TEST
+
 START_TEST(test_sm90_without_a_is_refused) {
   const moert_nvrtc *nv = nvrtc_or_fail();
   moert_prefill_config gu, dn;
@@ -334,6 +365,12 @@ START_TEST(test_configs_fit_shared_memory) {
   ck_assert_uint_eq(moert_prefill_smem(&gu), 4u * (128 + 2 * 128) * 128 + 1024);
   ck_assert_uint_eq(moert_prefill_smem(&dn), 4u * (128 + 256) * 128 + 1024);
   ck_assert_int_eq(moert_prefill_configs(7, 5, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_ERR_UNSUPPORTED);
+  /* 192-row tiles: sm_90a only (the wgmma kernel's three consumers) */
+  ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_BF16, 192, &gu, &dn), MOERT_OK);
+  ck_assert_uint_le(moert_prefill_smem(&gu), 232448);
+  ck_assert_uint_le(moert_prefill_smem(&dn), 232448);
+  ck_assert_int_eq(moert_prefill_configs(8, 0, MOERT_DTYPE_BF16, 192, &gu, &dn), MOERT_ERR_INTERNAL);
+  ck_assert_int_eq(moert_prefill_configs(10, 0, MOERT_DTYPE_BF16, 192, &gu, &dn), MOERT_ERR_INTERNAL);
   ck_assert_int_eq(moert_prefill_configs(9, 0, MOERT_DTYPE_F32, 128, &gu, &dn), MOERT_ERR_UNSUPPORTED);
   /* a GPU newer than Hopper takes the mma.sync kernel (wgmma is sm_90a only) */
   ck_assert_int_eq(moert_prefill_configs(10, 0, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
@@ -486,6 +523,7 @@ int main(void) {
   TCase *tc = tcase_create("compile");
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, test_sm90a_compiles, 0, 4);
+  tcase_add_loop_test(tc, test_sm90a_tall_compiles, 0, 2);
   tcase_add_test(tc, test_sm90_without_a_is_refused);
   tcase_add_loop_test(tc, test_sm80_compiles, 0, 6);
   tcase_add_loop_test(tc, test_sm80_on_sm90a, 0, 2);

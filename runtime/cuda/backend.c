@@ -35,7 +35,9 @@ typedef struct cuda_runtime {
                    * GEMM launch of the routed experts, 2 the down GEMM's only (measured: no
                    * gain, decode-log.md v17), 0 never, -1 (unset) where w_evict_due says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
-  int prefill_bm; /* MOERT_PREFILL_BM=64|128 (a benchmark hook), else 0: by the plan */
+  int prefill_bm; /* MOERT_PREFILL_BM=64|128|192 (a benchmark hook), else 0: by the plan */
+  int tall;       /* MOERT_PREFILL_TALL=1 (or MOERT_PREFILL_BM=192): 192-row tiles where the
+                   * plan would take 128 (an experiment); else never */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
   int ksplit128;  /* MOERT_PREFILL_KSPLIT128: 0 never, else (1 or unset) the 128-row down
@@ -110,8 +112,10 @@ typedef struct cuda_scratch {
                          * routed prefill chain's launches are programmatic dependent ones:
                          * bit 0 tiles, 1 gate/up, 2 down, 3 the combine after them */
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
-  moert_prefill_kernels pf[4]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles for one
-                                * token, for more (narrow_gu_bn; where the widths differ) */
+  moert_prefill_kernels pf[5]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles for one
+                                * token, for more (narrow_gu_bn; where the widths differ),
+                                * 192-row tiles (where r->tall) */
+  bool tall_ok;    /* pf[4] is loaded */
   bool narrow_ok;  /* pf[2] is loaded */
   bool narrow2_ok; /* pf[3] is loaded (else the narrow tiles of every T are pf[2]) */
   unsigned narrow_fill; /* bit T - 1: narrow_fill_due at T (1-4), computed at prepare */
@@ -140,6 +144,9 @@ typedef struct cuda_experts {
    * for down; the layout of maps) unless MOERT_PREFILL_NARROW=0; else 0 */
   CUdeviceptr maps_narrow;
   int narrow_box; /* their gate/up box rows (narrow_box_rows of the experts' layer) */
+  /* the 192-row tiles' maps (boxes of 96 rows for gate/up, 192 for down; the layout of maps)
+   * where the runtime builds those tiles (r->tall); else 0 */
+  CUdeviceptr maps_tall;
 } cuda_experts;
 
 #define ROUTE_TOKENS_PER_BLOCK 8
@@ -245,8 +252,13 @@ static bool fused_due(const cuda_scratch *c, const moert_layer_desc *d, uint32_t
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
  * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook, read once
  * per runtime - not on the path of every call) */
-static int prefill_tile_rows(const cuda_runtime *r, uint32_t E, uint64_t pairs) {
-  return r->prefill_bm ? r->prefill_bm : moert_prefill_pick_bm(NULL, E, pairs);
+static int prefill_tile_rows(const cuda_runtime *r, const cuda_scratch *c, uint32_t E,
+                             uint64_t pairs) {
+  const int bm = r->prefill_bm ? r->prefill_bm : moert_prefill_pick_bm(NULL, E, pairs);
+  /* the 192-row tiles (an experiment): where the plan takes 128 and their module is loaded
+   * (else before it is: the narrow modules' choice, made at prepare, never sees them) */
+  if (r->tall && (bm == 128 || bm == 192)) return c->tall_ok ? 192 : 128;
+  return bm == 192 ? 128 : bm;
 }
 
 /* The narrow prefill GEMMs (64-row tiles) where the forward of T would take the split-K
@@ -261,7 +273,7 @@ static bool narrow_t1_allowed(const cuda_runtime *r, const cuda_scratch *c) {
 static bool narrow_t1_fits(const cuda_runtime *r, const cuda_scratch *c,
                            const moert_layer_desc *d, uint32_t T) {
   return narrow_t1_allowed(r, c) &&
-         prefill_tile_rows(r, d->num_experts, (uint64_t)T * d->top_k) == 64 &&
+         prefill_tile_rows(r, c, d->num_experts, (uint64_t)T * d->top_k) == 64 &&
          fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
 }
 static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
@@ -370,12 +382,13 @@ static bool ksplit128_due(const cuda_runtime *r, const moert_layer_desc *d, uint
 /* whether a forward of up to max_tokens takes that split with 128-row tiles: the 128-row down
  * module is built with it only then (off but built in, the split's code costs a little: v18).
  * Past 3 whole rounds it is never due (halves >= 2 whole - 1), so the walk stops early. */
-static bool ksplit128_built(const cuda_runtime *r, const moert_layer_desc *d, uint32_t max_tokens) {
+static bool ksplit128_built(const cuda_runtime *r, const cuda_scratch *c, const moert_layer_desc *d,
+                            uint32_t max_tokens) {
   if (!r->ksplit128 || d->intermediate < 4 * 64) return false;
   const uint64_t sms = sm_count_of(r);
   for (uint64_t T = 1; T <= max_tokens; T++) {
     const uint64_t pairs = T * d->top_k;
-    if (prefill_tile_rows(r, d->num_experts, pairs) != 128) continue;
+    if (prefill_tile_rows(r, c, d->num_experts, pairs) != 128) continue;
     if (ksplit128_due(r, d, pairs)) return true;
     const uint64_t E = d->num_experts;
     if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 3 * sms)
@@ -435,7 +448,7 @@ static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const m
       (c->route_tiles < 0 && (uint64_t)T * d->top_k > MOERT_CUDA_ROUTE_TILES_MAX_PAIRS) ||
       c->pf[0].gate_up.sm != 90 || !(want_prefill(r, c, d, T) || narrow_t1_due(r, c, d, T)))
     return 0;
-  return prefill_tile_rows(r, d->num_experts, (uint64_t)T * d->top_k);
+  return prefill_tile_rows(r, c, d->num_experts, (uint64_t)T * d->top_k);
 }
 /* ptx/plan.cu: blocks of PLAN_THREADS threads, each over a chunk of PLAN_THREADS * groups
  * pairs; groups 1..8, so that there are at most 64 chunks up to 262144 pairs (short blocks at
@@ -580,7 +593,11 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
                                  r->device) != MOERT_CUDA_SUCCESS)
       r->l2_bytes = 0;
     const char *fb = getenv("MOERT_PREFILL_BM");
-    r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128")) ? atoi(fb) : 0;
+    r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128") || !strcmp(fb, "192"))
+                        ? atoi(fb) : 0;
+    const char *tl = getenv("MOERT_PREFILL_TALL");
+    r->tall = r->cc_major == 9 && r->cc_minor == 0 &&
+              ((tl && !strcmp(tl, "1")) || r->prefill_bm == 192);
     const char *nbn = getenv("MOERT_PREFILL_NARROW_BN");
     const int nbv = nbn && *nbn ? atoi(nbn) : -1; /* a width the kernel has, else the rule */
     r->narrow_bn = moert_prefill_narrow_width_ok(nbv) ? nbv : -1;
@@ -898,13 +915,23 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
                                       &dn)) != MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
-      if (i == 1 && ksplit128_built(r, d, s->max_tokens)) dn.ksplit = 1; /* (ksplit128_due) */
+      if (i == 1 && ksplit128_built(r, c, d, s->max_tokens)) dn.ksplit = 1; /* (ksplit128_due) */
       st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[i]);
       if (st == MOERT_ERR_BACKEND_UNAVAILABLE) { /* a driver without TMA: the tiled path */
         c->prefill_ok = false;
         break;
       }
       if (st != MOERT_OK) return st;
+    }
+    /* the 192-row tiles (r->tall: an experiment) */
+    if (c->prefill_ok && r->tall && c->pf[1].gate_up.sm == 90) {
+      moert_prefill_config gu, dn;
+      if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 192, &gu, &dn)) !=
+          MOERT_OK)
+        return st;
+      moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
+      if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[4])) != MOERT_OK) return st;
+      c->tall_ok = true;
     }
     c->narrow_fill = narrow_fill_mask(r, d);
     /* the narrow modules: with MOERT_PREFILL_NARROW=1, or where a decode size takes them;
@@ -988,7 +1015,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
   /* sm_90a: the weights' tensor maps for the prefill GEMMs, encoded once here (a layer the
    * prefill GEMMs cannot take, or a map the driver refuses, only means no maps) */
   void *maps = NULL;
-  bool shared_maps = false, narrow_maps = false;
+  bool shared_maps = false, narrow_maps = false, tall_maps = false;
   int narrow_box = 0; /* the narrow maps' gate/up box rows, where they are encoded */
   const size_t tab_bytes = (n * sizeof *tab + 127) & ~(size_t)127;
   if (st == MOERT_OK && r->cc_major == 9 && r->cc_minor == 0 &&
@@ -996,9 +1023,10 @@ static moert_status cuda_experts_init(moert_experts *x) {
       d->weight_dtype == d->act_dtype && d->hidden % 32 == 0 && d->intermediate % 32 == 0) {
     moert_prefill_config gu, dn;
     moert_tmap_encode_fn enc;
-    /* [gate E][up E][down E][shared 3][narrow gate E][narrow up E][narrow down E] */
-    maps = aligned_alloc(64, (6 * (size_t)E + 3) * MOERT_TMAP_BYTES);
-    if (maps) memset(maps, 0, (6 * (size_t)E + 3) * MOERT_TMAP_BYTES); /* unused slots too */
+    /* [gate E][up E][down E][shared 3][narrow gate E][narrow up E][narrow down E]
+     * [tall gate E][tall up E][tall down E] */
+    maps = aligned_alloc(64, (9 * (size_t)E + 3) * MOERT_TMAP_BYTES);
+    if (maps) memset(maps, 0, (9 * (size_t)E + 3) * MOERT_TMAP_BYTES); /* unused slots too */
     if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
         moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
         moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
@@ -1028,8 +1056,19 @@ static moert_status cuda_experts_init(moert_experts *x) {
                                                  (unsigned char *)maps + (3 * (size_t)E + 3) *
                                                      MOERT_TMAP_BYTES) == MOERT_OK;
     }
+    if (maps && r->tall) {
+      moert_prefill_config g192, d192;
+      tall_maps = moert_prefill_configs(9, 0, d->act_dtype, 192, &g192, &d192) == MOERT_OK &&
+                  moert_prefill_encode_weights(enc, d->act_dtype, &g192, &d192, E, d->hidden,
+                                               d->intermediate, (const void *const *)x->gate,
+                                               (const void *const *)x->up,
+                                               (const void *const *)x->down,
+                                               (unsigned char *)maps + (6 * (size_t)E + 3) *
+                                                   MOERT_TMAP_BYTES) == MOERT_OK;
+    }
   }
-  const size_t map_count = !maps ? 0 : narrow_maps ? 6 * (size_t)E + 3
+  const size_t map_count = !maps ? 0 : tall_maps ? 9 * (size_t)E + 3
+                                     : narrow_maps ? 6 * (size_t)E + 3
                                      : 3 * ((size_t)E + (shared_maps ? 1 : 0));
   const size_t all_bytes = tab_bytes + map_count * MOERT_TMAP_BYTES;
   if (st == MOERT_OK && (st = push_ctx(r)) == MOERT_OK) {
@@ -1042,6 +1081,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
         ce->maps_narrow = ce->maps + (3 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
         ce->narrow_box = narrow_box;
       }
+      if (tall_maps) ce->maps_tall = ce->maps + (6 * (CUdeviceptr)E + 3) * MOERT_TMAP_BYTES;
       CU_CHECK(r, r->cu->cuMemcpyHtoD(ce->maps, maps, all_bytes - tab_bytes),
                "cuMemcpyHtoD of the weights' tensor maps");
     }
@@ -1367,7 +1407,9 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     /* row tiles of 64 or 128 from the average rows per expert (the routing may be on the
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
-    const int tile_rows = prefill_tile_rows(r, E, pairs);
+    /* (the 192-row tiles need their maps: else 128) */
+    int tile_rows = prefill_tile_rows(r, c, E, pairs);
+    if (tile_rows == 192 && !ce->maps_tall) tile_rows = 128;
     /* the narrow tiles where the hook asks for them, where the default down GEMM would have
      * few work items (narrow_few_due), or where their gate/up items fill the SMs better
      * (narrow_fill_due, at prepare) */
@@ -1375,13 +1417,14 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
         t1 || (tile_rows == 64 && c->narrow_ok && narrow_maps &&
                (r->narrow || narrow_few_due(r, d, (uint32_t)T) ||
                 (T >= 1 && T <= 4 && (c->narrow_fill >> (T - 1) & 1u))));
-    const moert_prefill_kernels *pk = !narrow ? &c->pf[tile_rows == 128]
+    const moert_prefill_kernels *pk = !narrow ? &c->pf[tile_rows == 192 ? 4 : tile_rows == 128]
                                       : T > 1 && c->narrow2_ok ? &c->pf[3]
                                                                : &c->pf[2];
     moert_prefill_args pa = {.num_experts = E, .hidden = H, .intermediate = I, .pairs = pairs,
                              .offsets = c->offsets, .gather = c->packed_token, .x = x,
                              .x_stride = xs, .wtab = tab,
-                             .maps = narrow ? ce->maps_narrow : ce->maps,
+                             .maps = narrow ? ce->maps_narrow
+                                     : tile_rows == 192 ? ce->maps_tall : ce->maps,
                              .tiles = c->prefill_tiles, .h = c->h, .h_stride = I,
                              .out = c->ypair, .out_stride = H,
                              .pdl = r->pdl ? c->prefill_pdl & 7u : 0u,

@@ -69,8 +69,8 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
                       moert_dtype_name(dtype));
   if (cc < 80)
     return moert_fail(MOERT_ERR_UNSUPPORTED, "the prefill GEMMs need sm_80 or newer, not sm_%d", cc);
-  if (bm != 64 && bm != 128)
-    return moert_fail(MOERT_ERR_INTERNAL, "prefill tile rows %d (64 or 128)", bm);
+  if (bm != 64 && bm != 128 && !(bm == 192 && cc == 90))
+    return moert_fail(MOERT_ERR_INTERNAL, "prefill tile rows %d (64 or 128; 192 on sm_90a)", bm);
   const int act = dtype == MOERT_DTYPE_BF16 ? 1 : 2;
   memset(gu, 0, sizeof *gu);
   memset(dn, 0, sizeof *dn);
@@ -88,15 +88,21 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->stages = dn->stages = env_int("MOERT_PREFILL_STAGES", 2, bm == 64 ? 5 : 4, 4);
     gu->bn = 128;                /* x 2 matrices: 128 accumulators per consumer thread */
     dn->bn = 256;
+    /* 192-row tiles (an experiment: the backend's r->tall): three consumer warpgroups of 64
+     * rows (512 threads), gate/up 96 columns a matrix read by one m64n192 wgmma, down 192
+     * columns, 96 accumulators a consumer thread and 48 KB stages; an expert of 129-192 rows is
+     * one tile, and a consumer without rows skips its wgmmas (prefill_sm90.cu) */
+    if (bm == 192) gu->bn = 96, dn->bn = 192;
     gu->a_tma = 0; /* x rows gathered by packed_token */
     /* h is contiguous in sorted-row order: a TMA box of BM rows at 128-row tiles; at 64-row
      * tiles (a few rows an expert) the cp.async copies of the tile's own rows, where the box
      * read the next experts' rows from L2 as well (decode-log.md v15).  Hook:
      * MOERT_PREFILL_DOWN_TMA = 0|1. */
-    dn->a_tma = env_flag("MOERT_PREFILL_DOWN_TMA", bm == 128);
+    dn->a_tma = bm == 192 || env_flag("MOERT_PREFILL_DOWN_TMA", bm == 128);
     /* the gathered A's rows past the tile's end not copied at all (decode-log.md v15).  Hook:
      * MOERT_PREFILL_A_SKIP = 0|1. */
-    gu->a_skip = dn->a_skip = env_flag("MOERT_PREFILL_A_SKIP", 1);
+    gu->a_skip = dn->a_skip = bm == 192 || env_flag("MOERT_PREFILL_A_SKIP", 1); /* (192: the
+                                                  * padding rows copied would take stack) */
     /* 128-row tiles: a consumer whose 64 rows all lie past the tile's end (an expert's last
      * tile of 64 rows or fewer) can skip its wgmmas, so the other has the tensor cores alone;
      * where the launch takes it, and what was measured: moert_prefill_m_skip_due.  Hook:
@@ -109,7 +115,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * MOERT_PREFILL_ORDER, MOERT_PREFILL_FUSED_GU = 0|1 (benchmark hooks) force either. */
     gu->persistent = dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", 1);
     gu->order = dn->order = env_flag("MOERT_PREFILL_ORDER", 1);
-    gu->fused_gu = bm == 128 && env_flag("MOERT_PREFILL_FUSED_GU", 1);
+    gu->fused_gu = bm == 192 || (bm == 128 && env_flag("MOERT_PREFILL_FUSED_GU", 1));
     /* the down GEMM's rows (ypair) in the activation dtype, summed by moert_combine_act: on
      * the H100 Qwen3-30B-A3B T=8192 took 1539-1540 us against 1625-1638 with f32 rows, the
      * combine 99 against 195 us (docs/bench/prefill-log.md, v6).  Hook:
@@ -125,7 +131,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * against 88.0.  Not 128-row tiles: no gain there (Qwen3-235B-A22B T=256/512, Qwen3-30B-A3B
      * prefill T=1024/8192), Mixtral-8x7B T=512 0.7 % slower (docs/bench/decode-log.md v12).
      * Hook: MOERT_PREFILL_EARLY = 0|1. */
-    gu->early = dn->early = env_flag("MOERT_PREFILL_EARLY", bm == 64);
+    gu->early = dn->early = bm != 192 && env_flag("MOERT_PREFILL_EARLY", bm == 64);
     /* the layer kernel for the default 64-row tiles too (the backend takes it where both
      * GEMMs have more items than SMs: decode-log.md v15); MOERT_PREFILL_LAYER64=0 builds none */
     gu->layer = bm == 64 && env_flag("MOERT_PREFILL_LAYER64", 1) ? layer_kind() : 0;
@@ -164,7 +170,7 @@ void moert_prefill_fit(moert_prefill_config *gu, moert_prefill_config *dn, uint3
   /* persistent grids for 64-row tiles, and for 128-row tiles with the column tile outer:
    * on the H200 Mixtral-8x7B T=512 took 966 us against 1006, prefill T=4096 4669 against
    * 4792 (docs/bench/decode-log.md, v11) */
-  const int tall = gu->bm == 128;
+  const int tall = gu->bm >= 128;
   gu->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !gu->order);
   dn->persistent = env_flag("MOERT_PREFILL_PERSISTENT", !tall || !dn->order);
   /* the fused gate/up wgmma stays (set by moert_prefill_configs for 128-row tiles): on the
@@ -275,7 +281,9 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
   out->req.num_defines = (size_t)n;
 }
 
-unsigned int moert_prefill_threads(const moert_prefill_config *c) { return c->sm == 90 ? 384 : 256; }
+unsigned int moert_prefill_threads(const moert_prefill_config *c) {
+  return c->sm != 90 ? 256 : c->bm == 192 ? 512 : 384; /* 192-row tiles: three consumers */
+}
 
 unsigned int moert_prefill_smem(const moert_prefill_config *c) {
   const unsigned nb = c->gated ? 2 : 1;

@@ -43,7 +43,8 @@ typedef struct moert_prefill_config {
                * 4-byte stores, 2 with the 16-byte ones where epi_wide (an experiment) */
   int persistent; /* sm90 only: about one CTA per SM, each looping over work items */
   int order;      /* sm90 only: 0 column tile outer, 1 row tile outer (1-D grid) */
-  int fused_gu;   /* sm90 gated 128-row tiles only: gate and up by one wgmma of width 256 */
+  int fused_gu;   /* sm90 gated 128-row tiles: gate and up by one wgmma of width 256 (192-row
+                   * tiles: of width 192) */
   int out_act;    /* sm90 down only: rows in the activation dtype instead of f32 */
   int epi_wide;   /* sm90, 2-byte outputs: 16-byte stores after a transpose in each quad */
   int early;      /* sm90: the gate/up GEMM lets the down GEMM launch at its start (only where
