@@ -36,8 +36,9 @@ typedef struct cuda_runtime {
                    * gain, decode-log.md v17), 0 never, -1 (unset) where w_evict_due says */
   int l2_bytes;   /* the device's L2 (0: unknown) */
   int prefill_bm; /* MOERT_PREFILL_BM=64|128|192 (a benchmark hook), else 0: by the plan */
-  int tall;       /* MOERT_PREFILL_TALL=1 (or MOERT_PREFILL_BM=192): 192-row tiles where the
-                   * plan would take 128 (an experiment); else never */
+  int tall;       /* 192-row tiles: 0 never (MOERT_PREFILL_TALL=0, or not sm_90a), 1 wherever
+                   * the plan takes 128 (MOERT_PREFILL_TALL=1 or MOERT_PREFILL_BM=192), -1
+                   * where tall_due says */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
   int ksplit128;  /* MOERT_PREFILL_KSPLIT128: 0 never, else (1 or unset) the 128-row down
@@ -114,7 +115,7 @@ typedef struct cuda_scratch {
   bool prefill_ok;  /* bf16/f16 layer on sm_80+, and a T this scratch can hold needs it */
   moert_prefill_kernels pf[5]; /* 64-row tiles, 128-row tiles, 64-row narrow tiles for one
                                 * token, for more (narrow_gu_bn; where the widths differ),
-                                * 192-row tiles (where r->tall) */
+                                * 192-row tiles (tall_built) */
   bool tall_ok;    /* pf[4] is loaded */
   bool narrow_ok;  /* pf[2] is loaded */
   bool narrow2_ok; /* pf[3] is loaded (else the narrow tiles of every T are pf[2]) */
@@ -145,7 +146,7 @@ typedef struct cuda_experts {
   CUdeviceptr maps_narrow;
   int narrow_box; /* their gate/up box rows (narrow_box_rows of the experts' layer) */
   /* the 192-row tiles' maps (boxes of 96 rows for gate/up, 192 for down; the layout of maps)
-   * where the runtime builds those tiles (r->tall); else 0 */
+   * where the runtime may build those tiles (r->tall); else 0 */
   CUdeviceptr maps_tall;
 } cuda_experts;
 
@@ -249,16 +250,43 @@ static bool fused_due(const cuda_scratch *c, const moert_layer_desc *d, uint32_t
          (c->dec_fused_mode == 1 || (dec == 0 && 2 * items <= c->fused_ctas));
 }
 
+/* The 192-row tiles (sm_90a; three consumer warpgroups, one tile for an expert of 129-192
+ * rows where the 128-row tiles take two) where the plan would take 128-row tiles, the experts
+ * average more than 112 and at most 176 rows, and the gate/up grid has the row tile outer
+ * (an expert's gate and up matrices within MOERT_PREFILL_COL_BYTES).  H200, two rounds
+ * against the 128-row tiles (decode-log.md v21, calls 5-6): Qwen3-30B-A3B prefill T=2048
+ * (128 rows an expert) 406.5-407.7 us against 435.2-436.3, T=2560 (160) 442.1-454.4 /
+ * 526.5-557.1; Qwen3-235B-A22B T=2048 1459.3-1546.3 / 1578.8-1611.4; DeepSeek-V3 T=4096
+ * 7928.7-7974.9 / 8626.9-8685.5.  Slower outside: Qwen3-30B-A3B T=1536 (96 rows) 372.4-376.9 /
+ * 364.4-364.5, T=3072 (192) 648.0-649.7 / 566.1-595.6, T=4096 765.0-776.5 / 660.7-674.0; and
+ * Mixtral-8x7B T=512 (128 rows, the column tile outer) 1072.8-1076.0 / 1000.2-1001.1.  Hook
+ * MOERT_PREFILL_TALL = 0 never, 1 wherever the plan takes 128-row tiles (or
+ * MOERT_PREFILL_BM=192). */
+static bool tall_due(const cuda_runtime *r, const moert_layer_desc *d, uint64_t pairs) {
+  if (r->tall == 0) return false;
+  if (r->tall == 1) return true;
+  const uint64_t E = d->num_experts;
+  return pairs > 112 * E && pairs <= 176 * E &&
+         4ull * d->hidden * d->intermediate <= MOERT_PREFILL_COL_BYTES;
+}
+/* whether a forward of up to max_tokens may take them (their module is built only then) */
+static bool tall_built(const cuda_runtime *r, const moert_layer_desc *d, uint32_t max_tokens) {
+  const uint64_t most = (uint64_t)max_tokens * d->top_k;
+  if (r->tall == 0) return false;
+  return tall_due(r, d, most < 176ull * d->num_experts ? most : 176ull * d->num_experts) &&
+         most >= 64ull * d->num_experts;
+}
+
 /* The prefill GEMMs' row tile height for T k pairs over E experts: 64 or 128 from the
- * average rows per expert (MOERT_PREFILL_BM=64|128 forces one: a benchmark hook, read once
- * per runtime - not on the path of every call) */
-static int prefill_tile_rows(const cuda_runtime *r, const cuda_scratch *c, uint32_t E,
-                             uint64_t pairs) {
-  const int bm = r->prefill_bm ? r->prefill_bm : moert_prefill_pick_bm(NULL, E, pairs);
-  /* the 192-row tiles (an experiment): where the plan takes 128 and their module is loaded
-   * (else before it is: the narrow modules' choice, made at prepare, never sees them) */
-  if (r->tall && (bm == 128 || bm == 192)) return c->tall_ok ? 192 : 128;
-  return bm == 192 ? 128 : bm;
+ * average rows per expert, 192 where tall_due and their module is loaded
+ * (MOERT_PREFILL_BM=64|128|192 forces one: a benchmark hook, read once per runtime - not on
+ * the path of every call) */
+static int prefill_tile_rows(const cuda_runtime *r, const cuda_scratch *c,
+                             const moert_layer_desc *d, uint64_t pairs) {
+  const int bm = r->prefill_bm == 192 ? 128
+                 : r->prefill_bm    ? r->prefill_bm
+                                    : moert_prefill_pick_bm(NULL, d->num_experts, pairs);
+  return bm == 128 && c->tall_ok && tall_due(r, d, pairs) ? 192 : bm;
 }
 
 /* The narrow prefill GEMMs (64-row tiles) where the forward of T would take the split-K
@@ -273,7 +301,7 @@ static bool narrow_t1_allowed(const cuda_runtime *r, const cuda_scratch *c) {
 static bool narrow_t1_fits(const cuda_runtime *r, const cuda_scratch *c,
                            const moert_layer_desc *d, uint32_t T) {
   return narrow_t1_allowed(r, c) &&
-         prefill_tile_rows(r, c, d->num_experts, (uint64_t)T * d->top_k) == 64 &&
+         prefill_tile_rows(r, c, d, (uint64_t)T * d->top_k) == 64 &&
          fused_due(c, d, T, pick_decode(c, T, d->top_k, d->num_experts));
 }
 static bool narrow_t1_due(const cuda_runtime *r, const cuda_scratch *c,
@@ -388,7 +416,7 @@ static bool ksplit128_built(const cuda_runtime *r, const cuda_scratch *c, const 
   const uint64_t sms = sm_count_of(r);
   for (uint64_t T = 1; T <= max_tokens; T++) {
     const uint64_t pairs = T * d->top_k;
-    if (prefill_tile_rows(r, c, d->num_experts, pairs) != 128) continue;
+    if (prefill_tile_rows(r, c, d, pairs) != 128) continue;
     if (ksplit128_due(r, d, pairs)) return true;
     const uint64_t E = d->num_experts;
     if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 3 * sms)
@@ -448,7 +476,7 @@ static int route_tile_rows(const cuda_runtime *r, const cuda_scratch *c, const m
       (c->route_tiles < 0 && (uint64_t)T * d->top_k > MOERT_CUDA_ROUTE_TILES_MAX_PAIRS) ||
       c->pf[0].gate_up.sm != 90 || !(want_prefill(r, c, d, T) || narrow_t1_due(r, c, d, T)))
     return 0;
-  return prefill_tile_rows(r, c, d->num_experts, (uint64_t)T * d->top_k);
+  return prefill_tile_rows(r, c, d, (uint64_t)T * d->top_k);
 }
 /* ptx/plan.cu: blocks of PLAN_THREADS threads, each over a chunk of PLAN_THREADS * groups
  * pairs; groups 1..8, so that there are at most 64 chunks up to 262144 pairs (short blocks at
@@ -596,8 +624,9 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->prefill_bm = fb && (!strcmp(fb, "64") || !strcmp(fb, "128") || !strcmp(fb, "192"))
                         ? atoi(fb) : 0;
     const char *tl = getenv("MOERT_PREFILL_TALL");
-    r->tall = r->cc_major == 9 && r->cc_minor == 0 &&
-              ((tl && !strcmp(tl, "1")) || r->prefill_bm == 192);
+    r->tall = !(r->cc_major == 9 && r->cc_minor == 0) || (tl && !strcmp(tl, "0")) ? 0
+              : (tl && !strcmp(tl, "1")) || r->prefill_bm == 192                ? 1
+                                                                                 : -1;
     const char *nbn = getenv("MOERT_PREFILL_NARROW_BN");
     const int nbv = nbn && *nbn ? atoi(nbn) : -1; /* a width the kernel has, else the rule */
     r->narrow_bn = moert_prefill_narrow_width_ok(nbv) ? nbv : -1;
@@ -923,8 +952,8 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
       }
       if (st != MOERT_OK) return st;
     }
-    /* the 192-row tiles (r->tall: an experiment) */
-    if (c->prefill_ok && r->tall && c->pf[1].gate_up.sm == 90) {
+    /* the 192-row tiles where a forward up to max_tokens takes them */
+    if (c->prefill_ok && tall_built(r, d, s->max_tokens) && c->pf[1].gate_up.sm == 90) {
       moert_prefill_config gu, dn;
       if ((st = moert_prefill_configs(r->cc_major, r->cc_minor, d->act_dtype, 192, &gu, &dn)) !=
           MOERT_OK)
@@ -1408,7 +1437,7 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
      * device), then tiles, gate/up and down on the stream; h and ypair as the other paths */
     const uint64_t pairs = (uint64_t)T * k;
     /* (the 192-row tiles need their maps: else 128) */
-    int tile_rows = prefill_tile_rows(r, c, E, pairs);
+    int tile_rows = prefill_tile_rows(r, c, d, pairs);
     if (tile_rows == 192 && !ce->maps_tall) tile_rows = 128;
     /* the narrow tiles where the hook asks for them, where the default down GEMM would have
      * few work items (narrow_few_due), or where their gate/up items fill the SMs better
