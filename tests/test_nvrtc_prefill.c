@@ -510,6 +510,27 @@ START_TEST(test_requests) {
   dn.bm = 64; /* 128-row tiles only */
   ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 0);
   dn.bm = 128;
+  /* the 192-row tiles' rule: 113-176 rows an expert, the gate/up grid with the row tile outer
+   * (Qwen3-30B-A3B, Qwen3-235B-A22B, DeepSeek-V3; not Mixtral-8x7B's column-outer grid) */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 2048 * 8), 1);   /* 128 rows */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 2560 * 8), 1);   /* 160 */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 176 * 128), 1);
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 176 * 128 + 1), 0);
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 112 * 128), 0);
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 1536 * 8), 0);   /* 96 */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 2048, 768, 3072 * 8), 0);   /* 192 */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 128, 4096, 1536, 2048 * 8), 1);  /* 235B */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 256, 7168, 2048, 4096 * 8), 1);  /* DeepSeek */
+  ck_assert_int_eq(moert_prefill_tall_due(-1, 8, 4096, 14336, 512 * 2), 0);    /* Mixtral */
+  ck_assert_int_eq(moert_prefill_tall_due(0, 128, 2048, 768, 2048 * 8), 0);    /* the hook */
+  ck_assert_int_eq(moert_prefill_tall_due(1, 8, 4096, 14336, 512 * 2), 1);
+  /* the 128-row down GEMM's K split: Mixtral-8x7B T=512 alone (192 items on 132 SMs) */
+  ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 512 * 2, 132), 1);
+  ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 256 * 2, 132), 0);
+  ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 1024 * 2, 132), 0);
+  ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 2048 * 2, 132), 0);
+  ck_assert_int_eq(moert_prefill_ksplit128_due(128, 2048, 768, 2048 * 8, 132), 0);
+  ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 192, 512 * 2, 132), 0); /* short K */
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

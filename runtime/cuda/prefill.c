@@ -499,6 +499,44 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
   out->req.num_defines = n + 1;
 }
 
+/* The 192-row tiles (sm_90a; three consumer warpgroups, one tile for an expert of 129-192
+ * rows where the 128-row tiles take two) where the plan would take 128-row tiles, the experts
+ * average more than 112 and at most 176 rows, and the gate/up grid has the row tile outer
+ * (an expert's gate and up matrices within MOERT_PREFILL_COL_BYTES).  H200, two rounds
+ * against the 128-row tiles (decode-log.md v21, calls 5-6): Qwen3-30B-A3B prefill T=2048
+ * (128 rows an expert) 406.5-407.7 us against 435.2-436.3, T=2560 (160) 442.1-454.4 /
+ * 526.5-557.1; Qwen3-235B-A22B T=2048 1459.3-1546.3 / 1578.8-1611.4; DeepSeek-V3 T=4096
+ * 7928.7-7974.9 / 8626.9-8685.5.  Slower outside: Qwen3-30B-A3B T=1536 (96 rows) 372.4-376.9 /
+ * 364.4-364.5, T=3072 (192) 648.0-649.7 / 566.1-595.6, T=4096 765.0-776.5 / 660.7-674.0; and
+ * Mixtral-8x7B T=512 (128 rows, the column tile outer) 1072.8-1076.0 / 1000.2-1001.1.  Hook
+ * MOERT_PREFILL_TALL = 0 never, 1 wherever the plan takes 128-row tiles (or
+ * MOERT_PREFILL_BM=192): mode 0, 1; else the rule. */
+int moert_prefill_tall_due(int mode, uint32_t E, uint32_t H, uint32_t I, uint64_t pairs) {
+  if (mode == 0 || mode == 1) return mode;
+  return pairs > 112ull * E && pairs <= 176ull * E &&
+         4ull * H * I <= MOERT_PREFILL_COL_BYTES; /* the gate/up grid's row tile outer */
+}
+
+/* The 128-row down GEMM's K in two parts where its items (about pairs / 128 + E / 2 row
+ * tiles, an expert's last one partial, times H / 256 column tiles) fill their last round of
+ * SMs so poorly that twice as many half items end at least a fifth sooner: Mixtral-8x7B
+ * T=512, ~192 items on 132 SMs, two rounds for 1.45 (its down GEMM at 1.67x its floor against
+ * the gate/up's 1.36x: decode-log.md v20), split 384 in three half rounds.  H200, split /
+ * not, two rounds in each of two calls (decode-log.md v21): Mixtral-8x7B T=512 997.7-1003.4
+ * against 1011.7-1017.6 us and 968.9-969.7 / 990.7-991.7 (the down GEMM 346 against 373 us in
+ * the timeline); not at T=1024 (5 half rounds for 3: 1559.6-1645.4 / 1536.7-1651.9) nor
+ * prefill T=2048 (9 for 5: 2383.5-2605.5 / 2289.0-2684.7), which a tenth took; T=256 (not due,
+ * the module built with the split) 717.8-729.8 / 716.0-735.0.  The backend's hook
+ * MOERT_PREFILL_KSPLIT128=0: never. */
+int moert_prefill_ksplit128_due(uint32_t E, uint32_t H, uint32_t I, uint64_t pairs,
+                                unsigned int sm_count) {
+  if (I < 4 * 64 || E == 0) return 0;
+  const uint64_t sms = sm_count ? sm_count : 132;
+  const uint64_t items = (pairs / 128 + (pairs < E ? pairs : E) / 2) * (((uint64_t)H + 255) / 256);
+  const uint64_t whole = (items + sms - 1) / sms, halves = (2 * items + sms - 1) / sms;
+  return 10 * halves <= 16 * whole; /* halves / 2 <= 0.8 whole */
+}
+
 int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E) {
   if (!m_skip_built(c)) return 0;
   /* Only where experts average 96 rows or fewer: one tile each, nearly always.  An expert of

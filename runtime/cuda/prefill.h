@@ -227,6 +227,17 @@ size_t moert_prefill_layer_sync_bytes(uint64_t pairs, uint32_t num_experts);
  * grid gains by it, else 0. */
 int moert_prefill_m_skip_due(const moert_prefill_config *c, uint64_t pairs, uint32_t E);
 
+/* Whether the 192-row tiles take a plan of pairs rows over E experts of hidden size H and
+ * intermediate size I where the plan would take 128-row tiles: mode 0 never, 1 always, any
+ * other value the rule (experts averaging 113-176 rows, the gate/up grid with the row tile
+ * outer). */
+int moert_prefill_tall_due(int mode, uint32_t E, uint32_t H, uint32_t I, uint64_t pairs);
+
+/* Whether the 128-row down GEMM takes its K in two parts at a plan of pairs rows: where its
+ * items fill their last round of sm_count SMs so poorly that half items end a fifth sooner. */
+int moert_prefill_ksplit128_due(uint32_t E, uint32_t H, uint32_t I, uint64_t pairs,
+                                unsigned int sm_count);
+
 /* The three launches on stream: tiles, gate/up, down (or tiles and the layer kernel).  No allocation, no synchronisation:
  * capturable in a CUDA graph.  The context must be current. */
 moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefill_kernels *k,
