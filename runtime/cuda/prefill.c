@@ -504,7 +504,7 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gu,
  * average more than 112 and at most 176 rows, and the gate/up grid has the row tile outer
  * (an expert's gate and up matrices within MOERT_PREFILL_COL_BYTES).  H200, two rounds
  * against the 128-row tiles (decode-log.md v21, calls 5-6): Qwen3-30B-A3B prefill T=2048
- * (128 rows an expert) 406.5-407.7 us against 435.2-436.3, T=2560 (160) 442.1-454.4 /
+ * (128 rows an expert) 403.9-407.7 us against 435.2-436.3, T=2560 (160) 442.1-454.4 /
  * 526.5-557.1; Qwen3-235B-A22B T=2048 1459.3-1546.3 / 1578.8-1611.4; DeepSeek-V3 T=4096
  * 7928.7-7974.9 / 8626.9-8685.5.  Slower outside: Qwen3-30B-A3B T=1536 (96 rows) 372.4-376.9 /
  * 364.4-364.5, T=3072 (192) 648.0-649.7 / 566.1-595.6, T=4096 765.0-776.5 / 660.7-674.0; and

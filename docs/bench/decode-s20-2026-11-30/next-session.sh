@@ -1,13 +1,41 @@
 #!/usr/bin/env bash
-# Session 20, call 7 (the last device seconds): the 192-row tiles by default where tall_due
-# (112 < rows an expert <= 176, row-outer gate/up grid).  Bits of Qwen3-30B-A3B T=2048 (now
-# 192-row tiles; expected the 128-row tiles' 6093fb7742363364), one A/B round.
+# For the twenty-first session's first device call (written at the end of the twentieth: its
+# device time was spent; its call 7, this check, was refused).  Build main into build-gpu here
+# (cmake --build build-gpu -j2; tools/build-trace.sh build-gpu), carry ["build-gpu", ".device"],
+# run this (about 8 minutes).
+# 1. The 192-row tiles are default where moert_prefill_tall_due says (717bae9: 113-176 rows an
+#    expert, the gate/up grid with the row tile outer); their kernel ran test_gpu_prefill's six
+#    192-row cases (s20 call 5) and the forward path under MOERT_PREFILL_TALL=1 (calls 5-6), but
+#    the default rule never ran on a GPU: both suites, then `moert run` bits of Qwen3-30B-A3B
+#    T=2048 and Qwen3-235B-A22B T=2048 with and without (expected equal: the 192-row tiles gave
+#    the 128-row tiles' bits at Mixtral-8x7B T=512 in call 5).
+# 2. A/B, two rounds, default against MOERT_PREFILL_TALL=0 at the rule's edges.  Prediction
+#    (calls 5-6): Qwen3-30B-A3B prefill T=2048 -7 %, T=2560 -15 %, T=1536/3072 unchanged (not
+#    due); Qwen3-235B-A22B T=2048 -5 %; DeepSeek-V3 T=4096 -8 %; Mixtral-8x7B unchanged.
+# 3. The records with the peers (decode and prefill), as s20 call 3.
 set -u; t0=$(date +%s); . tools/device-env.sh; B=build-gpu
-echo "qwen30b T=2048 default $(timeout 60 $B/moert run --backend cuda --model qwen3-30b-a3b --tokens 2048 --layers 2 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ')"
-export AB_TIMEOUT=40
-for v in "" 0; do
-  ab tall-d$v prefill qwen3-30b-a3b 2048,2560,4096 MOERT_PREFILL_TALL=$v
+run prefill 240 $B/tests/test_gpu_prefill
+run forward 280 $B/tests/test_gpu_forward
+for m in "qwen3-30b-a3b 2048" "qwen3-235b-a22b 2048"; do set -- $m; for v in "" 0; do
+  echo "$1 T=$2 TALL=$v $(MOERT_PREFILL_TALL=$v timeout 120 $B/moert run --backend cuda --model $1 --tokens $2 --layers 2 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ')"
+done; done
+echo "checks $(( $(date +%s) - t0 )) s"
+export AB_TIMEOUT=60
+for r in 1 2; do for v in "" 0; do
+  ab tall-d$v prefill qwen3-30b-a3b 1536,2048,2560,3072 MOERT_PREFILL_TALL=$v
+  ab tall-d$v prefill qwen3-235b-a22b 2048 MOERT_PREFILL_TALL=$v
+  ab tall-d$v prefill deepseek-v3 4096 MOERT_PREFILL_TALL=$v
   ab tall-d$v forward mixtral-8x7b 512 MOERT_PREFILL_TALL=$v
-done
+done; echo "round $r $(( $(date +%s) - t0 )) s"; done
 python3 tools/ab-table.py $OUT/ab.jsonl 2>&1 | cat
+W=/tmp/rec; rm -rf $W; mkdir -p $W/logs
+OUT=$W/prefill PEERS_TIMEOUT=150 PREFILL_MODELS="qwen3-30b-a3b qwen3-235b-a22b:2048,8192 deepseek-v3:2048,4096 mixtral-8x7b:2048" \
+  timeout 240 tools/bench-prefill.sh build-gpu .device/torch_peers.py > $W/logs/bench-prefill.log 2>&1
+echo "prefill record rc=$? $(( $(date +%s) - t0 )) s"
+python3 -c "
+import json
+for l in open('$W/prefill/bench.jsonl'):
+    r=json.loads(l); print(r['model'][:12], r['T'], '%.1f us %.1f TF x%.2f dense %.2f torch %s triton %s' % (r['us'], r.get('tflops',0), r.get('ratio',0), r.get('ratio_dense',0), r.get('peer_torch_grouped_mm_us',''), r.get('peer_triton_fused_moe_us','')))
+" 2>&1
+cd $W && tar cf $OUT/prefill.tar prefill && tar cf $OUT/logs.tar logs
 echo "total $(( $(date +%s) - t0 )) s"
