@@ -620,8 +620,10 @@ static void forward_suite(const model *m, moert_dtype dt, moert_router_kind kind
 
 START_TEST(test_forward_vs_cpu) {
   const fwd_case *c = &fwd_cases[_i];
-  static const uint32_t qwen_T[] = {1, 7, 32, 129, 1000, 4096};
+  /* (Qwen3-30B-A3B T=2048: 128 rows an expert, the 192-row tiles of sm_90a) */
+  static const uint32_t qwen_T[] = {1, 7, 32, 129, 1000, 2048, 4096};
   static const uint32_t mixtral_T[] = {1, 7, 32, 129, 1000};
+  const size_t nq = sizeof qwen_T / sizeof qwen_T[0], nm = sizeof mixtral_T / sizeof mixtral_T[0];
   const bool q = c->m == &qwen3;
   layer L;
   moert_layer_desc d = make_desc(c->m, c->dt, MOERT_ROUTER_SOFTMAX_TOPK);
@@ -629,8 +631,9 @@ START_TEST(test_forward_vs_cpu) {
   layer_make(&L, c->m, c->dt, &d);
   printf("%s %s: weights made and uploaded in %.0f ms\n", c->m->name, moert_dtype_name(c->dt),
          now_ms() - t0);
-  forward_suite(c->m, c->dt, MOERT_ROUTER_SOFTMAX_TOPK, q ? qwen_T : mixtral_T, q ? 6 : 5, false, &L);
-  forward_suite(c->m, c->dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, q ? qwen_T : mixtral_T, q ? 6 : 5,
+  forward_suite(c->m, c->dt, MOERT_ROUTER_SOFTMAX_TOPK, q ? qwen_T : mixtral_T, q ? nq : nm, false,
+                &L);
+  forward_suite(c->m, c->dt, MOERT_ROUTER_SIGMOID_GROUP_TOPK, q ? qwen_T : mixtral_T, q ? nq : nm,
                 false, &L);
   layer_free(&L);
 }
