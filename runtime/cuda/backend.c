@@ -985,6 +985,17 @@ static moert_status cuda_scratch_prepare(moert_scratch *s) { return ensure_prepa
 
 /* ---- experts ---- */
 
+/* the routed experts' 3E maps for the tiles of gu and dn, at map slot `slot` of maps */
+static bool encode_routed(moert_tmap_encode_fn enc, const moert_experts *x,
+                          const moert_prefill_config *gu, const moert_prefill_config *dn,
+                          void *maps, size_t slot) {
+  const moert_layer_desc *d = &x->desc;
+  return moert_prefill_encode_weights(enc, d->act_dtype, gu, dn, d->num_experts, d->hidden,
+                                      d->intermediate, (const void *const *)x->gate,
+                                      (const void *const *)x->up, (const void *const *)x->down,
+                                      (unsigned char *)maps + slot * MOERT_TMAP_BYTES) == MOERT_OK;
+}
+
 static moert_status cuda_experts_init(moert_experts *x) {
   cuda_runtime *r = x->runtime->backend_state;
   const moert_layer_desc *d = &x->desc;
@@ -1034,9 +1045,7 @@ static moert_status cuda_experts_init(moert_experts *x) {
     if (maps) memset(maps, 0, (9 * (size_t)E + 3) * MOERT_TMAP_BYTES); /* unused slots too */
     if (!maps || moert_prefill_configs(9, 0, d->act_dtype, 128, &gu, &dn) != MOERT_OK ||
         moert_prefill_tmap_encoder(r->cu, &enc) != MOERT_OK ||
-        moert_prefill_encode_weights(enc, d->act_dtype, &gu, &dn, E, d->hidden, d->intermediate,
-                                     (const void *const *)x->gate, (const void *const *)x->up,
-                                     (const void *const *)x->down, maps) != MOERT_OK) {
+        !encode_routed(enc, x, &gu, &dn, maps, 0)) {
       free(maps);
       maps = NULL;
     } else if (d->shared_intermediate && d->shared_intermediate % 32 == 0) {
@@ -1053,23 +1062,12 @@ static moert_status cuda_experts_init(moert_experts *x) {
       moert_prefill_narrow(&g64, &d64);
       moert_prefill_narrow_width(&g64, narrow_gu_bn(r, d, 1));
       g64.box_rows = narrow_box = narrow_box_rows(r, d); /* a divisor of both modules' widths */
-      narrow_maps = narrow_maps &&
-                    moert_prefill_encode_weights(enc, d->act_dtype, &g64, &d64, E, d->hidden,
-                                                 d->intermediate, (const void *const *)x->gate,
-                                                 (const void *const *)x->up,
-                                                 (const void *const *)x->down,
-                                                 (unsigned char *)maps + (3 * (size_t)E + 3) *
-                                                     MOERT_TMAP_BYTES) == MOERT_OK;
+      narrow_maps = narrow_maps && encode_routed(enc, x, &g64, &d64, maps, 3 * (size_t)E + 3);
     }
     if (maps && r->tall) {
       moert_prefill_config g192, d192;
       tall_maps = moert_prefill_configs(9, 0, d->act_dtype, 192, &g192, &d192) == MOERT_OK &&
-                  moert_prefill_encode_weights(enc, d->act_dtype, &g192, &d192, E, d->hidden,
-                                               d->intermediate, (const void *const *)x->gate,
-                                               (const void *const *)x->up,
-                                               (const void *const *)x->down,
-                                               (unsigned char *)maps + (6 * (size_t)E + 3) *
-                                                   MOERT_TMAP_BYTES) == MOERT_OK;
+                  encode_routed(enc, x, &g192, &d192, maps, 6 * (size_t)E + 3);
     }
   }
   const size_t map_count = !maps ? 0 : tall_maps ? 9 * (size_t)E + 3
