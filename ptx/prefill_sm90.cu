@@ -145,9 +145,9 @@
 #if BM != 64 && BM != 128 && BM != 192
 #error "MOERT_BM must be 64, 128 or 192"
 #endif
-#if BM == 192 && (MOERT_LAYER || MOERT_KSPLIT || MOERT_EARLY || MOERT_M_SKIP || \
+#if BM == 192 && (MOERT_LAYER || MOERT_EARLY || MOERT_M_SKIP || \
                   (MOERT_GATED && !MOERT_FUSED_GU))
-#error "MOERT_BM=192: the two GEMMs alone, gate/up fused (no layer kernel, K split, early launch, MOERT_M_SKIP)"
+#error "MOERT_BM=192: the two GEMMs alone, gate/up fused (no layer kernel, early launch, MOERT_M_SKIP)"
 #endif
 #if BN % MOERT_BOX_ROWS || (MOERT_LAYER && MOERT_BOX_ROWS != BN)
 #error "MOERT_BOX_ROWS must divide MOERT_BN (and equal it in the layer kernel)"

@@ -261,6 +261,9 @@ START_TEST(test_sm90a_tall_compiles) {
   g2.order = d2.order = 1, g2.persistent = d2.persistent = 0; /* one CTA a tile */
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
+  d2 = dn; /* the down GEMM's K split, persistent, column outer (MOERT_PREFILL_TALL_KSPLIT) */
+  d2.ksplit = 1, d2.order = 0;
+  compile_cubin(nv, &d2, "sm_90a");
   ck_assert_int_eq(gu.a_skip, 1); /* always: the padding rows copied would take stack */
 }
 END_TEST
@@ -531,6 +534,9 @@ START_TEST(test_requests) {
   ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 2048 * 2, 132), 0);
   ck_assert_int_eq(moert_prefill_ksplit128_due(128, 2048, 768, 2048 * 8, 132), 0);
   ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 192, 512 * 2, 132), 0); /* short K */
+  /* the same for the 192-row tiles' down GEMM (192 columns): Mixtral-8x7B T=512, 198 items */
+  ck_assert_int_eq(moert_prefill_ksplit_rows_due(8, 4096, 14336, 512 * 2, 132, 192, 192), 1);
+  ck_assert_int_eq(moert_prefill_ksplit_rows_due(128, 2048, 768, 2048 * 8, 132, 192, 192), 0);
   ck_assert_int_eq(moert_prefill_configs(8, 6, MOERT_DTYPE_BF16, 128, &gu, &dn), MOERT_OK);
   moert_prefill_make_request(&gu, &q);
   ck_assert_str_eq(q.req.source, "prefill_sm80.cu");

@@ -12,7 +12,12 @@
 # 2. A/B, two rounds, default against MOERT_PREFILL_TALL=0 at the rule's edges.  Prediction
 #    (calls 5-6): Qwen3-30B-A3B prefill T=2048 -7 %, T=2560 -15 %, T=1536/3072 unchanged (not
 #    due); Qwen3-235B-A22B T=2048 -5 %; DeepSeek-V3 T=4096 -8 %; Mixtral-8x7B unchanged.
-# 3. The records with the peers (decode and prefill), as s20 call 3.
+# 3. The prepared experiment MOERT_PREFILL_TALL_KSPLIT=1 (the 192-row down GEMM's K in two
+#    parts where moert_prefill_ksplit_rows_due says; never run on a GPU): test_gpu_prefill's
+#    192-row cases include its K split (epi 16); at Mixtral-8x7B T=512, where the 192-row tiles
+#    lost (call 5: 1073-1076 against 1000-1001 us), the default / TALL=1 / TALL=1 + the split,
+#    and the timelines of the last two: is it the down GEMM's ~176 items on 132 SMs?
+# Then next-session-record.sh (a second call): the records with the peers.
 set -u; t0=$(date +%s); . tools/device-env.sh; B=build-gpu
 run prefill 240 $B/tests/test_gpu_prefill
 run forward 280 $B/tests/test_gpu_forward
@@ -27,15 +32,13 @@ for r in 1 2; do for v in "" 0; do
   ab tall-d$v prefill deepseek-v3 4096 MOERT_PREFILL_TALL=$v
   ab tall-d$v forward mixtral-8x7b 512 MOERT_PREFILL_TALL=$v
 done; echo "round $r $(( $(date +%s) - t0 )) s"; done
+for r in 1 2; do
+  ab mix-default forward mixtral-8x7b 512
+  ab mix-tall forward mixtral-8x7b 512 MOERT_PREFILL_TALL=1
+  ab mix-tall-ks forward mixtral-8x7b 512 MOERT_PREFILL_TALL=1 MOERT_PREFILL_TALL_KSPLIT=1
+done
 python3 tools/ab-table.py $OUT/ab.jsonl 2>&1 | cat
-W=/tmp/rec; rm -rf $W; mkdir -p $W/logs
-OUT=$W/prefill PEERS_TIMEOUT=150 PREFILL_MODELS="qwen3-30b-a3b qwen3-235b-a22b:2048,8192 deepseek-v3:2048,4096 mixtral-8x7b:2048" \
-  timeout 240 tools/bench-prefill.sh build-gpu .device/torch_peers.py > $W/logs/bench-prefill.log 2>&1
-echo "prefill record rc=$? $(( $(date +%s) - t0 )) s"
-python3 -c "
-import json
-for l in open('$W/prefill/bench.jsonl'):
-    r=json.loads(l); print(r['model'][:12], r['T'], '%.1f us %.1f TF x%.2f dense %.2f torch %s triton %s' % (r['us'], r.get('tflops',0), r.get('ratio',0), r.get('ratio_dense',0), r.get('peer_torch_grouped_mm_us',''), r.get('peer_triton_fused_moe_us','')))
-" 2>&1
-cd $W && tar cf $OUT/prefill.tar prefill && tar cf $OUT/logs.tar logs
+echo "mixtral T=512 tall+ks $(MOERT_PREFILL_TALL=1 MOERT_PREFILL_TALL_KSPLIT=1 timeout 120 $B/moert run --backend cuda --model mixtral-8x7b --tokens 512 --layers 2 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ')"
+trace mix-t512-tall mixtral-8x7b 512 MOERT_PREFILL_TALL=1 2>&1 | tail -7
+trace mix-t512-tall-ks mixtral-8x7b 512 MOERT_PREFILL_TALL=1 MOERT_PREFILL_TALL_KSPLIT=1 2>&1 | tail -7
 echo "total $(( $(date +%s) - t0 )) s"
