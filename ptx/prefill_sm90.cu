@@ -34,6 +34,10 @@
  * Consumers keep one wgmma batch in flight and free a stage when the batch that read it has
  * completed.  Grid: x = row tiles (an upper bound; CTAs past *tile_count return), y = column
  * tiles of BN.  All global index arithmetic is 64-bit.
+ * BM = 192 (the 192-row tiles): 512 threads, three consumer warpgroups of 64 rows each
+ * (setmaxnreg 56 for the producer, 152 for the consumers), gated BN = 96 read by one m64n192
+ * wgmma (MOERT_FUSED_GU), down BN = 192; a consumer whose 64 rows all lie past the tile's end
+ * passes its stages on without a wgmma (always: one tile an expert of 129-192 rows).
  *
  * MOERT_PERSISTENT=1: a grid of about one CTA per SM (1-D); CTA b takes the work items
  * w = b, b + gridDim.x, ... of the tile_count x ceil(N/BN) items (row tile w % tile_count,
