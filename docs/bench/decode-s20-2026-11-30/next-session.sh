@@ -41,4 +41,7 @@ python3 tools/ab-table.py $OUT/ab.jsonl 2>&1 | cat
 echo "mixtral T=512 tall+ks $(MOERT_PREFILL_TALL=1 MOERT_PREFILL_TALL_KSPLIT=1 timeout 120 $B/moert run --backend cuda --model mixtral-8x7b --tokens 512 --layers 2 --weight-sets 1 2>&1 | grep -E 'checksum|rror' | tr '\n' ' ')"
 trace mix-t512-tall mixtral-8x7b 512 MOERT_PREFILL_TALL=1 2>&1 | tail -7
 trace mix-t512-tall-ks mixtral-8x7b 512 MOERT_PREFILL_TALL=1 MOERT_PREFILL_TALL_KSPLIT=1 2>&1 | tail -7
+# where the 192-row tiles' 7 % at Qwen3-30B-A3B T=2048 comes from: both GEMMs' spans
+trace q30-t2048 qwen3-30b-a3b 2048 2>&1 | tail -7
+trace q30-t2048-128 qwen3-30b-a3b 2048 MOERT_PREFILL_TALL=0 2>&1 | tail -7
 echo "total $(( $(date +%s) - t0 )) s"
