@@ -534,6 +534,8 @@ START_TEST(test_requests) {
   ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 14336, 2048 * 2, 132), 0);
   ck_assert_int_eq(moert_prefill_ksplit128_due(128, 2048, 768, 2048 * 8, 132), 0);
   ck_assert_int_eq(moert_prefill_ksplit128_due(8, 4096, 192, 512 * 2, 132), 0); /* short K */
+  ck_assert_uint_eq(moert_prefill_down_items(8, 4096, 512 * 2, 128, 256), (8 + 4) * 16);
+  ck_assert_uint_eq(moert_prefill_down_items(8, 4096, 512 * 2, 192, 192), (5 + 4) * 22);
   /* the same for the 192-row tiles' down GEMM (192 columns): Mixtral-8x7B T=512, 198 items */
   ck_assert_int_eq(moert_prefill_ksplit_rows_due(8, 4096, 14336, 512 * 2, 132, 192, 192), 1);
   ck_assert_int_eq(moert_prefill_ksplit_rows_due(128, 2048, 768, 2048 * 8, 132, 192, 192), 0);

@@ -150,7 +150,7 @@ typedef struct cuda_experts {
   CUdeviceptr maps_narrow;
   int narrow_box; /* their gate/up box rows (narrow_box_rows of the experts' layer) */
   /* the 192-row tiles' maps (boxes of 96 rows for gate/up, 192 for down; the layout of maps)
-   * where the runtime may build those tiles (r->tall); else 0 */
+   * where a plan of this layer may take those tiles (moert_prefill_tall_due); else 0 */
   CUdeviceptr maps_tall;
 } cuda_experts;
 
@@ -398,9 +398,7 @@ static bool ksplit128_built(const cuda_runtime *r, const cuda_scratch *c, const 
     const uint64_t pairs = T * d->top_k;
     if (prefill_tile_rows(r, c, d, pairs) != 128) continue;
     if (ksplit128_due(r, d, pairs)) return true;
-    const uint64_t E = d->num_experts;
-    if ((pairs / 128 + (pairs < E ? pairs : E) / 2) * ((d->hidden + 255) / 256) > 3 * sms)
-      break;
+    if (moert_prefill_down_items(d->num_experts, d->hidden, pairs, 128, 256) > 3 * sms) break;
   }
   return false;
 }
@@ -1071,7 +1069,8 @@ static moert_status cuda_experts_init(moert_experts *x) {
       g64.box_rows = narrow_box = narrow_box_rows(r, d); /* a divisor of both modules' widths */
       narrow_maps = narrow_maps && encode_routed(enc, x, &g64, &d64, maps, 3 * (size_t)E + 3);
     }
-    if (maps && r->tall) {
+    /* (only where some plan can take them: moert_prefill_tall_due at the band's top) */
+    if (maps && moert_prefill_tall_due(r->tall, E, d->hidden, d->intermediate, 176ull * E)) {
       moert_prefill_config g192, d192;
       tall_maps = moert_prefill_configs(9, 0, d->act_dtype, 192, &g192, &d192) == MOERT_OK &&
                   encode_routed(enc, x, &g192, &d192, maps, 6 * (size_t)E + 3);

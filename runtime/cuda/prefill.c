@@ -528,12 +528,17 @@ int moert_prefill_tall_due(int mode, uint32_t E, uint32_t H, uint32_t I, uint64_
  * prefill T=2048 (9 for 5: 2383.5-2605.5 / 2289.0-2684.7), which a tenth took; T=256 (not due,
  * the module built with the split) 717.8-729.8 / 716.0-735.0.  The backend's hook
  * MOERT_PREFILL_KSPLIT128=0: never. */
+uint64_t moert_prefill_down_items(uint32_t E, uint32_t H, uint64_t pairs, int bm, int bn) {
+  if (bm <= 0 || bn <= 0) return 0;
+  return (pairs / (uint64_t)bm + (pairs < E ? pairs : E) / 2) *
+         (((uint64_t)H + (uint64_t)bn - 1) / (uint64_t)bn);
+}
+
 int moert_prefill_ksplit_rows_due(uint32_t E, uint32_t H, uint32_t I, uint64_t pairs,
                                   unsigned int sm_count, int bm, int bn) {
   if (I < 4 * 64 || E == 0 || bm <= 0 || bn <= 0) return 0;
   const uint64_t sms = sm_count ? sm_count : 132;
-  const uint64_t items = (pairs / (uint64_t)bm + (pairs < E ? pairs : E) / 2) *
-                         (((uint64_t)H + (uint64_t)bn - 1) / (uint64_t)bn);
+  const uint64_t items = moert_prefill_down_items(E, H, pairs, bm, bn);
   const uint64_t whole = (items + sms - 1) / sms, halves = (2 * items + sms - 1) / sms;
   return 10 * halves <= 16 * whole; /* halves / 2 <= 0.8 whole */
 }
