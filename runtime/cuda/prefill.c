@@ -102,7 +102,7 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     /* the gathered A's rows past the tile's end not copied at all (decode-log.md v15).  Hook:
      * MOERT_PREFILL_A_SKIP = 0|1. */
     gu->a_skip = dn->a_skip = bm == 192 || env_flag("MOERT_PREFILL_A_SKIP", 1); /* (192: the
-                                                  * padding rows copied would take stack) */
+                                                  * padding rows copied would spill) */
     /* 128-row tiles: a consumer whose 64 rows all lie past the tile's end (an expert's last
      * tile of 64 rows or fewer) can skip its wgmmas, so the other has the tensor cores alone;
      * where the launch takes it, and what was measured: moert_prefill_m_skip_due.  Hook:
