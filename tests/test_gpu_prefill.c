@@ -126,7 +126,6 @@ static const qcase cases[] = {
     {256, MOERT_DTYPE_BF16, 192, 0, 0},   {1024, MOERT_DTYPE_F16, 192, 0, 0},
     {3072, MOERT_DTYPE_BF16, 192, 0, 0},  {4096, MOERT_DTYPE_F16, 192, 0, 0},
     {2048, MOERT_DTYPE_BF16, 192, 0, 14}, {2048, MOERT_DTYPE_F16, 192, 0, 15},
-    {1024, MOERT_DTYPE_BF16, 192, 0, 16}, /* the down GEMM's K split (MOERT_PREFILL_TALL_KSPLIT) */
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };

@@ -41,10 +41,6 @@ typedef struct cuda_runtime {
                    * where tall_due says */
   int ksplit;     /* MOERT_PREFILL_KSPLIT: 0 never, 2 wherever the narrow tiles run, -1 (unset)
                    * where ksplit_due says */
-  int tall_ksplit; /* MOERT_PREFILL_TALL_KSPLIT=1 (an experiment, not yet run on a GPU): the
-                    * 192-row down GEMM built with the K split and taking it where
-                    * moert_prefill_ksplit_rows_due says (Mixtral-8x7B T=512 with
-                    * MOERT_PREFILL_TALL=1: ~176 items on 132 SMs); else never */
   int ksplit128;  /* MOERT_PREFILL_KSPLIT128: 0 never, else (1 or unset) the 128-row down
                    * GEMM's K in two parts where ksplit128_due says */
   int narrow_bn;  /* MOERT_PREFILL_NARROW_BN: the narrow gate/up width (48-128; 64 the old
@@ -610,8 +606,6 @@ moert_status moert_cuda_backend_open(moert_runtime *rt, const moert_runtime_opti
     r->narrow_bn = moert_prefill_narrow_width_ok(nbv) ? nbv : -1;
     const char *ksp = getenv("MOERT_PREFILL_KSPLIT");
     r->ksplit = ksp && (!strcmp(ksp, "0") || !strcmp(ksp, "2")) ? atoi(ksp) : -1;
-    const char *tks = getenv("MOERT_PREFILL_TALL_KSPLIT");
-    r->tall_ksplit = tks && !strcmp(tks, "1");
     const char *k128 = getenv("MOERT_PREFILL_KSPLIT128");
     r->ksplit128 = !(k128 && !strcmp(k128, "0"));
     const char *sk = getenv("MOERT_BENCH_SKIP");
@@ -939,7 +933,6 @@ static moert_status prepare_locked(moert_scratch *s, cuda_runtime *r, cuda_scrat
           MOERT_OK)
         return st;
       moert_prefill_fit(&gu, &dn, d->hidden, d->intermediate);
-      if (r->tall_ksplit && d->intermediate >= 4 * 64) dn.ksplit = 1; /* the experiment's */
       if ((st = moert_prefill_load(&r->jit, r->cu, &gu, &dn, &c->pf[4])) != MOERT_OK) return st;
       c->tall_ok = true;
     }
@@ -1447,9 +1440,6 @@ static moert_status cuda_forward(moert_scratch *s, const moert_forward_args *a, 
     /* the down GEMM's K in two parts where even the narrow tiles leave it few items */
     if (narrow && rows_act && ksplit_due(r, d, T)) pa.ksplit = 2;
     if (!narrow && tile_rows == 128 && rows_act && ksplit128_due(r, d, pairs)) pa.ksplit = 2;
-    if (!narrow && tile_rows == 192 && rows_act && r->tall_ksplit &&
-        moert_prefill_ksplit_rows_due(E, H, I, pairs, (unsigned)sm_count_of(r), 192, 192))
-      pa.ksplit = 2;
     parts = moert_prefill_down_parts(pk, &pa); /* what the launch below does */
     c->last_route_tiles = pa.tiles_ready;
     if ((st = moert_prefill_launch(r->cu, pk, &pa, stream)) != MOERT_OK) goto done;

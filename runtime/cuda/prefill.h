@@ -241,7 +241,7 @@ int moert_prefill_ksplit128_due(uint32_t E, uint32_t H, uint32_t I, uint64_t pai
  * pairs / bm + E / 2 row tiles (an expert's last one partial) times ceil(H / bn) column tiles */
 uint64_t moert_prefill_down_items(uint32_t E, uint32_t H, uint64_t pairs, int bm, int bn);
 /* The same for the down GEMM of bm-row tiles and bn columns (moert_prefill_ksplit128_due is
- * bm 128, bn 256; the 192-row tiles' 192, 192 is an experiment: MOERT_PREFILL_TALL_KSPLIT=1) */
+ * bm 128, bn 256) */
 int moert_prefill_ksplit_rows_due(uint32_t E, uint32_t H, uint32_t I, uint64_t pairs,
                                   unsigned int sm_count, int bm, int bn);
 
