@@ -3,7 +3,8 @@
 # --json` (forward stage) for the three reference shapes, the PyTorch peers of the same
 # run on the same card, and the 48-layer step; the peers are merged into the moert lines
 # of the same model and T as peer_torch_grouped_mm_us / peer_torch_loop_us, and the Triton
-# fused-MoE peer (tools/triton_moe_peer.py) as peer_triton_fused_moe_us where it can run.
+# fused-MoE peer (tools/triton_moe_peer.py; all three models at T = 1, 8, 32, 128, 256, 512,
+# or $TRITON_MODELS / $TRITON_T) as peer_triton_fused_moe_us where it can run.
 #     tools/bench-gpu.sh [build-dir] [peers-script]     (output under $OUT, else /tmp/moert-bench)
 # The peers script is ../shared/peers/torch_peers.py, copied into a git-ignored folder of
 # the repository (.device/) so that it travels with the working tree.
@@ -32,7 +33,7 @@ else
 fi
 # the Triton fused-MoE peer where torch and triton are installed (tools/triton-peer.sh)
 . "$(dirname "$0")/triton-peer.sh"
-triton_peer "$LOGS" 1,8,32,128,512
+triton_peer "$LOGS" 1,8,32,128,256,512 qwen3-30b-a3b qwen3-235b-a22b mixtral-8x7b
 "$MOERT" run --backend cuda --layers 48 --tokens 32 2>&1 | tee "$LOGS/run48.txt"
 triton_merge "$LOGS/moert.jsonl" "$LOGS/triton.jsonl" >"$LOGS/moert+triton.jsonl"
 python3 - "$LOGS/moert+triton.jsonl" "$LOGS/peers.txt" >"$LOGS/bench.jsonl" <<'PY'
