@@ -17,9 +17,8 @@
  *      layout wgmma reads, and their completion arrives on the stage's mbarrier
  *      (cp.async.mbarrier.arrive.noinc).  TMA on sm_90 cannot gather rows.
  *   1  a tensor map over a contiguous [rows, K] matrix (down: h, in sorted row order):
- *      one TMA box of BM x 64 per stage, or with MOERT_A_ROWS (BM 128 and 192) boxes of
- *      64 x 64, only those holding rows of the tile.  Rows of a box past the tile's end
- *      belong to the next expert (or are zero past the matrix) and are never stored.
+ *      one TMA box of BM x 64 per stage.  Rows of the box past the tile's end belong to the
+ *      next expert (or are zero past the matrix) and are never stored.
  * W comes by TMA: b_maps[e] (and b_maps[E + e] for the up matrix) is the tensor map of
  * expert e's [N, K] matrix, box 64 x BN, 128-byte swizzle.  One map per expert because
  * moert takes per-expert weight pointers (a single 3-D map over [E, N, K] would need the
@@ -118,9 +117,6 @@
 #endif
 #ifndef MOERT_M_SKIP
 #define MOERT_M_SKIP 0 /* 1: 128-row tiles, a consumer with no row in the tile issues no wgmma */
-#endif
-#ifndef MOERT_A_ROWS
-#define MOERT_A_ROWS 0 /* 1: A by TMA in 64-row boxes, only those holding rows of the tile */
 #endif
 #ifndef MOERT_KSPLIT
 #define MOERT_KSPLIT 0 /* 1: the down GEMM takes a K split at run time (its ksplit argument) */
@@ -840,15 +836,8 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
 #if !MOERT_A_TMA
       const act_t *src[BM / 16];
       const unsigned int row_ok = a_sources(a, a_stride, gather, row0, row_end, tid, src);
-      const unsigned int a_tx = 0;
-#elif MOERT_A_ROWS
-      /* the 64-row boxes of A that hold rows of the tile; a consumer whose 64 rows all lie
-       * past the tile's end reads a box never loaded, and stores none of those rows */
-      const int a_boxes = min(BM / 64, (row_end - row0 + 63) >> 6);
-      const unsigned int a_tx = (unsigned int)a_boxes * (64u * BK * 2u);
 #else
       (void)row_end;
-      const unsigned int a_tx = A_BYTES;
 #endif
       for (int kt = kb; kt < ke; kt++, it++) {
         const int s = it % STAGES;
@@ -859,20 +848,16 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
         if (tid == 0) {
 #if MOERT_SETUP_EARLY
           /* the first item's first stages of weights may be on their way (early_weights) */
-          const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? a_tx : 0u);
+          const unsigned int tx = (it < early ? 0u : B_BYTES) + (MOERT_A_TMA ? A_BYTES : 0u);
           if (tx) mbar_expect_tx(full, tx);
           else mbar_arrive(full);
           if (it >= early) tma_load_b(sb, map0, k0, n0, full, w_evict);
 #else
-          mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? a_tx : 0u));
+          mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
           tma_load_b(sb, map0, k0, n0, full, w_evict);
           if (NB == 2) tma_load_b(sb + B_BYTES, map1, k0, n0, full, w_evict);
 #endif
-#if MOERT_A_TMA && MOERT_A_ROWS
-          for (int b = 0; b < a_boxes; b++) tma_load_2d(sa + b * 64 * 128, &a_map, k0, row0 + b * 64, full);
-#else
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
-#endif
         }
 #if !MOERT_A_TMA
         copy_a(sa, src, row_ok, k0, K, a, tid, full);

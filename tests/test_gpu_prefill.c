@@ -82,9 +82,8 @@ typedef struct qcase {
                  * persistent with the column tile outer (Mixtral-8x7B), one CTA a tile with
                  * the row tile outer (Qwen3-235B-A22B, DeepSeek-V3), 16 the 128-row down
                  * GEMM's K in two parts in the persistent column-outer grid (Mixtral-8x7B
-                 * T=512: ksplit128_due), 17 the down GEMM's A as one box of bm rows (no
-                 * MOERT_A_ROWS: MOERT_PREFILL_A_ROWS=0); with bm 192 the same numbers apply
-                 * to the 192-row tiles */
+                 * T=512: ksplit128_due); with bm 192 the same numbers apply to the 192-row
+                 * tiles */
 } qcase;
 /* the narrow gate/up width and TMA box rows of epi 10-13 */
 static const int narrow_widths[4][2] = {{48, 0}, {96, 48}, {112, 0}, {80, 0}};
@@ -127,8 +126,6 @@ static const qcase cases[] = {
     {256, MOERT_DTYPE_BF16, 192, 0, 0},   {1024, MOERT_DTYPE_F16, 192, 0, 0},
     {3072, MOERT_DTYPE_BF16, 192, 0, 0},  {4096, MOERT_DTYPE_F16, 192, 0, 0},
     {2048, MOERT_DTYPE_BF16, 192, 0, 14}, {2048, MOERT_DTYPE_F16, 192, 0, 15},
-    /* h as one box of bm rows, the boxes of rows the tile has none of loaded too */
-    {1024, MOERT_DTYPE_BF16, 128, 0, 17}, {1024, MOERT_DTYPE_F16, 192, 0, 17},
 };
 
 enum { E = 128, K_TOP = 8, H = 2048, I = 768 };
@@ -229,7 +226,6 @@ START_TEST(test_prefill_vs_cpu) {
   }
   gu.layer = dn.sm != 90 ? 0 : c->epi == 5 || c->epi == 6 ? 1 : c->epi == 7 ? 2 : 0;
   if (dn.sm == 90 && c->epi == 4) gu.a_skip = dn.a_skip = 0;
-  if (dn.sm == 90 && c->epi == 17) gu.a_rows = dn.a_rows = 0;
   if (dn.sm == 90 && c->epi == 9) gu.bn = 256, gu.box_rows = 128, gu.stages = 3, gu.layer = 0;
   if (dn.sm == 90 && c->epi == 16) { /* the 128-row down GEMM's K split (an experiment's) */
     dn.persistent = 1;
@@ -253,8 +249,7 @@ START_TEST(test_prefill_vs_cpu) {
   }
   printf("prefill T=%u %s: sm%d kernel, %d-row tiles, gate/up %dx%d, down %dx%d (A by %s), "
          "%d stages, down rows in %s, %d-byte stores, padding rows %s%s\n", T, moert_dtype_name(dt),
-         gu.sm, bm, gu.bm, gu.bn, dn.bm, dn.bn,
-         dn.sm != 90 || !dn.a_tma ? "cp.async" : moert_prefill_a_box_rows(&dn) == 64 ? "TMA, 64-row boxes" : "TMA",
+         gu.sm, bm, gu.bm, gu.bn, dn.bm, dn.bn, dn.sm == 90 && dn.a_tma ? "TMA" : "cp.async",
          gu.stages, dn.out_act ? moert_dtype_name(dt) : "f32", gu.epi_wide ? 16 : 4,
          gu.a_skip ? "not copied" : "zero-filled",
          !k.fn_layer ? "" : k.gate_up.layer == 2 ? ", one launch (16-byte stores)" : ", one launch");

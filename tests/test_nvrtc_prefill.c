@@ -85,12 +85,6 @@ static void compile_request(const moert_nvrtc *nv, const moert_prefill_config *c
   free(image);
 }
 
-static int has_define(const moert_prefill_request *q, const char *def) {
-  for (size_t i = 0; i < q->req.num_defines; i++)
-    if (!strcmp(q->req.defines[i], def)) return 1;
-  return 0;
-}
-
 /* sm_90a, act x bm over 4 loop iterations, gate/up and down each: the configured kernels
  * (persistent, row tile outer, 128-row gate/up as one wgmma); the other A path, one CTA per
  * tile, column tile outer, two wgmmas; one CTA per tile, row tile outer (a 1-D grid);
@@ -104,22 +98,9 @@ START_TEST(test_sm90a_compiles) {
   ck_assert_int_eq(gu.sm, 90);
   ck_assert_int_eq(dn.a_tma, bm == 128); /* 64-row tiles: h by cp.async, the tile's rows only */
   ck_assert_int_eq(gu.a_skip, 1);
-  /* h in 64-row boxes at 128-row tiles, only those with rows of the tile (MOERT_A_ROWS) */
-  ck_assert_uint_eq(moert_prefill_a_box_rows(&dn), 64);
-  moert_prefill_request rq;
-  moert_prefill_make_request(&dn, &rq);
-  ck_assert_int_eq(has_define(&rq, "MOERT_A_ROWS=1"), bm == 128);
   compile_cubin(nv, &gu, "sm_90a");
   compile_cubin(nv, &dn, "sm_90a");
   moert_prefill_config g2 = gu, d2 = dn;
-  if (bm == 128) { /* one box of 128 rows (MOERT_PREFILL_A_ROWS=0) */
-    d2.a_rows = 0;
-    ck_assert_uint_eq(moert_prefill_a_box_rows(&d2), 128);
-    moert_prefill_make_request(&d2, &rq);
-    ck_assert_int_eq(has_define(&rq, "MOERT_A_ROWS=1"), 0);
-    compile_cubin(nv, &d2, "sm_90a");
-    d2 = dn;
-  }
   g2.a_tma = 1; /* x already gathered into sorted order */
   d2.a_tma = !dn.a_tma; /* h by the other path */
   d2.out_act = 0; /* f32 rows */
@@ -271,14 +252,9 @@ START_TEST(test_sm90a_tall_compiles) {
   ck_assert_int_eq(gu.early + dn.early + gu.layer + gu.m_skip + dn.m_skip, 0);
   ck_assert_uint_eq(moert_prefill_smem(&gu), 4u * (192 + 2 * 96) * 128 + 1024);
   ck_assert_uint_eq(moert_prefill_smem(&dn), 4u * (192 + 192) * 128 + 1024);
-  ck_assert_uint_eq(moert_prefill_a_box_rows(&dn), 64); /* MOERT_A_ROWS */
   compile_cubin(nv, &gu, "sm_90a");
   compile_cubin(nv, &dn, "sm_90a");
   moert_prefill_config g2 = gu, d2 = dn;
-  d2.a_rows = 0; /* one box of 192 rows */
-  ck_assert_uint_eq(moert_prefill_a_box_rows(&d2), 192);
-  compile_cubin(nv, &d2, "sm_90a");
-  d2 = dn;
   g2.order = d2.order = 0; /* persistent, column tile outer (Mixtral-8x7B) */
   compile_cubin(nv, &g2, "sm_90a");
   compile_cubin(nv, &d2, "sm_90a");
@@ -522,8 +498,7 @@ START_TEST(test_requests) {
   moert_prefill_make_request(&dn, &q); /* 128-row tiles: h by TMA, no A_SKIP */
   ck_assert_str_eq(q.req.defines[5], "MOERT_A_TMA=1");
   for (size_t i = 0; i < q.req.num_defines; i++) ck_assert_str_ne(q.req.defines[i], "MOERT_A_SKIP=1");
-  ck_assert_str_eq(q.req.defines[q.req.num_defines - 2], "MOERT_M_SKIP=1");
-  ck_assert_str_eq(q.req.defines[q.req.num_defines - 1], "MOERT_A_ROWS=1"); /* 64-row boxes */
+  ck_assert_str_eq(q.req.defines[q.req.num_defines - 1], "MOERT_M_SKIP=1");
   /* the launches' m_skip: only where experts average 96 rows or fewer (one tile each) */
   ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 768, 8), 1);
   ck_assert_int_eq(moert_prefill_m_skip_due(&dn, 769, 8), 0);

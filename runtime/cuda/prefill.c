@@ -99,10 +99,6 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
      * read the next experts' rows from L2 as well (decode-log.md v15).  Hook:
      * MOERT_PREFILL_DOWN_TMA = 0|1. */
     dn->a_tma = bm == 192 || env_flag("MOERT_PREFILL_DOWN_TMA", bm == 128);
-    /* that box as 64-row boxes, only those with rows of the tile: an expert's last tile
-     * loads no A rows it has none of (192-row tiles at 128 rows an expert: a third of A).
-     * Hook: MOERT_PREFILL_A_ROWS = 0|1. */
-    gu->a_rows = dn->a_rows = env_flag("MOERT_PREFILL_A_ROWS", 1);
     /* the gathered A's rows past the tile's end not copied at all (decode-log.md v15).  Hook:
      * MOERT_PREFILL_A_SKIP = 0|1. */
     gu->a_skip = dn->a_skip = bm == 192 || env_flag("MOERT_PREFILL_A_SKIP", 1); /* (192: the
@@ -275,8 +271,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     if (c->early) snprintf(out->text[n++], sizeof out->text[0], "MOERT_EARLY=1");
     if (c->a_skip && !c->a_tma) snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_SKIP=1");
     if (m_skip_built(c)) snprintf(out->text[n++], sizeof out->text[0], "MOERT_M_SKIP=1");
-    if (moert_prefill_a_box_rows(c) == 64 && c->bm > 64)
-      snprintf(out->text[n++], sizeof out->text[0], "MOERT_A_ROWS=1");
     if (c->ksplit && !c->gated && c->persistent)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
     if (c->box_rows > 0 && c->box_rows < c->bn)
@@ -285,10 +279,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
   out->req.num_defines = (size_t)n;
-}
-
-uint32_t moert_prefill_a_box_rows(const moert_prefill_config *c) {
-  return c->sm == 90 && c->a_tma && c->a_rows ? 64u : (uint32_t)c->bm;
 }
 
 unsigned int moert_prefill_threads(const moert_prefill_config *c) {
@@ -639,8 +629,8 @@ moert_status moert_prefill_launch(const moert_cuda_driver *cu, const moert_prefi
   {
     if (dn->sm == 90 && dn->a_tma &&
         (st = moert_prefill_encode_map(k->encode, dtype, (const void *)(uintptr_t)a->h, a->pairs,
-                                       (uint64_t)I, (uint64_t)a->h_stride,
-                                       moert_prefill_a_box_rows(dn), amap)) != MOERT_OK)
+                                       (uint64_t)I, (uint64_t)a->h_stride, (uint32_t)dn->bm,
+                                       amap)) != MOERT_OK)
       return st;
     CUdeviceptr maps = a->maps ? a->maps + 2ull * (uint64_t)E * MOERT_TMAP_BYTES : 0;
     CUdeviceptr wtab = a->wtab ? a->wtab + 2ull * (uint64_t)E * 8 : 0, h = a->h, out = a->out;

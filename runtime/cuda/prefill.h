@@ -32,8 +32,6 @@ typedef struct moert_prefill_config {
   int stages; /* pipeline depth */
   int a_tma;  /* sm90 only: A by TMA from a contiguous matrix (down), else gathered by cp.async */
   int a_skip; /* sm90 gathered A: rows past the tile's end not copied (MOERT_A_SKIP) */
-  int a_rows; /* sm90 A by TMA, 128- and 192-row tiles: 64-row boxes, only those holding rows
-               * of the tile (MOERT_A_ROWS); the A map's box is then 64 rows, else bm */
   int m_skip; /* sm90 128-row tiles: a consumer with no row in the tile issues no wgmma */
   int l2_fetch; /* sm90: bytes an L2 miss of a weight map fetches, 128 or 256 (0: 256) */
   int box_rows; /* sm90: rows of the weight maps' TMA box where fewer than bn (the tile's
@@ -124,9 +122,6 @@ void moert_prefill_make_layer_request(const moert_prefill_config *gate_up,
                                       const moert_prefill_config *down, moert_prefill_request *out);
 
 unsigned int moert_prefill_threads(const moert_prefill_config *c);
-/* Rows of the TMA box of A (the down GEMM's h map): 64 where c loads A in 64-row boxes
- * (a_tma with a_rows), else c->bm */
-uint32_t moert_prefill_a_box_rows(const moert_prefill_config *c);
 /* dynamic shared memory of a CTA (sm90: 1 KB of alignment slack included) */
 unsigned int moert_prefill_smem(const moert_prefill_config *c);
 /* The most row tiles a plan of `pairs` rows over E experts can have: ceil(pairs/bm) + E. */
