@@ -2,9 +2,11 @@
 #include "gpu.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef int CUresult;
 typedef int CUdevice;
@@ -15,8 +17,27 @@ typedef void *CUgraph;
 typedef void *CUgraphExec;
 typedef unsigned long long CUdeviceptr;
 
+typedef void *nvmlDevice_t;
+
+/* the NVML sampler (tool_gpu_clocks_start) */
+typedef struct clock_watch {
+  void *lib; /* libnvidia-ml.so.1; NULL: not loaded (yet, or absent: tried set) */
+  int tried;
+  nvmlDevice_t dev;
+  int (*GetClockInfo)(nvmlDevice_t, int, unsigned *);
+  int (*GetReasons)(nvmlDevice_t, unsigned long long *);
+  int (*GetPowerUsage)(nvmlDevice_t, unsigned *);
+  pthread_t thread;
+  int running;
+  pthread_mutex_t mu;
+  int stop; /* under mu */
+  tool_gpu_clocks acc;
+} clock_watch;
+
 struct tool_gpu {
   void *lib;
+  CUdevice dev;
+  clock_watch watch;
   CUcontext ctx;
   CUstream stream;
   CUevent ev[8];
@@ -46,6 +67,7 @@ struct tool_gpu {
   CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
   CUresult (*cuGraphExecDestroy)(CUgraphExec);
   CUresult (*cuGraphDestroy)(CUgraph);
+  CUresult (*cuDeviceGetPCIBusId)(char *, int, CUdevice);
 };
 
 #define LOAD(g, name, sym)                                       \
@@ -89,6 +111,7 @@ tool_gpu *tool_gpu_open(int device, char *why, size_t why_len) {
   LOAD(g, cuGraphLaunch, "cuGraphLaunch");
   LOAD(g, cuGraphExecDestroy, "cuGraphExecDestroy");
   LOAD(g, cuGraphDestroy, "cuGraphDestroy");
+  LOAD(g, cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId");
   CUdevice dev;
   CUresult r = g->cuInit(0);
   if (r) {
@@ -100,6 +123,7 @@ tool_gpu *tool_gpu_open(int device, char *why, size_t why_len) {
     snprintf(why, why_len, "CUDA device %d setup failed (%d)", device, r);
     goto fail;
   }
+  g->dev = dev;
   g->cuDeviceGetName(g->name, sizeof g->name, dev);
   for (int i = 0; i < 8; i++)
     if (g->cuEventCreate(&g->ev[i], 0)) goto fail;
@@ -113,6 +137,16 @@ fail:
 void tool_gpu_close(tool_gpu *g) {
   if (!g) return;
   tool_gpu_graph_release(g);
+  if (g->watch.running) {
+    tool_gpu_clocks c;
+    tool_gpu_clocks_stop(g, &c);
+  }
+  if (g->watch.lib) {
+    int (*shutdown)(void);
+    *(void **)&shutdown = dlsym(g->watch.lib, "nvmlShutdown");
+    if (shutdown) shutdown();
+    dlclose(g->watch.lib);
+  }
   free(g); /* the primary context, stream and events go with the process */
 }
 
@@ -167,4 +201,78 @@ void tool_gpu_graph_release(tool_gpu *g) {
   if (g->graph) g->cuGraphDestroy(g->graph);
   g->exec = NULL;
   g->graph = NULL;
+}
+
+/* ---- the NVML clock sampler ---- */
+
+/* loads NVML once and finds the tool's device by its PCI bus id; 0 when usable */
+static int watch_load(tool_gpu *g) {
+  clock_watch *w = &g->watch;
+  if (w->tried) return w->lib ? 0 : -1;
+  w->tried = 1;
+  void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return -1;
+  int (*init)(void);
+  int (*by_bus)(const char *, nvmlDevice_t *);
+  *(void **)&init = dlsym(lib, "nvmlInit_v2");
+  *(void **)&by_bus = dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2");
+  *(void **)&w->GetClockInfo = dlsym(lib, "nvmlDeviceGetClockInfo");
+  *(void **)&w->GetReasons = dlsym(lib, "nvmlDeviceGetCurrentClocksEventReasons");
+  if (!w->GetReasons) *(void **)&w->GetReasons = dlsym(lib, "nvmlDeviceGetCurrentClocksThrottleReasons");
+  *(void **)&w->GetPowerUsage = dlsym(lib, "nvmlDeviceGetPowerUsage");
+  char bus[64];
+  if (!init || !by_bus || !w->GetClockInfo || !w->GetReasons || !w->GetPowerUsage || init() != 0 ||
+      g->cuDeviceGetPCIBusId(bus, (int)sizeof bus, g->dev) != 0 || by_bus(bus, &w->dev) != 0) {
+    dlclose(lib);
+    return -1;
+  }
+  w->lib = lib;
+  return pthread_mutex_init(&w->mu, NULL) == 0 ? 0 : -1;
+}
+
+static void *watch_main(void *arg) {
+  clock_watch *w = arg;
+  const struct timespec ms = {0, 1000000};
+  for (;;) {
+    pthread_mutex_lock(&w->mu);
+    const int stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    if (stop) break;
+    unsigned mhz = 0, mw = 0;
+    unsigned long long why = 0;
+    if (w->GetClockInfo(w->dev, 1 /* NVML_CLOCK_SM */, &mhz) == 0 &&
+        w->GetReasons(w->dev, &why) == 0 && w->GetPowerUsage(w->dev, &mw) == 0) {
+      tool_gpu_clocks *a = &w->acc;
+      if (!a->samples || mhz < a->sm_mhz_min) a->sm_mhz_min = mhz;
+      if (mhz > a->sm_mhz_max) a->sm_mhz_max = mhz;
+      if (mw / 1000.0 > a->power_w_max) a->power_w_max = mw / 1000.0;
+      a->reasons |= why & ~1ull; /* not the idle bit: the timed work has gaps */
+      a->samples++;
+    }
+    nanosleep(&ms, NULL);
+  }
+  return NULL;
+}
+
+int tool_gpu_clocks_start(tool_gpu *g) {
+  clock_watch *w = &g->watch;
+  if (w->running || watch_load(g) != 0) return -1;
+  memset(&w->acc, 0, sizeof w->acc);
+  w->stop = 0;
+  if (pthread_create(&w->thread, NULL, watch_main, w) != 0) return -1;
+  w->running = 1;
+  return 0;
+}
+
+void tool_gpu_clocks_stop(tool_gpu *g, tool_gpu_clocks *out) {
+  clock_watch *w = &g->watch;
+  memset(out, 0, sizeof *out);
+  if (!w->running) return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  w->running = 0;
+  *out = w->acc;
+  out->ok = w->acc.samples > 0;
 }

@@ -25,4 +25,19 @@ const char *tool_gpu_name(tool_gpu *g);
 int tool_gpu_graph_capture(tool_gpu *g, int (*fn)(void *), void *ctx);
 int tool_gpu_graph_launch(tool_gpu *g);
 void tool_gpu_graph_release(tool_gpu *g);
+
+/* The card's clocks while something is timed, through NVML (libnvidia-ml.so.1, dlopen'd; none
+ * where it is missing): a thread samples the SM clock, the clock-event ("throttle") reasons
+ * and the power draw every millisecond between start and stop.  reasons ORs NVML's bits over
+ * the samples, the idle bit (0x1) left out: 0x4 is the software power cap, 0x8 / 0x40 / 0x20
+ * hardware slowdown and thermal, 0x80 the power brake. */
+typedef struct tool_gpu_clocks {
+  int ok;                     /* 0: NVML absent or no sample taken */
+  unsigned samples;
+  unsigned sm_mhz_min, sm_mhz_max;
+  double power_w_max;         /* NVML's power reading (an average over about a second) */
+  unsigned long long reasons;
+} tool_gpu_clocks;
+int tool_gpu_clocks_start(tool_gpu *g); /* 0 when sampling */
+void tool_gpu_clocks_stop(tool_gpu *g, tool_gpu_clocks *out);
 #endif

@@ -528,6 +528,23 @@ static void fill_logits(float *l, size_t n, uint64_t seed) {
   for (size_t i = 0; i < n; i++) l[i] = unif(&s) * 3.0f + unif(&s) * 3.0f; /* spread, no ties */
 }
 
+/* the card's clocks over a timing (tool_gpu_clocks): appended to a JSON line (",..." fields,
+ * nothing without NVML) and to a text line (only where the card slowed itself down) */
+static void clocks_json(const tool_gpu_clocks *c, char *json, size_t size) {
+  size_t n = strlen(json);
+  if (c->ok && n + 1 < size)
+    snprintf(json + n, size - n,
+             ",\"sm_mhz_min\":%u,\"sm_mhz_max\":%u,\"power_w_max\":%.0f,\"clock_events\":\"0x%llx\"",
+             c->sm_mhz_min, c->sm_mhz_max, c->power_w_max, c->reasons);
+}
+static void clocks_text(const tool_gpu_clocks *c, char *text, size_t size) {
+  const unsigned long long slow = 0x4 | 0x8 | 0x20 | 0x40 | 0x80; /* power cap, slowdowns */
+  size_t n = strlen(text);
+  if (!c->ok || !(c->reasons & slow) || n < 1 || text[n - 1] != '\n') return;
+  snprintf(text + n - 1, size - (n - 1), "  [SM %u-%u MHz: %s]\n", c->sm_mhz_min, c->sm_mhz_max,
+           c->reasons & 0x4 ? "power cap" : "slowdown");
+}
+
 static void emit(const options *o, const char *text_fmt, const char *json) {
   if (o->json) printf("%s\n", json);
   else printf("%s", text_fmt);
@@ -714,6 +731,8 @@ static void bench_forward(const options *o) {
     double *v = calloc((size_t)iters, sizeof *v);
     if (!v) die("out of memory");
     double stream_us = 0, host_us = 0, graph_us = 0;
+    tool_gpu_clocks clk; /* the card's clocks over the graph's timing */
+    memset(&clk, 0, sizeof clk);
     for (int pass = 0; pass < (cuda ? 2 : 1); pass++) { /* 0: device routing, 1: host */
       moert_route_args r2 = ra;
       if (pass == 1) r2.mode = MOERT_ROUTING_HOST;
@@ -746,6 +765,7 @@ static void bench_forward(const options *o) {
         bg.fa[j] = (moert_forward_args){sizeof bg.fa[j], lw[j].experts, MOERT_MEMORY_DEVICE, dx,
                                         0, dy, 0, 0};
       if (tool_gpu_graph_capture(g, bench_graph_step, &bg) == 0) {
+        tool_gpu_clocks_start(g);
         for (int it = -3; it < iters; it++) {
           tool_gpu_mark(g, 0);
           tool_gpu_graph_launch(g);
@@ -753,6 +773,7 @@ static void bench_forward(const options *o) {
           const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3 / BENCH_SETS;
           if (it >= 0) v[it] = us;
         }
+        tool_gpu_clocks_stop(g, &clk);
         graph_us = median(v, iters);
         tool_gpu_graph_release(g);
       } else {
@@ -762,7 +783,7 @@ static void bench_forward(const options *o) {
     free(v);
     const double us = cuda && graph_us > 0 ? graph_us : stream_us;
     const double floor_us = bytes / (bw * 1e9) * 1e6, gbps = bytes / (us * 1e-6) / 1e9;
-    char text[512], json[1024];
+    char text[512], json[1536];
     if (cuda)
       snprintf(text, sizeof text,
                "  T=%-5u %8.1f us  floor %8.1f us  ratio %5.2f  %7.1f GB/s  | no graph %8.1f us"
@@ -784,6 +805,8 @@ static void bench_forward(const options *o) {
                ",\"timing\":\"cuda graph of %d layers, median of %d\",\"stream_us\":%.2f,"
                "\"host_route_us\":%.2f,\"device\":\"%s\"",
                BENCH_SETS, iters, stream_us, host_us, tool_gpu_name(g));
+      clocks_json(&clk, json, sizeof json);
+      clocks_text(&clk, text, sizeof text);
     }
     size_t n = strlen(json);
     snprintf(json + n, sizeof json - n, "}");
@@ -872,6 +895,8 @@ static void bench_prefill(const options *o) {
     const int iters = o->iters ? (int)o->iters : T <= 4096 ? 40 : T <= 16384 ? 20 : 10;
     double *v = calloc((size_t)iters, sizeof *v);
     if (!v) die("out of memory");
+    tool_gpu_clocks clk;
+    tool_gpu_clocks_start(g);
     for (int it = -2; it < iters; it++) {
       moert_forward_args fa = {sizeof fa, lw[(uint32_t)(it + 2) % sets].experts,
                                MOERT_MEMORY_DEVICE, dx, 0, dy, 0, 0};
@@ -881,6 +906,7 @@ static void bench_prefill(const options *o) {
       const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
       if (it >= 0) v[it] = us;
     }
+    tool_gpu_clocks_stop(g, &clk);
     const double us = median(v, iters);
     double lo = v[0];
     for (int j = 1; j < iters; j++) lo = v[j] < lo ? v[j] : lo;
@@ -889,7 +915,7 @@ static void bench_prefill(const options *o) {
     const double floor_c = o->dense_tflops > 0 ? (flops + shared_flops) / (o->dense_tflops * 1e6) : 0;
     const double floor_us = floor_bw > floor_c ? floor_bw : floor_c;
     const double tflops = flops / us * 1e-6;
-    char text[512], json[1024];
+    char text[512], json[1536];
     snprintf(text, sizeof text,
              "  T=%-6u %9.1f us  %6.1f TFLOP/s  floor %8.1f us (bandwidth %8.1f, compute %8.1f)  "
              "ratio %5.2f  %u experts\n", T, us, tflops, floor_us, floor_bw, floor_c,
@@ -901,11 +927,15 @@ static void bench_prefill(const options *o) {
              "\"copy_gbps\":%.1f,\"dense_tflops\":%.1f,\"flops\":%.0f,\"shared_flops\":%.0f,"
              "\"bytes\":%.0f,\"touched\":%u,\"iters\":%d,\"weight_sets\":%u,"
              "\"timing\":\"cuda events around moert_moe (device routing), median\","
-             "\"prefill_env\":\"%s\",\"device\":\"%s\"}",
+             "\"prefill_env\":\"%s\",\"device\":\"%s\"",
              m->name, T, us, lo, tflops, floor_us, floor_bw, floor_c, us / floor_us, bw,
              o->dense_tflops, flops, shared_flops, bytes, touched, iters, sets,
              getenv("MOERT_CUDA_PREFILL") ? getenv("MOERT_CUDA_PREFILL") : "auto",
              tool_gpu_name(g));
+    clocks_json(&clk, json, sizeof json);
+    clocks_text(&clk, text, sizeof text);
+    const size_t n = strlen(json);
+    snprintf(json + n, sizeof json - n, "}");
     emit(o, text, json);
   }
   for (uint32_t i = 0; i < sets; i++) moert_experts_destroy(lw[i].experts);
