@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,8 @@ typedef struct clock_watch {
   int (*GetPowerUsage)(nvmlDevice_t, unsigned *);
   pthread_t thread;
   int running;
-  pthread_mutex_t mu;
-  int stop; /* under mu */
-  tool_gpu_clocks acc;
+  atomic_int stop;
+  tool_gpu_clocks acc; /* the sampler's; read after the join */
 } clock_watch;
 
 struct tool_gpu {
@@ -212,32 +212,33 @@ static int watch_load(tool_gpu *g) {
   w->tried = 1;
   void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!lib) return -1;
-  int (*init)(void);
+  int (*init)(void), (*shutdown)(void);
   int (*by_bus)(const char *, nvmlDevice_t *);
   *(void **)&init = dlsym(lib, "nvmlInit_v2");
+  *(void **)&shutdown = dlsym(lib, "nvmlShutdown");
   *(void **)&by_bus = dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2");
   *(void **)&w->GetClockInfo = dlsym(lib, "nvmlDeviceGetClockInfo");
   *(void **)&w->GetReasons = dlsym(lib, "nvmlDeviceGetCurrentClocksEventReasons");
-  if (!w->GetReasons) *(void **)&w->GetReasons = dlsym(lib, "nvmlDeviceGetCurrentClocksThrottleReasons");
+  if (!w->GetReasons) /* drivers before 535 */
+    *(void **)&w->GetReasons = dlsym(lib, "nvmlDeviceGetCurrentClocksThrottleReasons");
   *(void **)&w->GetPowerUsage = dlsym(lib, "nvmlDeviceGetPowerUsage");
+  const int up = init && shutdown && by_bus && w->GetClockInfo && w->GetReasons &&
+                 w->GetPowerUsage && init() == 0;
   char bus[64];
-  if (!init || !by_bus || !w->GetClockInfo || !w->GetReasons || !w->GetPowerUsage || init() != 0 ||
-      g->cuDeviceGetPCIBusId(bus, (int)sizeof bus, g->dev) != 0 || by_bus(bus, &w->dev) != 0) {
+  if (!up || g->cuDeviceGetPCIBusId(bus, (int)sizeof bus, g->dev) != 0 ||
+      by_bus(bus, &w->dev) != 0) {
+    if (up) shutdown();
     dlclose(lib);
     return -1;
   }
   w->lib = lib;
-  return pthread_mutex_init(&w->mu, NULL) == 0 ? 0 : -1;
+  return 0;
 }
 
 static void *watch_main(void *arg) {
   clock_watch *w = arg;
   const struct timespec ms = {0, 1000000};
-  for (;;) {
-    pthread_mutex_lock(&w->mu);
-    const int stop = w->stop;
-    pthread_mutex_unlock(&w->mu);
-    if (stop) break;
+  while (!atomic_load(&w->stop)) {
     unsigned mhz = 0, mw = 0;
     unsigned long long why = 0;
     if (w->GetClockInfo(w->dev, 1 /* NVML_CLOCK_SM */, &mhz) == 0 &&
@@ -258,7 +259,7 @@ int tool_gpu_clocks_start(tool_gpu *g) {
   clock_watch *w = &g->watch;
   if (w->running || watch_load(g) != 0) return -1;
   memset(&w->acc, 0, sizeof w->acc);
-  w->stop = 0;
+  atomic_store(&w->stop, 0);
   if (pthread_create(&w->thread, NULL, watch_main, w) != 0) return -1;
   w->running = 1;
   return 0;
@@ -268,9 +269,7 @@ void tool_gpu_clocks_stop(tool_gpu *g, tool_gpu_clocks *out) {
   clock_watch *w = &g->watch;
   memset(out, 0, sizeof *out);
   if (!w->running) return;
-  pthread_mutex_lock(&w->mu);
-  w->stop = 1;
-  pthread_mutex_unlock(&w->mu);
+  atomic_store(&w->stop, 1);
   pthread_join(w->thread, NULL);
   w->running = 0;
   *out = w->acc;

@@ -88,10 +88,10 @@ moert_status moert_prefill_configs(int cc_major, int cc_minor, moert_dtype dtype
     gu->stages = dn->stages = env_int("MOERT_PREFILL_STAGES", 2, bm == 64 ? 5 : 4, 4);
     gu->bn = 128;                /* x 2 matrices: 128 accumulators per consumer thread */
     dn->bn = 256;
-    /* 192-row tiles (an experiment: the backend's r->tall): three consumer warpgroups of 64
-     * rows (512 threads), gate/up 96 columns a matrix read by one m64n192 wgmma, down 192
-     * columns, 96 accumulators a consumer thread and 48 KB stages; an expert of 129-192 rows is
-     * one tile, and a consumer without rows skips its wgmmas (prefill_sm90.cu) */
+    /* 192-row tiles (taken where moert_prefill_tall_due says): three consumer warpgroups of
+     * 64 rows (512 threads), gate/up 96 columns a matrix read by one m64n192 wgmma, down 192
+     * columns, 96 accumulators a consumer thread and 48 KB stages; an expert of 129-192 rows
+     * is one tile, and a consumer without rows skips its wgmmas (prefill_sm90.cu) */
     if (bm == 192) gu->bn = 96, dn->bn = 192;
     gu->a_tma = 0; /* x rows gathered by packed_token */
     /* h is contiguous in sorted-row order: a TMA box of BM rows at 128-row tiles; at 64-row
