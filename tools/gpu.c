@@ -19,6 +19,15 @@ typedef void *CUgraphExec;
 typedef unsigned long long CUdeviceptr;
 
 typedef void *nvmlDevice_t;
+/* NVML's nvmlFieldValue_t, for the instant power field (NVML_FI_DEV_POWER_INSTANT, 186; its
+ * value an unsigned int of milliwatts) */
+typedef struct nvml_field {
+  unsigned field_id, scope_id;
+  long long timestamp, latency_us;
+  int value_type, ret;
+  union { double d; unsigned ui; unsigned long ul; unsigned long long ull; long long sll; } value;
+} nvml_field;
+#define NVML_FI_DEV_POWER_INSTANT 186
 
 /* the NVML sampler (tool_gpu_clocks_start) */
 typedef struct clock_watch {
@@ -28,6 +37,7 @@ typedef struct clock_watch {
   int (*GetClockInfo)(nvmlDevice_t, int, unsigned *);
   int (*GetReasons)(nvmlDevice_t, unsigned long long *);
   int (*GetPowerUsage)(nvmlDevice_t, unsigned *);
+  int (*GetFieldValues)(nvmlDevice_t, int, void *); /* NULL: no instant power field */
   pthread_t thread;
   int running;
   atomic_int stop;
@@ -232,7 +242,31 @@ static int watch_load(tool_gpu *g) {
     return -1;
   }
   w->lib = lib;
+  /* The instant power field where the driver has it (r535 on): nvmlDeviceGetPowerUsage is an
+   * average over about a second on Hopper, so it lags a load of a few hundred milliseconds (an
+   * H200 at its 700 W cap: the average 316 W, the instant field 752; decode-s22 call 2) */
+  *(void **)&w->GetFieldValues = dlsym(lib, "nvmlDeviceGetFieldValues");
+  if (w->GetFieldValues) {
+    nvml_field f;
+    memset(&f, 0, sizeof f);
+    f.field_id = NVML_FI_DEV_POWER_INSTANT;
+    if (w->GetFieldValues(w->dev, 1, &f) != 0 || f.ret != 0) w->GetFieldValues = NULL;
+  }
   return 0;
+}
+
+/* the power draw in milliwatts: the instant field, else the averaged reading; 0 on failure */
+static int watch_power(clock_watch *w, unsigned *mw) {
+  if (w->GetFieldValues) {
+    nvml_field f;
+    memset(&f, 0, sizeof f);
+    f.field_id = NVML_FI_DEV_POWER_INSTANT;
+    if (w->GetFieldValues(w->dev, 1, &f) == 0 && f.ret == 0) {
+      *mw = f.value.ui;
+      return 0;
+    }
+  }
+  return w->GetPowerUsage(w->dev, mw);
 }
 
 static void *watch_main(void *arg) {
@@ -242,7 +276,7 @@ static void *watch_main(void *arg) {
     unsigned mhz = 0, mw = 0;
     unsigned long long why = 0;
     if (w->GetClockInfo(w->dev, 1 /* NVML_CLOCK_SM */, &mhz) == 0 &&
-        w->GetReasons(w->dev, &why) == 0 && w->GetPowerUsage(w->dev, &mw) == 0) {
+        w->GetReasons(w->dev, &why) == 0 && watch_power(w, &mw) == 0) {
       tool_gpu_clocks *a = &w->acc;
       if (!a->samples || mhz < a->sm_mhz_min) a->sm_mhz_min = mhz;
       if (mhz > a->sm_mhz_max) a->sm_mhz_max = mhz;
@@ -274,4 +308,5 @@ void tool_gpu_clocks_stop(tool_gpu *g, tool_gpu_clocks *out) {
   w->running = 0;
   *out = w->acc;
   out->ok = w->acc.samples > 0;
+  out->power_instant = w->GetFieldValues != NULL;
 }

@@ -35,7 +35,8 @@ typedef struct tool_gpu_clocks {
   int ok;                     /* 0: NVML absent or no sample taken */
   unsigned samples;
   unsigned sm_mhz_min, sm_mhz_max;
-  double power_w_max;         /* NVML's power reading (an average over about a second) */
+  double power_w_max;         /* the highest power reading */
+  int power_instant;          /* 1: NVML's instant field; 0: its average over about a second */
   unsigned long long reasons;
 } tool_gpu_clocks;
 int tool_gpu_clocks_start(tool_gpu *g); /* 0 when sampling */

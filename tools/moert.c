@@ -534,8 +534,10 @@ static void clocks_json(const tool_gpu_clocks *c, char *json, size_t size) {
   size_t n = strlen(json);
   if (c->ok && n + 1 < size)
     snprintf(json + n, size - n,
-             ",\"sm_mhz_min\":%u,\"sm_mhz_max\":%u,\"power_w_max\":%.0f,\"clock_events\":\"0x%llx\"",
-             c->sm_mhz_min, c->sm_mhz_max, c->power_w_max, c->reasons);
+             ",\"sm_mhz_min\":%u,\"sm_mhz_max\":%u,\"power_w_max\":%.0f,\"power_reading\":\"%s\","
+             "\"clock_events\":\"0x%llx\"",
+             c->sm_mhz_min, c->sm_mhz_max, c->power_w_max, c->power_instant ? "instant" : "average",
+             c->reasons);
 }
 static void clocks_text(const tool_gpu_clocks *c, char *text, size_t size) {
   const unsigned long long slow = 0x4 | 0x8 | 0x20 | 0x40 | 0x80; /* power cap, slowdowns */
@@ -663,6 +665,7 @@ static double copy_gbps(tool_gpu *g, size_t bytes) {
  * experts' bytes (+ x and y) over the device-to-device copy bandwidth of 1 GiB measured in
  * the same run (read + write counted). */
 #define BENCH_SETS 4
+#define BENCH_SETS_STR "4" /* the same, for the timing strings */
 typedef struct bench_graph {
   moert_scratch *sc;
   moert_route_args ra;
@@ -823,9 +826,14 @@ static void bench_forward(const options *o) {
 /* The prefill stage (CUDA only): the whole layer, route (device) + plan + the experts'
  * GEMMs + combine (+ the shared expert), for T = 1024 .. 32768 tokens.
  *
- * `us` is the median of `iters` CUDA-event-timed runs of moert_moe on the stream (no graph:
- * a run is milliseconds), rotating over weight sets (each set is at least 1.2 GB, far more
- * than the 50 MB L2, so every run reads its experts from HBM).  `tflops` = 6 T k H I / us
+ * `us` is the median of `iters` CUDA-event-timed replays of one CUDA graph of BENCH_SETS
+ * layers (device routing + forward, the weight sets taken in turn: each set is at least
+ * 1.2 GB, far more than the 50 MB L2, so every layer reads its experts from HBM), divided by
+ * BENCH_SETS - the layers back to back, as in a model's stack and as the Triton peer is timed
+ * (tools/triton_moe_peer.py: graph replays of 4 calls).  `stream_us` is the median of
+ * CUDA-event-timed single calls on the stream, each waited for: it adds the time from the
+ * first event to the first kernel (host launch latency; 15 us of 353 for Qwen3-30B-A3B at
+ * T=1024 on an H200, docs/bench/prefill-log.md v13) and was `us` up to v12.  `tflops` = 6 T k H I / us
  * (the routed experts' flops; a shared expert's are in `shared_flops`, not counted).  The
  * floor is the larger of: the bandwidth floor, the touched experts' bytes (+ shared expert,
  * x and y) over the device-to-device copy bandwidth of 1 GiB measured in the same run (read
@@ -895,8 +903,6 @@ static void bench_prefill(const options *o) {
     const int iters = o->iters ? (int)o->iters : T <= 4096 ? 40 : T <= 16384 ? 20 : 10;
     double *v = calloc((size_t)iters, sizeof *v);
     if (!v) die("out of memory");
-    tool_gpu_clocks clk;
-    tool_gpu_clocks_start(g);
     for (int it = -2; it < iters; it++) {
       moert_forward_args fa = {sizeof fa, lw[(uint32_t)(it + 2) % sets].experts,
                                MOERT_MEMORY_DEVICE, dx, 0, dy, 0, 0};
@@ -906,10 +912,34 @@ static void bench_prefill(const options *o) {
       const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3;
       if (it >= 0) v[it] = us;
     }
-    tool_gpu_clocks_stop(g, &clk);
-    const double us = median(v, iters);
-    double lo = v[0];
+    const double stream_us = median(v, iters);
+    double us = stream_us, lo = v[0];
     for (int j = 1; j < iters; j++) lo = v[j] < lo ? v[j] : lo;
+    /* the graph of BENCH_SETS layers */
+    bench_graph bg = {sc, ra, {{0}}, g};
+    for (int j = 0; j < BENCH_SETS; j++)
+      bg.fa[j] = (moert_forward_args){sizeof bg.fa[j], lw[(uint32_t)j % sets].experts,
+                                      MOERT_MEMORY_DEVICE, dx, 0, dy, 0, 0};
+    tool_gpu_clocks clk;
+    memset(&clk, 0, sizeof clk);
+    int graphed = 0;
+    if (tool_gpu_graph_capture(g, bench_graph_step, &bg) == 0) {
+      tool_gpu_clocks_start(g);
+      for (int it = -2; it < iters; it++) {
+        tool_gpu_mark(g, 0);
+        tool_gpu_graph_launch(g);
+        tool_gpu_mark(g, 1);
+        if (it >= 0) v[it] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3 / BENCH_SETS;
+      }
+      tool_gpu_clocks_stop(g, &clk);
+      tool_gpu_graph_release(g);
+      us = median(v, iters);
+      lo = v[0];
+      for (int j = 1; j < iters; j++) lo = v[j] < lo ? v[j] : lo;
+      graphed = 1;
+    } else {
+      fprintf(stderr, "CUDA graph capture failed: %s\n", moert_last_error());
+    }
     free(v);
     const double floor_bw = bytes / (bw * 1e9) * 1e6;
     const double floor_c = o->dense_tflops > 0 ? (flops + shared_flops) / (o->dense_tflops * 1e6) : 0;
@@ -918,18 +948,21 @@ static void bench_prefill(const options *o) {
     char text[512], json[1536];
     snprintf(text, sizeof text,
              "  T=%-6u %9.1f us  %6.1f TFLOP/s  floor %8.1f us (bandwidth %8.1f, compute %8.1f)  "
-             "ratio %5.2f  %u experts\n", T, us, tflops, floor_us, floor_bw, floor_c,
-             us / floor_us, touched);
+             "ratio %5.2f  %u experts  | per call %8.1f us\n", T, us, tflops, floor_us, floor_bw,
+             floor_c, us / floor_us, touched, stream_us);
     snprintf(json, sizeof json,
              "{\"stage\":\"prefill\",\"model\":\"%s\",\"backend\":\"cuda\",\"T\":%u,"
              "\"us\":%.2f,\"min_us\":%.2f,\"tflops\":%.1f,\"floor_us\":%.2f,"
              "\"floor_bw_us\":%.2f,\"floor_compute_us\":%.2f,\"ratio\":%.3f,"
              "\"copy_gbps\":%.1f,\"dense_tflops\":%.1f,\"flops\":%.0f,\"shared_flops\":%.0f,"
              "\"bytes\":%.0f,\"touched\":%u,\"iters\":%d,\"weight_sets\":%u,"
-             "\"timing\":\"cuda events around moert_moe (device routing), median\","
+             "\"timing\":\"%s\",\"stream_us\":%.2f,"
              "\"prefill_env\":\"%s\",\"device\":\"%s\"",
              m->name, T, us, lo, tflops, floor_us, floor_bw, floor_c, us / floor_us, bw,
              o->dense_tflops, flops, shared_flops, bytes, touched, iters, sets,
+             graphed ? "cuda graph of " BENCH_SETS_STR " layers (device routing), median of replays / " BENCH_SETS_STR
+                     : "cuda events around moert_moe (device routing), median (graph failed)",
+             stream_us,
              getenv("MOERT_CUDA_PREFILL") ? getenv("MOERT_CUDA_PREFILL") : "auto",
              tool_gpu_name(g));
     clocks_json(&clk, json, sizeof json);

@@ -5,7 +5,8 @@
 # (the GPU machine), for each model named ($TRITON_MODELS, else the arguments after DEFAULT_T,
 # else qwen3-30b-a3b) at its own T list after a colon, else $TRITON_T or DEFAULT_T, each model
 # under $TRITON_TIMEOUT (300 s); elsewhere that file says why it did not run.  Its stderr goes
-# to LOGS/triton.err.
+# to LOGS/triton.err.  The peer routes `moert bench`'s logits of its default seed (its
+# --moert-seed 5): the same experts, rows per expert, as moert's line of each T.
 #     triton_merge MOERT_JSONL TRITON_JSONL
 # prints MOERT_JSONL's JSON lines with the peer's time of the same model and T merged in as
 # peer_triton_fused_moe_us and speedup_vs_triton.
@@ -44,6 +45,9 @@ for line in open(sys.argv[1]):
     if t:  # its two GEMM launches alone (routing, alignment, activation and sum not counted)
         r["peer_triton_fused_moe_us"] = t["triton_fused_moe_us"]
         r["speedup_vs_triton"] = round(t["triton_fused_moe_us"] / r["us"], 3)
+        # the experts its batch 0 touched: moert's own count where it routed moert's logits
+        r["peer_triton_touched"] = t.get("touched")
+        r["peer_triton_routing"] = t.get("routing", "random tokens")
     print(json.dumps(r))
 PY
 }

@@ -159,11 +159,48 @@ def reference(x, w1, w2, wts, ids):
     return out
 
 
-def batch(T, E, k, H, wr, dev):
-    """tokens and their routing: x, the top-k weights (renormalised, f32) and ids"""
+def moert_logits(n, seed):
+    """the first n router logits of `moert bench` (tools/moert.c fill_logits: each one
+    unif * 3 + unif * 3 in float, unif = (splitmix64 >> 40) * 2^-23 - 1), as float32 values;
+    its forward and prefill stages use seed = --seed + 4 (5 by default)"""
+    import struct
+    m64 = (1 << 64) - 1
+    f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+    st, out = seed & m64, []
+    for _ in range(n):
+        u = []
+        for _ in range(2):
+            st = (st + 0x9E3779B97F4A7C15) & m64
+            z = st
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+            z ^= z >> 31
+            u.append((z >> 40) * (2.0 / 16777216.0) - 1.0)  # exact in float
+        out.append(f32(f32(u[0] * 3.0) + f32(u[1] * 3.0)))  # each step exact in double
+    return out
+
+
+ROUTING = {"seed": None}  # --moert-seed: route as `moert bench` does
+
+
+def batch(T, E, k, H, wr, dev, i=0):
+    """tokens and their routing: x, the top-k weights (renormalised, f32) and ids.  With
+    --moert-seed, the routing of `moert bench`'s logits (softmax, top-k, renormalised: the
+    same experts and rows per expert as moert's line of this T), its expert ids shifted by
+    i * E / 8 (mod E) in batch i, so each batch reads other experts' weights (nothing from L2
+    of the batch before) in the same amounts; else softmax(x wr) of random x."""
     x = torch.randn(T, H, device=dev, dtype=DT)
-    p = (x.float() @ wr.float().t()).softmax(-1)
+    if ROUTING["seed"] is None:
+        p = (x.float() @ wr.float().t()).softmax(-1)
+    else:
+        key = (T, E)
+        if key not in ROUTING:
+            ROUTING[key] = torch.tensor(moert_logits(T * E, ROUTING["seed"]),
+                                        dtype=torch.float32).view(T, E).to(dev)
+        p = ROUTING[key].softmax(-1)
     wts, ids = p.topk(k, -1)
+    if ROUTING["seed"] is not None:
+        ids = (ids + i * max(1, E // 8)) % E
     return x, (wts / wts.sum(-1, keepdim=True)).float(), ids
 
 
@@ -172,7 +209,7 @@ def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=8):
     each with its own routing, so that a call does not find its experts' weights in L2 from
     the call before (moert's bench rotates weight sets for the same reason)."""
     P = T * k
-    bs = [batch(T, E, k, H, wr, dev) for _ in range(nbatch if sweep else 1)]
+    bs = [batch(T, E, k, H, wr, dev, i) for i in range(nbatch if sweep else 1)]
     wflat = [b[1].flatten().contiguous() for b in bs]
     h1 = torch.empty(P, 2 * I, device=dev, dtype=DT)
     h = torch.empty(P, I, device=dev, dtype=DT)
@@ -223,7 +260,8 @@ def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=8):
     return {"T": T, "triton_fused_moe_us": round(both, 2) if both else None,
             "gemm1_us": round(best["1"][0], 2), "gemm2_us": round(best["2"][0], 2),
             "cfg1": list(c1), "cfg2": list(c2), "relerr": float(f"{relerr:.2e}"),
-            "touched": int(ids.unique().numel())}
+            "touched": int(ids.unique().numel()),
+            "routing": "random tokens" if ROUTING["seed"] is None else f"moert bench seed {ROUTING['seed']}"}
 
 
 def profile(T, E, k, H, I, w1, w2, wr, dev, c1, c2, n):
@@ -232,7 +270,7 @@ def profile(T, E, k, H, I, w1, w2, wr, dev, c1, c2, n):
     h1 = torch.empty(P, 2 * I, device=dev, dtype=DT)
     h = torch.randn(P, I, device=dev, dtype=DT)
     y2 = torch.empty(P, H, device=dev, dtype=DT)
-    bs = [batch(T, E, k, H, wr, dev) for _ in range(n)]
+    bs = [batch(T, E, k, H, wr, dev, i) for i in range(n)]
     al1 = [align(b[2], E, c1[0]) for b in bs]
     al2 = [align(b[2], E, c2[0]) for b in bs]
     torch.cuda.synchronize()
@@ -253,10 +291,15 @@ def main():
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="with --cfg1/--cfg2: launch each GEMM N times plainly, no graph and no "
                          "timing (for ncu -k regex:moe_gemm)")
+    ap.add_argument("--moert-seed", type=int, default=5, metavar="S",
+                    help="route `moert bench`'s logits of seed S (its --seed + 4; 5 by default), "
+                         "so both read the same experts in the same amounts; -1: the routing of "
+                         "random tokens instead (the peer's way up to decode-s21)")
     ap.add_argument("--check", action="store_true",
                     help="a small shape, one block shape, no timing (TRITON_INTERPRET=1 on a CPU)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    ROUTING["seed"] = args.moert_seed if args.moert_seed >= 0 and not args.check else None
     global DT
     if args.check:
         interp = bool(os.environ.get("TRITON_INTERPRET"))
