@@ -88,9 +88,6 @@
 #define MOERT_BN 256
 #endif
 #endif
-#ifndef MOERT_PF
-#define MOERT_PF 0 /* an experiment: the weight boxes asked of L2 in groups (tma_prefetch_b) */
-#endif
 #ifndef MOERT_STAGES
 #define MOERT_STAGES 4
 #endif
@@ -269,17 +266,6 @@ static __device__ __forceinline__ void tma_load_b(unsigned int dst, const moert_
   for (int hb = 0; hb < MOERT_BN / MOERT_BOX_ROWS; hb++)
     tma_load_w(dst + hb * MOERT_BOX_ROWS * 128, map, c0, c1 + hb * MOERT_BOX_ROWS, bar, evict);
 #endif
-}
-/* MOERT_PF = G (an experiment, 0 = off): at every G-th K step of an item the producer asks L2
- * for the weight boxes G to 2G - 1 steps ahead, so that G x 128 bytes of each weight row are
- * requested from DRAM together (the loads find them in L2 later) */
-static __device__ __forceinline__ void tma_prefetch_b(const moert_tmap *map, int c0, int c1) {
-#pragma unroll
-  for (int hb = 0; hb < MOERT_BN / MOERT_BOX_ROWS; hb++)
-    asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
-                     (unsigned long long)map),
-                 "r"(c0), "r"(c1 + hb * MOERT_BOX_ROWS)
-                 : "memory");
 }
 static __device__ __forceinline__ void tma_prefetch_map(const moert_tmap *map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((unsigned long long)map) : "memory");
@@ -870,15 +856,6 @@ moert_prefill_gemm(const __grid_constant__ moert_tmap a_map, const moert_tmap *b
           mbar_expect_tx(full, NB * B_BYTES + (MOERT_A_TMA ? A_BYTES : 0));
           tma_load_b(sb, map0, k0, n0, full, w_evict);
           if (NB == 2) tma_load_b(sb + B_BYTES, map1, k0, n0, full, w_evict);
-#endif
-#if MOERT_PF
-          if ((kt - kb) % MOERT_PF == 0)
-            for (int j = 0; j < MOERT_PF; j++) {
-              const int kp = kt + MOERT_PF + j;
-              if (kp >= ke) break;
-              tma_prefetch_b(map0, kp * BK, n0);
-              if (NB == 2) tma_prefetch_b(map1, kp * BK, n0);
-            }
 #endif
           if (MOERT_A_TMA) tma_load_2d(sa, &a_map, k0, row0, full);
         }

@@ -275,10 +275,6 @@ void moert_prefill_make_request(const moert_prefill_config *c, moert_prefill_req
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_KSPLIT=1");
     if (c->box_rows > 0 && c->box_rows < c->bn)
       snprintf(out->text[n++], sizeof out->text[0], "MOERT_BOX_ROWS=%d", c->box_rows);
-    /* an experiment (s22): MOERT_PREFILL_PF = G, the weight boxes asked of L2 G at a time */
-    const char *pf = getenv("MOERT_PREFILL_PF");
-    if (pf && atoi(pf) > 0 && atoi(pf) <= 16)
-      snprintf(out->text[n++], sizeof out->text[0], "MOERT_PF=%d", atoi(pf));
   } else
     snprintf(out->text[n++], sizeof out->text[0], "MOERT_BK=%d", c->bk);
   for (int i = 0; i < n; i++) out->req.defines[i] = out->text[i];
