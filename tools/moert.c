@@ -680,6 +680,28 @@ static int bench_graph_step(void *ctx) {
   return 0;
 }
 
+/* Captures bg's BENCH_SETS layers in a CUDA graph and times `warm` + iters replays, the card's
+ * clocks sampled meanwhile: v[i] = replay i's time / BENCH_SETS (us).  0 on success; on a
+ * failed capture -1 with a line on stderr and v, clk untouched. */
+static int bench_graph_time(tool_gpu *g, bench_graph *bg, int warm, int iters, double *v,
+                            tool_gpu_clocks *clk) {
+  if (tool_gpu_graph_capture(g, bench_graph_step, bg) != 0) {
+    fprintf(stderr, "CUDA graph capture failed: %s\n", moert_last_error());
+    return -1;
+  }
+  tool_gpu_clocks_start(g);
+  for (int it = -warm; it < iters; it++) {
+    tool_gpu_mark(g, 0);
+    tool_gpu_graph_launch(g);
+    tool_gpu_mark(g, 1);
+    const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3 / BENCH_SETS;
+    if (it >= 0) v[it] = us;
+  }
+  tool_gpu_clocks_stop(g, clk);
+  tool_gpu_graph_release(g);
+  return 0;
+}
+
 static void bench_forward(const options *o) {
   const model *m = o->m;
   tool_gpu *g;
@@ -767,21 +789,7 @@ static void bench_forward(const options *o) {
       for (int j = 0; j < BENCH_SETS; j++)
         bg.fa[j] = (moert_forward_args){sizeof bg.fa[j], lw[j].experts, MOERT_MEMORY_DEVICE, dx,
                                         0, dy, 0, 0};
-      if (tool_gpu_graph_capture(g, bench_graph_step, &bg) == 0) {
-        tool_gpu_clocks_start(g);
-        for (int it = -3; it < iters; it++) {
-          tool_gpu_mark(g, 0);
-          tool_gpu_graph_launch(g);
-          tool_gpu_mark(g, 1);
-          const double us = tool_gpu_elapsed_ms(g, 0, 1) * 1e3 / BENCH_SETS;
-          if (it >= 0) v[it] = us;
-        }
-        tool_gpu_clocks_stop(g, &clk);
-        graph_us = median(v, iters);
-        tool_gpu_graph_release(g);
-      } else {
-        fprintf(stderr, "CUDA graph capture failed: %s\n", moert_last_error());
-      }
+      if (bench_graph_time(g, &bg, 3, iters, v, &clk) == 0) graph_us = median(v, iters);
     }
     free(v);
     const double us = cuda && graph_us > 0 ? graph_us : stream_us;
@@ -923,22 +931,11 @@ static void bench_prefill(const options *o) {
     tool_gpu_clocks clk;
     memset(&clk, 0, sizeof clk);
     int graphed = 0;
-    if (tool_gpu_graph_capture(g, bench_graph_step, &bg) == 0) {
-      tool_gpu_clocks_start(g);
-      for (int it = -2; it < iters; it++) {
-        tool_gpu_mark(g, 0);
-        tool_gpu_graph_launch(g);
-        tool_gpu_mark(g, 1);
-        if (it >= 0) v[it] = tool_gpu_elapsed_ms(g, 0, 1) * 1e3 / BENCH_SETS;
-      }
-      tool_gpu_clocks_stop(g, &clk);
-      tool_gpu_graph_release(g);
+    if (bench_graph_time(g, &bg, 2, iters, v, &clk) == 0) {
       us = median(v, iters);
       lo = v[0];
       for (int j = 1; j < iters; j++) lo = v[j] < lo ? v[j] : lo;
       graphed = 1;
-    } else {
-      fprintf(stderr, "CUDA graph capture failed: %s\n", moert_last_error());
     }
     free(v);
     const double floor_bw = bytes / (bw * 1e9) * 1e6;
