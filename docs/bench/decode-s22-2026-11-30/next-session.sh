@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# For the twenty-third session's first device call (written at the end of the twenty-second).
+# Build main into build-gpu here (apt-get install -y check first, or the GPU suites are not
+# built; cmake --build build-gpu -j2; tools/build-trace.sh build-gpu), copy
+# ../shared/peers/torch_peers.py into .device/, carry ["build-gpu", ".device"], run this
+# (about 5 minutes).
+# 1. 71fccad (the forward and prefill stages share bench_graph_time) never ran on a GPU: the
+#    forward and prefill lines of a few sizes, expected as call 3's (graph us below stream_us
+#    at T=1024 prefill; forward T=8 ~120, T=512 ~315 us).
+# 2. Where moert's layer kernel reads 1-2 % more DRAM bytes than the Triton GEMMs at the same
+#    routing (decode-log v23 call 5: 1.11 against 1.086 GB at Qwen3-30B-A3B T=32): ncu's memory
+#    tables of one layer-kernel launch (L2 misses by source: the weight maps, the gathered A,
+#    h), and the same for Mixtral-8x7B T=8.
+# 3. The GPU suites on the final tree (the kernels are s21's; only tools changed since).
+set -u; t0=$(date +%s); . tools/device-env.sh; B=build-gpu
+$B/moert bench --backend cuda --stage forward --model qwen3-30b-a3b --tokens 8,512 --json > $OUT/fwd.jsonl 2>&1
+$B/moert bench --backend cuda --stage prefill --model qwen3-30b-a3b --tokens 1024,2048 --json > $OUT/pre.jsonl 2>&1
+cut -c1-400 $OUT/fwd.jsonl $OUT/pre.jsonl
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+for mt in qwen3-30b-a3b:32 mixtral-8x7b:8; do m=${mt%:*}; T=${mt#*:}
+  timeout 200 $NCU --cache-control none --clock-control none --section MemoryWorkloadAnalysis_Tables \
+    --section MemoryWorkloadAnalysis --section SpeedOfLight -k regex:moert_prefill --launch-skip 20 --launch-count 1 \
+    $B/moert bench --backend cuda --stage forward --model $m --tokens $T --iters 5 > $OUT/ncu-mem-$m-t$T.txt 2>&1
+  echo "== $m T=$T rc=$? $(( $(date +%s) - t0 )) s"
+  grep -E "dram__|DRAM|L2 Hit|Sectors|Requests" $OUT/ncu-mem-$m-t$T.txt | sed -E "s/ +/ /g" | head -30
+done
+run prefill 240 $B/tests/test_gpu_prefill
+run forward 280 $B/tests/test_gpu_forward
+echo "total $(( $(date +%s) - t0 )) s"
