@@ -3,7 +3,7 @@
 # Build main into build-gpu here (apt-get install -y check first, or the GPU suites are not
 # built; cmake --build build-gpu -j2; tools/build-trace.sh build-gpu), copy
 # ../shared/peers/torch_peers.py into .device/, carry ["build-gpu", ".device"], run this
-# (about 5 minutes).
+# (about 8 minutes).
 # 1. 71fccad (the forward and prefill stages share bench_graph_time) never ran on a GPU: the
 #    forward and prefill lines of a few sizes, expected as call 3's (graph us below stream_us
 #    at T=1024 prefill; forward T=8 ~120, T=512 ~315 us).
@@ -12,6 +12,11 @@
 #    tables of one layer-kernel launch (L2 misses by source: the weight maps, the gathered A,
 #    h), and the same for Mixtral-8x7B T=8.
 # 3. The GPU suites on the final tree (the kernels are s21's; only tools changed since).
+# 4. At T=1024 (64 rows an expert, 128-row tiles) the down GEMM streams at 3.6 TB/s against the
+#    gate/up GEMM's 3.9 and starts only when the gate/up GEMM ends (call 2's timeline); the early
+#    launch of 64-row tiles (T=512: the down GEMM's CTAs take the SMs the gate/up GEMM frees)
+#    was measured as no gain for 128-row tiles in v12, before the M skip and the 192-row tiles:
+#    A/B two rounds, default / MOERT_PREFILL_EARLY=1, prefill T=1024 and 2048.
 set -u; t0=$(date +%s); . tools/device-env.sh; B=build-gpu
 $B/moert bench --backend cuda --stage forward --model qwen3-30b-a3b --tokens 8,512 --json > $OUT/fwd.jsonl 2>&1
 $B/moert bench --backend cuda --stage prefill --model qwen3-30b-a3b --tokens 1024,2048 --json > $OUT/pre.jsonl 2>&1
@@ -26,4 +31,10 @@ for mt in qwen3-30b-a3b:32 mixtral-8x7b:8; do m=${mt%:*}; T=${mt#*:}
 done
 run prefill 240 $B/tests/test_gpu_prefill
 run forward 280 $B/tests/test_gpu_forward
+export AB_TIMEOUT=90
+for r in 1 2; do
+  ab default prefill qwen3-30b-a3b 1024,2048
+  ab early prefill qwen3-30b-a3b 1024,2048 MOERT_PREFILL_EARLY=1
+done
+python3 tools/ab-table.py $OUT/ab.jsonl 2>&1 | tail -12
 echo "total $(( $(date +%s) - t0 )) s"
