@@ -255,7 +255,8 @@ static int watch_load(tool_gpu *g) {
   return 0;
 }
 
-/* the power draw in milliwatts: the instant field, else the averaged reading; NVML's status (0: read) */
+/* the power draw in milliwatts: the instant field, else the averaged reading; returns NVML's
+ * status (0: read) */
 static int watch_power(clock_watch *w, unsigned *mw) {
   if (w->GetFieldValues) {
     nvml_field f;

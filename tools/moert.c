@@ -957,7 +957,8 @@ static void bench_prefill(const options *o) {
              "\"prefill_env\":\"%s\",\"device\":\"%s\"",
              m->name, T, us, lo, tflops, floor_us, floor_bw, floor_c, us / floor_us, bw,
              o->dense_tflops, flops, shared_flops, bytes, touched, iters, sets,
-             graphed ? "cuda graph of " BENCH_SETS_STR " layers (device routing), median of replays / " BENCH_SETS_STR
+             graphed ? "cuda graph of " BENCH_SETS_STR " layers (device routing), median of replays / "
+                       BENCH_SETS_STR
                      : "cuda events around moert_moe (device routing), median (graph failed)",
              stream_us,
              getenv("MOERT_CUDA_PREFILL") ? getenv("MOERT_CUDA_PREFILL") : "auto",
