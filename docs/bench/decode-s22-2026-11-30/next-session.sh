@@ -17,6 +17,9 @@
 #    launch of 64-row tiles (T=512: the down GEMM's CTAs take the SMs the gate/up GEMM frees)
 #    was measured as no gain for 128-row tiles in v12, before the M skip and the 192-row tiles:
 #    A/B two rounds, default / MOERT_PREFILL_EARLY=1, prefill T=1024 and 2048.
+# 5. Call 2's timeline summaries give the layer's start-to-start time well above its span from
+#    T=2048 (399.8 against 390.8 us) and T=4096 (676.5 against 627.7): the gaps between the
+#    graph's layers, from the raw CSV (kept this time).
 set -u; t0=$(date +%s); . tools/device-env.sh; B=build-gpu
 $B/moert bench --backend cuda --stage forward --model qwen3-30b-a3b --tokens 8,512 --json > $OUT/fwd.jsonl 2>&1
 $B/moert bench --backend cuda --stage prefill --model qwen3-30b-a3b --tokens 1024,2048 --json > $OUT/pre.jsonl 2>&1
@@ -31,6 +34,16 @@ for mt in qwen3-30b-a3b:32 mixtral-8x7b:8; do m=${mt%:*}; T=${mt#*:}
 done
 run prefill 240 $B/tests/test_gpu_prefill
 run forward 280 $B/tests/test_gpu_forward
+trace q30-t4096 qwen3-30b-a3b 4096 | tail -9
+python3 - /tmp/trace-q30-t4096.csv > $OUT/gaps-t4096.txt <<'PY'
+import csv, sys
+rows = sorted((int(r[0]), int(r[1]), int(r[3]), r[8]) for r in csv.reader(l for l in open(sys.argv[1]) if not l.startswith('#')) if r[0] != 'start_ns' and r[8].startswith('moert_'))
+rows = [r for r in rows if r[2]]  # graph launches
+for a, b in zip(rows, rows[1:]):
+    if b[3].startswith('moert_route'):
+        print('gap before %s: %.2f us after %s' % (b[3], (b[0] - a[1]) / 1e3, a[3]))
+PY
+sort $OUT/gaps-t4096.txt | uniq -c | sort -rn | head; tar cf $OUT/trace-t4096.tar -C /tmp trace-q30-t4096.csv
 export AB_TIMEOUT=90
 for r in 1 2; do
   ab default prefill qwen3-30b-a3b 1024,2048
