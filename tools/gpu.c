@@ -215,6 +215,16 @@ void tool_gpu_graph_release(tool_gpu *g) {
 
 /* ---- the NVML clock sampler ---- */
 
+/* NVML's instant power field in milliwatts; 0 when read */
+static int instant_power(clock_watch *w, unsigned *mw) {
+  nvml_field f;
+  memset(&f, 0, sizeof f);
+  f.field_id = NVML_FI_DEV_POWER_INSTANT;
+  if (w->GetFieldValues(w->dev, 1, &f) != 0 || f.ret != 0) return -1;
+  *mw = f.value.ui;
+  return 0;
+}
+
 /* loads NVML once and finds the tool's device by its PCI bus id; 0 when usable */
 static int watch_load(tool_gpu *g) {
   clock_watch *w = &g->watch;
@@ -246,27 +256,15 @@ static int watch_load(tool_gpu *g) {
    * average over about a second on Hopper, so it lags a load of a few hundred milliseconds (an
    * H200 at its 700 W cap: the average 316 W, the instant field 752; decode-s22 call 2) */
   *(void **)&w->GetFieldValues = dlsym(lib, "nvmlDeviceGetFieldValues");
-  if (w->GetFieldValues) {
-    nvml_field f;
-    memset(&f, 0, sizeof f);
-    f.field_id = NVML_FI_DEV_POWER_INSTANT;
-    if (w->GetFieldValues(w->dev, 1, &f) != 0 || f.ret != 0) w->GetFieldValues = NULL;
-  }
+  unsigned mw;
+  if (w->GetFieldValues && instant_power(w, &mw) != 0) w->GetFieldValues = NULL;
   return 0;
 }
 
 /* the power draw in milliwatts: the instant field, else the averaged reading; returns NVML's
  * status (0: read) */
 static int watch_power(clock_watch *w, unsigned *mw) {
-  if (w->GetFieldValues) {
-    nvml_field f;
-    memset(&f, 0, sizeof f);
-    f.field_id = NVML_FI_DEV_POWER_INSTANT;
-    if (w->GetFieldValues(w->dev, 1, &f) == 0 && f.ret == 0) {
-      *mw = f.value.ui;
-      return 0;
-    }
-  }
+  if (w->GetFieldValues && instant_power(w, mw) == 0) return 0;
   return w->GetPowerUsage(w->dev, mw);
 }
 

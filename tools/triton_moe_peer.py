@@ -180,31 +180,32 @@ def moert_logits(n, seed):
     return out
 
 
-ROUTING = {"seed": None}  # --moert-seed: route as `moert bench` does
+MOERT_SEED = None  # --moert-seed: route as `moert bench` does (None: random tokens)
+LOGITS = {}  # (T, E): moert_logits of MOERT_SEED on the device
+NBATCH = 8  # batches a timed graph cycles through (run_t)
 
 
 def batch(T, E, k, H, wr, dev, i=0):
     """tokens and their routing: x, the top-k weights (renormalised, f32) and ids.  With
     --moert-seed, the routing of `moert bench`'s logits (softmax, top-k, renormalised: the
     same experts and rows per expert as moert's line of this T), its expert ids shifted by
-    i * E / 8 (mod E) in batch i, so each batch reads other experts' weights (nothing from L2
+    i * E / NBATCH (mod E) in batch i, so each batch reads other experts' weights (nothing from L2
     of the batch before) in the same amounts; else softmax(x wr) of random x."""
     x = torch.randn(T, H, device=dev, dtype=DT)
-    if ROUTING["seed"] is None:
+    if MOERT_SEED is None:
         p = (x.float() @ wr.float().t()).softmax(-1)
     else:
-        key = (T, E)
-        if key not in ROUTING:
-            ROUTING[key] = torch.tensor(moert_logits(T * E, ROUTING["seed"]),
+        if (T, E) not in LOGITS:
+            LOGITS[T, E] = torch.tensor(moert_logits(T * E, MOERT_SEED),
                                         dtype=torch.float32).view(T, E).to(dev)
-        p = ROUTING[key].softmax(-1)
+        p = LOGITS[T, E].softmax(-1)
     wts, ids = p.topk(k, -1)
-    if ROUTING["seed"] is not None:
-        ids = (ids + i * max(1, E // 8)) % E
+    if MOERT_SEED is not None:
+        ids = (ids + i * max(1, E // NBATCH)) % E
     return x, (wts / wts.sum(-1, keepdim=True)).float(), ids
 
 
-def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=8):
+def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=NBATCH):
     """Times (sweep) and checks one T.  The graph cycles through nbatch batches of tokens,
     each with its own routing, so that a call does not find its experts' weights in L2 from
     the call before (moert's bench rotates weight sets for the same reason)."""
@@ -261,7 +262,7 @@ def run_t(T, E, k, H, I, w1, w2, wr, dev, sweep=True, cfg_fixed=None, nbatch=8):
             "gemm1_us": round(best["1"][0], 2), "gemm2_us": round(best["2"][0], 2),
             "cfg1": list(c1), "cfg2": list(c2), "relerr": float(f"{relerr:.2e}"),
             "touched": int(ids.unique().numel()),
-            "routing": "random tokens" if ROUTING["seed"] is None else f"moert bench seed {ROUTING['seed']}"}
+            "routing": "random tokens" if MOERT_SEED is None else f"moert bench seed {MOERT_SEED}"}
 
 
 def profile(T, E, k, H, I, w1, w2, wr, dev, c1, c2, n):
@@ -299,7 +300,8 @@ def main():
                     help="a small shape, one block shape, no timing (TRITON_INTERPRET=1 on a CPU)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    ROUTING["seed"] = args.moert_seed if args.moert_seed >= 0 and not args.check else None
+    global MOERT_SEED
+    MOERT_SEED = args.moert_seed if args.moert_seed >= 0 and not args.check else None
     global DT
     if args.check:
         interp = bool(os.environ.get("TRITON_INTERPRET"))
